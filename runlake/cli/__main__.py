@@ -1,0 +1,5 @@
+import sys
+
+from runlake.cli import main
+
+sys.exit(main())

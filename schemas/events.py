@@ -1,0 +1,231 @@
+"""The event contract: one typed msgspec struct per event kind.
+
+Every line of a segment is one event encoded as a JSON object tagged by ``kind``. The
+struct definitions below are the single source of truth: the JSON Schema (``runlake
+schema``), the DuckDB column types and the docs are all derived from them.
+
+Envelope (every kind): ``kind``, ``v`` (schema version of that kind), ``run_id``,
+``writer`` (unique per process), ``seq`` (per-writer, gap-free), ``ts`` (wall clock, UTC,
+integer nanoseconds; a float in seconds is accepted on read), ``rank``. Kinds that carry a
+training step have a ``step`` field.
+
+Evolution rules: within a version only additive changes (new optional fields) are allowed,
+so old readers ignore what they do not know (``forbid_unknown_fields`` stays off). A new
+version of a kind registers an upcaster in :mod:`runlake.schemas.versions`.
+
+Metric values: JSON has no NaN/Infinity literal and msgspec writes non-finite floats as
+``null``. The emitter therefore writes non-finite values as the strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"``; readers map those strings (and a bare ``null``) back
+with :func:`runlake.schemas.values.to_float`. Booleans are accepted and read as 1.0 / 0.0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+
+__all__ = [
+    "Alert",
+    "Checkpoint",
+    "Data",
+    "Dataset",
+    "Event",
+    "EVENT_TYPES",
+    "Git",
+    "Heartbeat",
+    "Host",
+    "Log",
+    "Metrics",
+    "MetricValue",
+    "RunEnd",
+    "RunStart",
+    "Sample",
+    "System",
+    "AnyEvent",
+]
+
+MetricValue = Union[float, str, bool, None]
+"""A scalar as it appears on disk: a float, a non-finite token string, a bool, or null."""
+
+Severity = Literal["info", "warning", "critical"]
+RunStatus = Literal["finished", "failed", "killed"]
+
+
+class Event(msgspec.Struct, tag_field="kind", gc=False, omit_defaults=True):
+    """The envelope shared by every kind (see the module docstring)."""
+
+    v: int
+    run_id: str
+    writer: str
+    seq: int
+    ts: int | float
+    rank: int
+
+
+class Git(msgspec.Struct, gc=False, omit_defaults=True):
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool | None = None
+
+
+class Host(msgspec.Struct, gc=False, omit_defaults=True):
+    hostname: str = ""
+    pid: int = 0
+    python: str = ""
+    platform: str = ""
+    cpu_count: int | None = None
+    ram_bytes: int | None = None
+    torch: str | None = None
+    cuda: str | None = None
+    gpus: list[str] = []
+
+
+class RunStart(Event, tag="run_start"):
+    """A writer (process) started writing a run. Every rank writes one."""
+
+    project: str
+    name: str
+    group: str | None = None
+    config: dict[str, Any] = {}
+    tags: list[str] = []
+    git: Git | None = None
+    host: Host | None = None
+    argv: list[str] = []
+    world_size: int = 1
+    local_rank: int = 0
+    attempt: int = 0
+    resumed_from: str | None = None
+    start_step: int = 0
+    total_steps: int | None = None
+    heartbeat_s: float = 30.0
+
+
+class Metrics(Event, tag="metrics"):
+    """Scalars at one step: ``values`` maps key -> float (NaN/Inf kept as tokens)."""
+
+    step: int
+    values: dict[str, MetricValue]
+    epoch: int | None = None
+
+
+class System(Event, tag="system"):
+    """System stats sampled by the emitter; keys are stored under ``sys/`` in metrics."""
+
+    values: dict[str, MetricValue]
+    step: int | None = None
+
+
+class Data(Event, tag="data"):
+    """Data lineage: the items one step consumed.
+
+    ``augment``, ``cache_hit`` and ``load_ms`` are either shared by all items (a single
+    value) or per item (a list aligned with ``items``).
+    """
+
+    items: list[str]
+    split: str = "train"
+    step: int | None = None
+    epoch: int | None = None
+    source: str | None = None
+    dataset: str | None = None
+    augment: dict[str, Any] | list[dict[str, Any] | None] | None = None
+    cache_hit: bool | list[bool | None] | None = None
+    load_ms: float | list[float | None] | None = None
+
+
+class Dataset(Event, tag="dataset"):
+    """A dataset registered by the run."""
+
+    name: str
+    version: str | None = None
+    digest: str | None = None
+    items: int | None = None
+    source: str | None = None
+    split: str | None = None
+    meta: dict[str, Any] = {}
+    step: int | None = None
+
+
+class Checkpoint(Event, tag="checkpoint"):
+    uri: str
+    step: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    metrics: dict[str, MetricValue] = {}
+    tags: list[str] = []
+
+
+class Sample(Event, tag="sample"):
+    """A generated or evaluated sample with its quality scores."""
+
+    name: str
+    scores: dict[str, MetricValue]
+    step: int | None = None
+    uri: str | None = None
+    split: str | None = None
+    item_id: str | None = None
+    meta: dict[str, Any] = {}
+
+
+class Log(Event, tag="log"):
+    level: str
+    message: str
+    levelno: int = 20
+    logger: str = ""
+    step: int | None = None
+
+
+class Alert(Event, tag="alert"):
+    """An alert raised in-process by an online check (``source="online"``) or the user."""
+
+    message: str
+    severity: Severity = "warning"
+    alert: str = "user"
+    key: str | None = None
+    value: MetricValue = None
+    suggestion: str | None = None
+    step: int | None = None
+    source: str = "user"
+
+
+class Heartbeat(Event, tag="heartbeat"):
+    """Liveness and progress, written by the writer thread at an interval."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    steps_per_s: float | None = None
+    eta_s: float | None = None
+    interval_s: float = 30.0
+    events: int = 0
+    dropped: dict[str, int] = {}
+
+
+class RunEnd(Event, tag="run_end"):
+    status: RunStatus
+    exit_reason: str | None = None
+    traceback: str | None = None
+    summary: dict[str, Any] = {}
+    step: int | None = None
+    events: int = 0
+    dropped: dict[str, int] = {}
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    RunStart,
+    Metrics,
+    System,
+    Data,
+    Dataset,
+    Checkpoint,
+    Sample,
+    Log,
+    Alert,
+    Heartbeat,
+    RunEnd,
+)
+
+AnyEvent = Union[
+    RunStart, Metrics, System, Data, Dataset, Checkpoint, Sample, Log, Alert, Heartbeat, RunEnd
+]
+"""The tagged union every segment line decodes into."""

@@ -1,0 +1,210 @@
+"""The segment file format: layout on disk, names, and zstd framing.
+
+This is part of the contract between the emitter (writer) and ingest (reader), so it lives
+with the schemas. It needs only the stdlib and ``zstandard`` (a core dependency).
+
+Durability story
+----------------
+A run is a directory ``<root>/<project>/<run_id>/``; every writing process (one per rank
+and attempt) owns a sub-directory ``<writer>/`` that no other process touches. A writer
+appends to ``<seq>.jsonl.zst.open``. Each flush appends exactly one complete zstd frame
+(content size and content checksum in it) holding whole JSON lines, then fsyncs by policy.
+When the segment reaches its size or age threshold the writer closes it and renames it to
+``<seq>.jsonl.zst`` (sealed): from then on it never changes. Because frames are appended
+whole and each carries a checksum, a reader can always tell three cases apart at the end of
+what it has read: a complete frame (load it), a frame still being written or cut by a crash
+(a *torn tail*: wait for more bytes while the segment is open, report it once sealed), or
+damaged bytes (a *corrupt frame*: report file and offset, then resynchronise on the next
+frame magic so everything after it still loads). The files are plain concatenated zstd
+frames, so ``zstdcat <seq>.jsonl.zst`` shows the events without runlake.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+__all__ = [
+    "FRAME_MAGIC",
+    "FrameSpan",
+    "OPEN_SUFFIX",
+    "SEGMENT_SUFFIX",
+    "check_name",
+    "default_db",
+    "frame_length",
+    "iter_frame_spans",
+    "new_writer_id",
+    "resolve_root",
+    "segment_key",
+    "segment_name",
+    "segment_seq",
+]
+
+FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+SEGMENT_SUFFIX = ".jsonl.zst"
+OPEN_SUFFIX = ".open"
+_SKIPPABLE_LO, _SKIPPABLE_HI = 0x184D2A50, 0x184D2A5F
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}$")
+
+
+def check_name(value: str, what: str) -> str:
+    """Validate a project / run id / writer name used as one path component.
+
+    Names never escape the storage root: no separators, no ``..``, no leading dot, at most
+    128 characters from ``[A-Za-z0-9._+=@-]``.
+
+    Raises:
+        ValueError: naming what was expected and what was received.
+    """
+    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
+        raise ValueError(
+            f"invalid {what} {value!r}: expected 1-128 characters from letters, digits and "
+            f"'._+=@-', starting with a letter or digit, without '..' (it names a folder "
+            f"under the storage root)"
+        )
+    return value
+
+
+def new_writer_id(rank: int, attempt: int) -> str:
+    """A writer id unique per process: rank, attempt and a random suffix."""
+    return f"r{rank:04d}-a{attempt:03d}-{secrets.token_hex(4)}"
+
+
+def segment_name(seq: int, *, sealed: bool) -> str:
+    name = f"{seq:06d}{SEGMENT_SUFFIX}"
+    return name if sealed else name + OPEN_SUFFIX
+
+
+def segment_seq(name: str) -> int | None:
+    """The sequence number of a segment file name, or None if it is not a segment."""
+    base = name[: -len(OPEN_SUFFIX)] if name.endswith(OPEN_SUFFIX) else name
+    if not base.endswith(SEGMENT_SUFFIX):
+        return None
+    stem = base[: -len(SEGMENT_SUFFIX)]
+    return int(stem) if stem.isdigit() else None
+
+
+def segment_key(path: Path, root: Path) -> str:
+    """The stable ledger key of a segment: its sealed path relative to the root, '/'-joined.
+
+    An open segment and the same segment after sealing share one key, so bytes consumed
+    before the rename are never read twice.
+    """
+    rel = path.relative_to(root).as_posix()
+    return rel[: -len(OPEN_SUFFIX)] if rel.endswith(OPEN_SUFFIX) else rel
+
+
+def frame_length(buf: bytes | memoryview, offset: int) -> int | None:
+    """Length in bytes of the zstd frame (or skippable frame) starting at ``offset``.
+
+    Walks the frame header and block headers only; nothing is decompressed.
+
+    Returns:
+        The frame's total length, or None when ``buf`` ends before the frame does (a torn
+        tail, or a frame still being written).
+
+    Raises:
+        ValueError: the bytes at ``offset`` are not a zstd frame.
+    """
+    n = len(buf)
+    if offset + 4 > n:
+        return None
+    magic = int.from_bytes(buf[offset : offset + 4], "little")
+    if _SKIPPABLE_LO <= magic <= _SKIPPABLE_HI:
+        if offset + 8 > n:
+            return None
+        size = 8 + int.from_bytes(buf[offset + 4 : offset + 8], "little")
+        return size if offset + size <= n else None
+    if magic != 0xFD2FB528:
+        raise ValueError(f"no zstd frame magic at offset {offset}")
+    pos = offset + 4
+    if pos >= n:
+        return None
+    fhd = buf[pos]
+    pos += 1
+    fcs_flag = fhd >> 6
+    single_segment = (fhd >> 5) & 1
+    if (fhd >> 3) & 1:
+        raise ValueError(f"reserved bit set in zstd frame header at offset {offset}")
+    has_checksum = (fhd >> 2) & 1
+    did_size = (0, 1, 2, 4)[fhd & 3]
+    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    pos += (0 if single_segment else 1) + did_size + fcs_size
+    while True:
+        if pos + 3 > n:
+            return None
+        header = int.from_bytes(buf[pos : pos + 3], "little")
+        pos += 3
+        last = header & 1
+        block_type = (header >> 1) & 3
+        size = header >> 3
+        if block_type == 3:
+            raise ValueError(f"reserved block type in zstd frame at offset {offset}")
+        pos += 1 if block_type == 1 else size
+        if pos > n:
+            return None
+        if last:
+            break
+    pos += 4 if has_checksum else 0
+    return pos - offset if pos <= n else None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSpan:
+    """One piece of a segment: a whole frame, a torn tail, or damaged bytes."""
+
+    offset: int
+    end: int
+    status: str  # "frame" | "torn" | "garbage"
+    reason: str = ""
+
+
+def iter_frame_spans(
+    buf: bytes | memoryview, offset: int = 0, *, sealed: bool = False
+) -> Iterator[FrameSpan]:
+    """Split ``buf[offset:]`` into frame spans without decompressing.
+
+    Yields ``frame`` spans for complete frames, ``garbage`` spans for bytes that are not a
+    frame (followed by a resync on the next magic), and finally at most one ``torn`` span
+    for an incomplete frame at the end. In a sealed segment nothing more will come, so an
+    incomplete frame followed by another magic is garbage and reading resumes there.
+    """
+    n = len(buf)
+    view = bytes(buf) if isinstance(buf, memoryview) else buf
+    pos = offset
+    while pos < n:
+        try:
+            length = frame_length(buf, pos)
+        except ValueError as exc:
+            nxt = view.find(FRAME_MAGIC, pos + 1)
+            end = n if nxt < 0 else nxt
+            yield FrameSpan(pos, end, "garbage", str(exc))
+            pos = end
+            continue
+        if length is None:
+            nxt = view.find(FRAME_MAGIC, pos + 1) if sealed else -1
+            if nxt < 0:
+                yield FrameSpan(pos, n, "torn", "incomplete zstd frame at end of file")
+                return
+            yield FrameSpan(pos, nxt, "garbage", "incomplete zstd frame before another frame")
+            pos = nxt
+            continue
+        yield FrameSpan(pos, pos + length, "frame")
+        pos += length
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """The storage root: ``root`` if given, else ``$RUNLAKE_DIR``, else ``./runlake``."""
+    import os
+
+    if root is None:
+        root = os.environ.get("RUNLAKE_DIR") or "runlake"
+    return Path(root).expanduser()
+
+
+def default_db(root: str | Path | None = None) -> Path:
+    """The default store file: ``<root>/runlake.duckdb``."""
+    return resolve_root(root) / "runlake.duckdb"
