@@ -126,8 +126,9 @@ def decode_lines(buf: bytes) -> tuple[list[Event], list[LineProblem]]:
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
     else:
+        current = CURRENT_VERSIONS
         for ev in events:
-            if ev.v != 1 and ev.v != CURRENT_VERSIONS[ev.__struct_config__.tag]:
+            if ev.v != current[ev.__struct_config__.tag]:
                 break
         else:
             return events, []
