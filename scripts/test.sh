@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up (first time) and run the whole test suite, browser tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # Debian's chromium drives the real-browser tests of the dashboard and the report.
+  apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "warning: could not install chromium; browser tests will be skipped" >&2
+fi
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest "$@"
