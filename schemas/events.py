@@ -27,22 +27,22 @@ import msgspec
 
 __all__ = [
     "Alert",
+    "AnyEvent",
     "Checkpoint",
     "Data",
     "Dataset",
-    "Event",
     "EVENT_TYPES",
+    "Event",
     "Git",
     "Heartbeat",
     "Host",
     "Log",
-    "Metrics",
     "MetricValue",
+    "Metrics",
     "RunEnd",
     "RunStart",
     "Sample",
     "System",
-    "AnyEvent",
 ]
 
 MetricValue = Union[float, str, bool, None]
