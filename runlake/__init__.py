@@ -2,4 +2,109 @@
 
 ``import runlake`` stays light: it imports the emitter only (msgspec, zstandard). The
 store (duckdb), analysis (polars) and dashboard (streamlit) load on first use.
+
+Example::
+
+    import runlake
+
+    with runlake.init(project="mnist", config={"lr": 3e-4}) as run:
+        for step in range(1000):
+            run.log({"train/loss": loss, "lr": lr})
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from runlake.emitter import lifecycle as _lifecycle
+from runlake.emitter.initializer import init
+from runlake.emitter.run import Run
+from runlake.schemas.errors import (
+    ConfigError,
+    EventValueError,
+    QueryError,
+    RootError,
+    RunlakeError,
+    RunNotFoundError,
+    RunStateError,
+    StoreBusyError,
+    StoreError,
+)
+
+__all__ = [
+    "ConfigError",
+    "EventValueError",
+    "QueryError",
+    "RootError",
+    "Run",
+    "RunNotFoundError",
+    "RunStateError",
+    "RunlakeError",
+    "StoreBusyError",
+    "StoreError",
+    "alert",
+    "connect",
+    "current_run",
+    "finish",
+    "init",
+    "log",
+    "log_checkpoint",
+    "log_data",
+]
+
+__version__ = "0.1.0"
+
+
+def current_run() -> Run | None:
+    """The most recently started run of this process that is still live, or None."""
+    return _lifecycle.current()
+
+
+def _current(what: str) -> Run:
+    run = _lifecycle.current()
+    if run is None:
+        raise RunStateError(f"runlake.{what}() needs a live run: call runlake.init() first")
+    return run
+
+
+def log(metrics: Mapping[str, Any], step: int | None = None, *, epoch: int | None = None) -> None:
+    """``current_run().log(...)``. Raises RunStateError when no run is live."""
+    _current("log").log(metrics, step, epoch=epoch)
+
+
+def log_data(items: Any, **kwargs: Any) -> None:
+    """``current_run().log_data(...)``. Raises RunStateError when no run is live."""
+    _current("log_data").log_data(items, **kwargs)
+
+
+def log_checkpoint(uri: Any, **kwargs: Any) -> None:
+    """``current_run().log_checkpoint(...)``. Raises RunStateError when no run is live."""
+    _current("log_checkpoint").log_checkpoint(uri, **kwargs)
+
+
+def alert(message: str, **kwargs: Any) -> None:
+    """``current_run().alert(...)``. Raises RunStateError when no run is live."""
+    _current("alert").alert(message, **kwargs)
+
+
+def finish(status: str = "finished", **kwargs: Any) -> None:
+    """Finish the current run (no-op when none is live)."""
+    run = _lifecycle.current()
+    if run is not None:
+        run.finish(status, **kwargs)
+
+
+def connect(db: str | Path | None = None, *, root: str | Path | None = None):
+    """A read-only DuckDB connection to the store (imports duckdb on first use).
+
+    Args:
+        db: the store file (default ``<root>/runlake.duckdb``).
+        root: the storage root (default ``$RUNLAKE_DIR``, else ``./runlake``).
+
+    Raises:
+        StoreError: there is no store yet (run ``runlake ingest``).
+    """
+    from runlake.ingest.store import connect as _connect
+
+    return _connect(db, read_only=True, root=root)

@@ -1,0 +1,223 @@
+"""``runlake.init``: validate the setup once, then start a run and its writer thread.
+
+Everything that can be wrong with the setup - an unwritable root, a name that would escape
+it, a config that is not JSON, an unknown option - fails here with a clear error, before
+training starts. After ``init()`` returns, emitter problems never raise into training
+(they become warnings and counted drops).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from runlake.emitter import lifecycle
+from runlake.emitter.checks import OnlineChecks
+from runlake.emitter.console import Progress, console_interval
+from runlake.emitter.environment import git_info, host_info, new_run_id, ranks, run_id_from_env
+from runlake.emitter.resume import ResumePoint, find_latest_run, resume_point
+from runlake.emitter.run import FLUSH_AT, Run
+from runlake.emitter.sink import FSYNC_POLICIES, FileSink, active_capture
+from runlake.emitter.system import SystemSampler
+from runlake.emitter.values import jsonable, truncate
+from runlake.emitter.writer import Periodic, Writer
+from runlake.schemas.errors import ConfigError, RootError, RunNotFoundError
+from runlake.schemas.events import RunStart
+from runlake.schemas.segments import check_name, new_writer_id, resolve_root
+
+__all__ = ["init"]
+
+
+def _name(value: Any, what: str) -> str:
+    try:
+        return check_name(value, what)
+    except ValueError as exc:
+        raise RootError(str(exc)) from None
+
+
+def _positive(value: Any, what: str, *, allow_zero: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number of seconds, got {value!r}") from None
+    if not (x > 0 or (allow_zero and x == 0)):
+        raise ConfigError(f"{what} must be > 0, got {value!r}")
+    return x
+
+
+def _check_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RootError(
+            f"cannot create the storage root {root}: {exc.strerror or exc}; pass root= or set "
+            f"RUNLAKE_DIR to a writable directory"
+        ) from None
+    if not root.is_dir():
+        raise RootError(f"storage root {root} exists but is not a directory; pass another root=")
+    probe = root / f".runlake-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RootError(
+            f"storage root {root} is not writable ({exc.strerror or exc}); pass root= or set "
+            f"RUNLAKE_DIR to a writable directory"
+        ) from None
+
+
+def init(
+    project: str = "default",
+    name: str | None = None,
+    *,
+    config: Mapping[str, Any] | Any = None,
+    tags: Iterable[str] = (),
+    group: str | None = None,
+    root: str | os.PathLike | None = None,
+    run_id: str | None = None,
+    resume: bool | str = False,
+    flush_interval: float = 1.0,
+    strict: bool = True,
+    fsync: str = "flush",
+    total_steps: int | None = None,
+    heartbeat_interval: float = 10.0,
+    system_interval: float = 10.0,
+    console: bool | float | None = None,
+    capture_logging: bool = True,
+    online_checks: bool = True,
+    rotate_bytes: int = 64 << 20,
+    rotate_seconds: float = 3600.0,
+    sink: Any = None,
+) -> Run:
+    """Start a run (or resume one) and its background writer.
+
+    Args:
+        project: folder under the root grouping runs.
+        name: display name (default: the run id); may repeat across runs.
+        config: hyperparameters (a mapping, dataclass or argparse namespace; JSON-able).
+        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake``).
+        run_id: shared by every rank of one run (default: ``$RUNLAKE_RUN_ID``, then
+            ``$TORCHELASTIC_RUN_ID``, else a new time-sortable id).
+        resume: False; True (resume ``run_id``, else the latest run of this project with
+            this name, else start fresh); or a run id that must exist.
+        flush_interval: seconds between flushes (one zstd frame each).
+        strict: raise on bad values (default) or drop and count them.
+        fsync: "flush" (every flush), "rotate" (when sealing) or "never".
+        total_steps: enables ETA in heartbeats and the console block.
+        heartbeat_interval, system_interval: seconds between heartbeat / system events
+            (0 disables the system sampler).
+        console: None (progress block every 30 s if stderr is a TTY), seconds, or False.
+        capture_logging: forward Python logging records to ``log`` events while live.
+        online_checks: NaN/Inf and exploding-loss alerts, evaluated per flush.
+        rotate_bytes, rotate_seconds: seal the open segment past this size / age.
+        sink: where events go; None = segment files under the root (tests pass a
+            :class:`runlake.emitter.sink.MemorySink`).
+
+    Returns:
+        The live :class:`Run`, also the module-level current run.
+
+    Raises:
+        RootError: the root is not a writable directory, or project/run_id would escape it.
+        ConfigError: an invalid option, or (strict) a config that is not JSON-able.
+        RunNotFoundError: ``resume`` names a run that does not exist.
+    """
+    if fsync not in FSYNC_POLICIES:
+        raise ConfigError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
+    flush_interval = _positive(flush_interval, "flush_interval")
+    heartbeat_interval = _positive(heartbeat_interval, "heartbeat_interval")
+    system_interval = _positive(system_interval, "system_interval", allow_zero=True)
+    rotate_seconds = _positive(rotate_seconds, "rotate_seconds")
+    if not isinstance(rotate_bytes, int) or rotate_bytes <= 0:
+        raise ConfigError(f"rotate_bytes must be a positive int, got {rotate_bytes!r}")
+    if total_steps is not None and (not isinstance(total_steps, int) or total_steps < 0):
+        raise ConfigError(f"total_steps must be a non-negative int or None, got {total_steps!r}")
+    if not isinstance(resume, (bool, str)):
+        raise ConfigError(f"resume must be False, True or a run id, got {resume!r}")
+    project = _name(project, "project")
+    config_json = jsonable({} if config is None else config, strict=strict, what="config")
+    if not isinstance(config_json, dict):
+        raise ConfigError(f"config must be a mapping (or dataclass/namespace), got {type(config)}")
+    tags = [str(t) for t in ([tags] if isinstance(tags, str) else tags)]
+    r = ranks()
+    root_path = resolve_root(root).absolute()
+    sink = sink if sink is not None else active_capture()
+    on_disk = sink is None
+    if on_disk:
+        _check_root(root_path)
+
+    if isinstance(resume, str):
+        run_id = resume
+    run_id = run_id or run_id_from_env()
+    if resume and run_id is None and name is not None and on_disk:
+        run_id = find_latest_run(root_path / project, name)
+    if run_id is not None:
+        run_id = _name(run_id, "run_id")
+    point = ResumePoint(0, None, 0, None)
+    if resume and run_id is not None:
+        run_dir = root_path / project / run_id
+        if on_disk and run_dir.is_dir():
+            point = resume_point(run_dir, r.rank)
+        elif isinstance(resume, str):
+            raise RunNotFoundError(
+                f"cannot resume run {run_id!r}: no folder {run_dir}; check the id and root "
+                f"(pass resume=True to start a fresh run when none exists)"
+            )
+    run_id = run_id or new_run_id()
+    if name is None:
+        name = run_id
+    if not isinstance(name, str) or not name or len(name) > 256 or "\n" in name:
+        raise ConfigError(f"name must be a one-line string of 1-256 characters, got {name!r}")
+
+    writer_id = new_writer_id(r.rank, point.attempt)
+    run = Run(run_id=run_id, name=name, project=project, root=root_path, writer=writer_id,
+              rank=r.rank, world_size=r.world_size, attempt=point.attempt,
+              start_step=point.start_step, total_steps=total_steps, strict=strict)
+    if on_disk:
+        sink = FileSink(run.dir / writer_id, fsync=fsync, rotate_bytes=rotate_bytes,
+                        rotate_seconds=rotate_seconds)
+        try:
+            sink.open()
+        except OSError as exc:
+            raise RootError(f"cannot create segment in {run.dir / writer_id}: {exc}") from None
+
+    start = RunStart(
+        *run._envelope(), project=project, name=name, group=None if group is None else str(group),
+        config=config_json, tags=tags, git=git_info(), host=host_info(),
+        argv=[truncate(a, 4096) for a in sys.argv], world_size=r.world_size,
+        local_rank=r.local_rank, attempt=point.attempt, resumed_from=point.resumed_from,
+        start_step=point.start_step, total_steps=total_steps, heartbeat_s=heartbeat_interval,
+    )
+    run._buf.append(start)
+
+    checks = None
+    if online_checks:
+        checks = OnlineChecks(run._make_alert, run._emit_many, run._warn)
+        run._checks = checks
+    periodic = [Periodic("heartbeat", heartbeat_interval, run._heartbeat_task(heartbeat_interval))]
+    if system_interval:
+        periodic.append(Periodic("system", system_interval, run._system_task(SystemSampler())))
+    interval = console_interval(console)
+    if interval is not None:
+        progress = Progress(run._snapshot)
+        periodic.append(Periodic("console", interval, lambda now: progress.print()))
+    writer = Writer(run._buf, sink, flush_interval=flush_interval,
+                    on_failure=run._writer_failure,
+                    review=checks.review if checks is not None else None, periodic=periodic,
+                    name=f"runlake-writer-{run_id}")
+
+    def swapped() -> None:
+        run._pressure_at = FLUSH_AT
+
+    writer.on_swap = swapped
+    run._writer = writer
+    writer.start()
+    writer.wake.set()  # write run_start now: the run is visible to ingest right away
+    lifecycle.register(run)
+    if capture_logging:
+        from runlake.emitter.integrations.logging import RunlakeHandler
+
+        run._handler = RunlakeHandler(run).attach()
+    return run
+

@@ -1,0 +1,71 @@
+"""Bridge from Python's ``logging`` to ``log`` events.
+
+:class:`RunlakeHandler` turns each record into a ``log`` event (level name and number,
+logger name, message with exception text, the run's current step). ``runlake.init(...,
+capture_logging=True)`` attaches one to the root logger for the run's lifetime and removes
+it at ``finish()``; nothing is installed at import time, and the root logger's level is
+left alone (records below it are filtered by logging before they reach the handler).
+Messages longer than :data:`runlake.emitter.values.MAX_TEXT_CHARS` are truncated.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from runlake.emitter.values import truncate
+
+__all__ = ["RunlakeHandler"]
+
+
+class RunlakeHandler(logging.Handler):
+    """A logging handler writing records of any logger to one run as ``log`` events.
+
+    Example::
+
+        handler = RunlakeHandler(run).attach(logging.getLogger("my.trainer"))
+        ...
+        handler.detach()
+    """
+
+    def __init__(self, run, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.run = run
+        self._logger: logging.Logger | None = None
+
+    def attach(self, logger: logging.Logger | None = None) -> "RunlakeHandler":
+        """Add this handler to ``logger`` (default: the root logger). Returns self."""
+        self._logger = logger if logger is not None else logging.getLogger()
+        self._logger.addHandler(self)
+        return self
+
+    def detach(self) -> None:
+        """Remove this handler from the logger it was attached to (no-op if not attached)."""
+        if self._logger is not None:
+            self._logger.removeHandler(self)
+            self._logger = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from runlake.schemas.events import Log
+
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                if not record.exc_text:
+                    record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                message = f"{message}\n{record.exc_text}"
+            if record.stack_info:
+                message = f"{message}\n{record.stack_info}"
+            run = self.run
+            if run._ended:
+                return
+            run._emit(
+                Log,
+                level=record.levelname,
+                message=truncate(message),
+                levelno=record.levelno,
+                logger=record.name,
+                step=run.step if run.step >= 0 else None,
+            )
+        except Exception:  # logging's contract: report via handleError, never raise
+            self.handleError(record)

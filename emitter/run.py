@@ -1,0 +1,442 @@
+"""The ``Run``: the object training code logs to.
+
+Hot path: ``Run.log`` is a closure built once per run (every choice made at construction,
+every name a local). For a dict of plain floats whose keys were seen before it does:
+``sum`` of the values (a float result proves they are all numbers without a Python loop),
+a C-level subset test of the keys, ``dict.copy``, a sequence number, ``time.time_ns``, one
+msgspec struct and one ``list.append``; no locks, no I/O. Anything else - new keys, ints,
+numpy/torch scalars, bad input - goes through :func:`runlake.emitter.values.coerce_metrics`
+once, which either converts, raises a clear :class:`EventValueError` (strict) or drops and
+counts (``strict=False``).
+
+Every other event kind goes through :meth:`Run._emit`, which also enforces the buffer cap
+(beyond it events are dropped and counted, never allowed to eat the machine's memory).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from runlake.emitter import lifecycle
+from runlake.emitter.values import coerce_metrics, coerce_scalar, jsonable, truncate
+from runlake.schemas.errors import EventValueError, RunStateError
+from runlake.schemas.events import (
+    Alert,
+    Checkpoint,
+    Data,
+    Dataset,
+    Event,
+    Heartbeat,
+    Metrics,
+    RunEnd,
+    Sample,
+    System,
+)
+
+__all__ = ["BUFFER_CAP", "FLUSH_AT", "Run"]
+
+FLUSH_AT = 50_000
+"""Buffered events that wake the writer before its interval is up."""
+BUFFER_CAP = 2_000_000
+"""Buffered events beyond which new events are dropped (and counted)."""
+FINISH_TIMEOUT_S = 60.0
+
+_SEVERITIES = ("info", "warning", "critical")
+_STATUSES = ("finished", "failed", "killed")
+
+
+def _as_int(value: Any, what: str) -> int:
+    if value.__class__ is int:
+        return value
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (hasattr(value, "__index__") and hasattr(value, "item"))
+    ):
+        raise EventValueError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+class Run:
+    """One process's view of a run; create it with :func:`runlake.init`.
+
+    Attributes:
+        id, name, project: identity of the run.
+        root: the storage root; dir: ``<root>/<project>/<id>``.
+        writer: this process's writer id; rank, world_size, attempt: where it sits.
+        step: the last step logged (``start_step - 1`` before the first ``log``).
+        dropped: events or values dropped so far, by cause.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        project: str,
+        root: Path,
+        writer: str,
+        rank: int,
+        world_size: int,
+        attempt: int,
+        start_step: int,
+        total_steps: int | None,
+        strict: bool,
+    ) -> None:
+        self.id, self.name, self.project = run_id, name, project
+        self.root = root
+        self.dir = root / project / run_id
+        self.writer, self.rank, self.world_size, self.attempt = writer, rank, world_size, attempt
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.strict = strict
+        self.step = start_step - 1
+        self.epoch: int | None = None
+        self.status: str | None = None
+        self._buf: list[Event] = []
+        self._seq = itertools.count()
+        self._known: set[str] = set()
+        self._pressure_at = FLUSH_AT
+        self._drops_main: Counter[str] = Counter()
+        self._drops_writer: Counter[str] = Counter()
+        self._warned: set[str] = set()
+        self._end_lock = threading.Lock()
+        self._ended = False
+        self._writer = None  # set by init() once the sink is ready
+        self._handler = None
+        self._items = 0
+        self._augmented = 0
+        self._system_latest: dict[str, float] = {}
+        self._checks = None
+        self.log = self._make_log()
+
+    # -- hot path ----------------------------------------------------------------------------
+    def _make_log(self) -> Callable[..., None]:
+        run = self
+        buf = self._buf
+        append = buf.append
+        issuperset = self._known.issuperset
+        next_seq = self._seq.__next__
+        time_ns = time.time_ns
+        slow = self._slow_values
+        pressure = self._pressure
+        run_id, writer, rank = self.id, self.writer, self.rank
+        _float, _dict, _int = float, dict, int
+
+        def log(metrics: Mapping[str, Any], step: int | None = None, *, epoch: int | None = None):
+            """Record scalars at a step (default: last step + 1). Returns None.
+
+            Raises:
+                EventValueError: a key or value of the wrong type (strict mode).
+                RunStateError: the run is finished.
+            """
+            try:
+                s = sum(metrics.values(), 0.0)
+            except (TypeError, AttributeError):
+                s = None
+            if s.__class__ is _float and metrics.__class__ is _dict and issuperset(metrics):
+                values = metrics.copy()
+            else:
+                values = slow(metrics)
+            if step is None:
+                step = run.step + 1
+            elif step.__class__ is not _int:
+                step = _as_int(step, "step")
+            run.step = step
+            if epoch is not None:
+                if epoch.__class__ is not _int:
+                    epoch = _as_int(epoch, "epoch")
+                run.epoch = epoch
+            if len(buf) >= run._pressure_at and pressure():
+                return
+            append(Metrics(1, run_id, writer, next_seq(), time_ns(), rank, step, values, epoch))
+
+        return log
+
+    def _slow_values(self, metrics: Any) -> dict[str, float]:
+        values = coerce_metrics(metrics, strict=self.strict, on_drop=self._drop)
+        self._known.update(values)
+        return values
+
+    def _pressure(self) -> bool:
+        """Called when the buffer passed its threshold: wake the writer, or drop past the cap."""
+        n = len(self._buf)
+        if n >= BUFFER_CAP:
+            self._drop("buffer_full", f"more than {BUFFER_CAP:,} events waiting for the writer; "
+                       f"dropping new events until it catches up")
+            return True
+        self._pressure_at = n + FLUSH_AT
+        if self._writer is not None:
+            self._writer.wake.set()
+        return False
+
+    # -- shared plumbing ---------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        return next(self._seq)
+
+    def _envelope(self) -> tuple:
+        return (1, self.id, self.writer, next(self._seq), time.time_ns(), self.rank)
+
+    def _emit(self, cls: type[Event], **fields: Any) -> None:
+        """Append one event; the envelope (and its seq) is taken only once it will be kept."""
+        if self._ended:
+            self._closed()
+        if len(self._buf) >= self._pressure_at and self._pressure():
+            return
+        self._buf.append(cls(*self._envelope(), **fields))
+
+    def _emit_many(self, events: list[Event]) -> None:
+        self._buf.extend(events)
+
+    def _warn(self, cause: str, message: str) -> None:
+        if cause in self._warned:
+            return
+        self._warned.add(cause)
+        warnings.warn(f"runlake: {message}", RuntimeWarning, stacklevel=3)
+
+    def _drop(self, cause: str, message: str, n: int = 1) -> None:
+        self._drops_main[cause] += n
+        self._warn(cause, message + " (warned once per cause; counted in run.dropped)")
+
+    def _writer_failure(self, cause: str, message: str, n: int) -> None:
+        if n:
+            self._drops_writer[cause] += n
+        self._warn(cause, message + " (training continues; drops counted in run.dropped)")
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Events or values dropped, by cause (bad_value, bad_key, io_error, buffer_full...)."""
+        out = Counter(self._drops_main)
+        out.update(self._drops_writer)
+        return dict(out)
+
+    def _default_step(self) -> int | None:
+        return self.step if self.step >= 0 else None
+
+    # -- other event kinds -------------------------------------------------------------------
+    def log_data(
+        self,
+        items: Any,
+        *,
+        split: str = "train",
+        step: int | None = None,
+        epoch: int | None = None,
+        source: str | None = None,
+        dataset: str | None = None,
+        augment: Mapping[str, Any] | list[Mapping[str, Any] | None] | None = None,
+        cache_hit: bool | list[bool | None] | None = None,
+        load_ms: float | list[float | None] | None = None,
+    ) -> None:
+        """Record which items a step consumed (lineage).
+
+        Args:
+            items: one id or an iterable of ids (str, int, path, numpy/torch integers).
+            step: default: the step the next ``log()`` will record (``run.step + 1``),
+                since data is normally loaded before that step's metrics are logged.
+            augment: parameters shared by every item (a dict) or one dict (or None) per item.
+            cache_hit, load_ms: shared by every item, or one value per item.
+
+        Raises:
+            EventValueError: an id of an unsupported type, or per-item lists whose length
+                differs from ``items``.
+        """
+        from runlake.emitter.records import data_fields
+
+        fields = data_fields(self, items, split=split, step=step, epoch=epoch, source=source,
+                             dataset=dataset, augment=augment, cache_hit=cache_hit,
+                             load_ms=load_ms)
+        n = len(fields["items"])
+        aug = fields["augment"]
+        self._emit(Data, **fields)
+        self._items += n
+        if isinstance(aug, list):
+            self._augmented += sum(1 for a in aug if a)
+        elif aug:
+            self._augmented += n
+
+    def log_dataset(self, name: str, *, version: str | None = None, digest: str | None = None,
+                    items: int | Iterable[Any] | None = None, source: str | None = None,
+                    split: str | None = None, meta: Mapping[str, Any] | None = None) -> None:
+        """Register a dataset: name, version/digest, item count (or a sized collection)."""
+        if items is not None and not isinstance(items, int):
+            items = len(items) if hasattr(items, "__len__") else sum(1 for _ in items)
+        self._emit(Dataset, name=truncate(name, 1024), version=_opt_str(version),
+                   digest=_opt_str(digest), items=items, source=_opt_str(source),
+                   split=_opt_str(split), meta=self._jsonable(meta or {}, "meta"),
+                   step=self._default_step())
+
+    def log_checkpoint(self, uri: str | os.PathLike, *, step: int | None = None,
+                       metrics: Mapping[str, Any] | None = None, bytes: int | None = None,
+                       sha256: str | None = None, tags: Iterable[str] = ()) -> None:
+        """Record a saved checkpoint; size and sha256 are filled in for an existing local file.
+
+        Hashing reads the file on the calling thread; pass ``sha256`` to skip it.
+        """
+        from runlake.emitter.records import file_facts
+
+        uri = os.fspath(uri)
+        if bytes is None or sha256 is None:
+            size, digest = file_facts(uri, want_hash=sha256 is None)
+            bytes = size if bytes is None else bytes
+            sha256 = digest if sha256 is None else sha256
+        step = self._default_step() if step is None else _as_int(step, "step")
+        values = self._values(metrics or {}, "metric")
+        self._emit(Checkpoint, uri=uri, step=step, bytes=bytes, sha256=sha256, metrics=values,
+                   tags=[str(t) for t in tags])
+
+    def log_sample(self, name: str, *, scores: Mapping[str, Any], step: int | None = None,
+                   uri: str | None = None, split: str | None = None, item_id: Any = None,
+                   meta: Mapping[str, Any] | None = None) -> None:
+        """Record a generated or evaluated sample and its quality scores."""
+        step = self._default_step() if step is None else _as_int(step, "step")
+        self._emit(Sample, name=truncate(name, 1024), scores=self._values(scores, "score"),
+                   step=step, uri=None if uri is None else os.fspath(uri), split=_opt_str(split),
+                   item_id=None if item_id is None else str(item_id),
+                   meta=self._jsonable(meta or {}, "meta"))
+
+    def alert(self, message: str, *, severity: str = "warning", kind: str = "user",
+              key: str | None = None, value: Any = None, suggestion: str | None = None,
+              step: int | None = None) -> None:
+        """Raise an alert (stored with the run; shown by `runlake anomalies`)."""
+        if severity not in _SEVERITIES:
+            raise EventValueError(f"severity must be one of {_SEVERITIES}, got {severity!r}")
+        if value is not None:
+            value = coerce_scalar(value)
+        step = self._default_step() if step is None else _as_int(step, "step")
+        self._emit(Alert, **_alert_fields(message, severity=severity, kind=kind, key=key,
+                                          value=value, suggestion=suggestion, step=step,
+                                          source="user"))
+
+    def _make_alert(self, message: str, **kw: Any) -> Alert:
+        """An alert event built on the writer thread (online checks)."""
+        return Alert(*self._envelope(), **_alert_fields(message, **kw))
+
+    def _values(self, mapping: Any, what: str) -> dict[str, float]:
+        return coerce_metrics(mapping, strict=self.strict, on_drop=self._drop, what=what)
+
+    def _jsonable(self, value: Any, what: str) -> Any:
+        return jsonable(value, strict=self.strict, what=what)
+
+    # -- periodic events (writer thread) ----------------------------------------------------
+    def _heartbeat_task(self, interval: float) -> Callable[[float], list[Event]]:
+        last = [time.monotonic(), self.step]
+
+        def beat(now: float) -> list[Event]:
+            step = self.step
+            t0, s0 = last
+            rate = (step - s0) / (now - t0) if now > t0 else None
+            last[0], last[1] = now, step
+            eta = None
+            if rate and self.total_steps is not None:
+                eta = max(0.0, (self.total_steps - step) / rate)
+            self._rate, self._eta = rate, eta
+            env = self._envelope()
+            return [Heartbeat(*env, step=self._default_step(), total_steps=self.total_steps,
+                              steps_per_s=rate, eta_s=eta, interval_s=interval,
+                              events=env[3] + 1, dropped=self.dropped)]
+
+        self._rate = self._eta = None
+        return beat
+
+    def _system_task(self, sampler) -> Callable[[float], list[Event]]:
+        def sample(now: float) -> list[Event]:
+            values = sampler.sample()
+            self._system_latest = values
+            return [System(*self._envelope(), values=values, step=self._default_step())]
+
+        return sample
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Counters for the console progress block."""
+        losses = {}
+        if self._checks is not None:
+            losses = {k: v for k, v in self._checks.latest.items() if "loss" in k.lower()}
+        return {"run_id": self.id, "step": self.step, "epoch": self.epoch,
+                "total_steps": self.total_steps, "items": self._items,
+                "augmented": self._augmented, "losses": losses,
+                "system": self._system_latest, "steps_per_s": getattr(self, "_rate", None),
+                "eta_s": getattr(self, "_eta", None), "dropped": self.dropped}
+
+    # -- flushing and ending -----------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything logged so far; True when it is on disk (fsynced by policy).
+
+        Returns False when the writer could not write everything (see ``run.dropped``) or
+        did not finish within ``timeout`` seconds.
+        """
+        if self._ended or self._writer is None:
+            return self._ended and self.status is not None and not self._drops_writer
+        return self._writer.flush(timeout)
+
+    def finish(self, status: str = "finished", *, summary: Mapping[str, Any] | None = None,
+               exit_reason: str | None = None) -> None:
+        """End the run: write ``run_end``, flush, seal the segment. Idempotent.
+
+        Raises:
+            EventValueError: an unknown status.
+        """
+        if status not in _STATUSES:
+            raise EventValueError(f"status must be one of {_STATUSES}, got {status!r}")
+        self._end(status, exit_reason=exit_reason, summary=summary)
+
+    def _end(self, status: str, *, exit_reason: str | None = None,
+             traceback_text: str | None = None, summary: Mapping[str, Any] | None = None) -> None:
+        with self._end_lock:
+            if self._ended:
+                return
+            self._ended = True
+        self.status = status
+        self.log = self._closed
+        if self._handler is not None:
+            self._handler.detach()
+        lifecycle.unregister(self)
+        summary = jsonable(dict(summary or {}), strict=False, what="summary")
+        seq = next(self._seq)
+        end = RunEnd(1, self.id, self.writer, seq, time.time_ns(), self.rank, status=status,
+                     exit_reason=None if exit_reason is None else truncate(exit_reason),
+                     traceback=None if traceback_text is None else truncate(traceback_text),
+                     summary=summary, step=self._default_step(), events=seq + 1,
+                     dropped=self.dropped)
+        if self._writer is not None:
+            self._writer.stop([end], FINISH_TIMEOUT_S)
+
+    def _closed(self, *args: Any, **kwargs: Any) -> None:
+        raise RunStateError(
+            f"run {self.id} is finished ({self.status}); start a new one with runlake.init()"
+        )
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.finish()
+        else:
+            import traceback
+
+            status = "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            self._end(status, exit_reason=f"{exc_type.__name__}: {exc}", traceback_text=text)
+        return False
+
+    def __repr__(self) -> str:
+        state = self.status or "live"
+        return f"<runlake.Run {self.project}/{self.id} name={self.name!r} step={self.step} {state}>"
+
+
+def _alert_fields(message: str, *, severity: str, kind: str, key: str | None, value: Any,
+                  suggestion: str | None, step: int | None, source: str) -> dict[str, Any]:
+    return dict(message=truncate(message), severity=severity, alert=str(kind),
+                key=None if key is None else truncate(key, 1024), value=value,
+                suggestion=None if suggestion is None else truncate(suggestion), step=step,
+                source=source)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else truncate(value, 4096)
+
