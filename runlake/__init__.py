@@ -14,8 +14,8 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping
+from pathlib import Path as _Path
+from typing import Any as _Any, Mapping as _Mapping
 
 from runlake.emitter import lifecycle as _lifecycle
 from runlake.emitter.initializer import init
@@ -68,34 +68,34 @@ def _current(what: str) -> Run:
     return run
 
 
-def log(metrics: Mapping[str, Any], step: int | None = None, *, epoch: int | None = None) -> None:
+def log(metrics: _Mapping[str, _Any], step: int | None = None, *, epoch: int | None = None) -> None:
     """``current_run().log(...)``. Raises RunStateError when no run is live."""
     _current("log").log(metrics, step, epoch=epoch)
 
 
-def log_data(items: Any, **kwargs: Any) -> None:
+def log_data(items: _Any, **kwargs: _Any) -> None:
     """``current_run().log_data(...)``. Raises RunStateError when no run is live."""
     _current("log_data").log_data(items, **kwargs)
 
 
-def log_checkpoint(uri: Any, **kwargs: Any) -> None:
+def log_checkpoint(uri: _Any, **kwargs: _Any) -> None:
     """``current_run().log_checkpoint(...)``. Raises RunStateError when no run is live."""
     _current("log_checkpoint").log_checkpoint(uri, **kwargs)
 
 
-def alert(message: str, **kwargs: Any) -> None:
+def alert(message: str, **kwargs: _Any) -> None:
     """``current_run().alert(...)``. Raises RunStateError when no run is live."""
     _current("alert").alert(message, **kwargs)
 
 
-def finish(status: str = "finished", **kwargs: Any) -> None:
+def finish(status: str = "finished", **kwargs: _Any) -> None:
     """Finish the current run (no-op when none is live)."""
     run = _lifecycle.current()
     if run is not None:
         run.finish(status, **kwargs)
 
 
-def connect(db: str | Path | None = None, *, root: str | Path | None = None):
+def connect(db: str | _Path | None = None, *, root: str | _Path | None = None):
     """A read-only DuckDB connection to the store (imports duckdb on first use).
 
     Args:
