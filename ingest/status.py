@@ -1,0 +1,278 @@
+"""Run and writer status: what each writer last said, and what that makes of its run.
+
+Every writing process (one per rank and attempt) is a row of ``writers``; its run_start,
+heartbeats, run_end and the timestamps of all its events update that row. The ``runs`` row
+is derived from the run's writers plus the run-level metadata of rank 0's latest
+run_start. Status rules (only the latest attempt's writers count, so a resumed run is
+running again):
+
+* any writer failed                          -> ``failed``
+* every writer ended                         -> ``finished`` (``killed`` if one was killed)
+* a writer silent for longer than stale_after -> ``crashed`` (default per writer:
+  3 x its heartbeat interval + 5 s)
+* otherwise                                  -> ``running``
+
+The state lives in memory during a pass (loaded from the store for the runs the pass
+touches and for every run not yet ended) and is written back inside the same transaction
+as the rows that changed it, so it is exactly as durable as the data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from runlake.ingest.decode import FrameSummary, ts_us
+from runlake.schemas import events as E
+
+__all__ = ["RunState", "StatusBook", "TERMINAL", "WriterState"]
+
+TERMINAL = ("finished", "failed", "killed")
+
+
+@dataclass(slots=True)
+class WriterState:
+    run_id: str
+    writer: str
+    rank: int | None = None
+    attempt: int | None = None
+    hostname: str | None = None
+    pid: int | None = None
+    status: str = "running"
+    started_at: int | None = None  # all timestamps: int microseconds UTC
+    ended_at: int | None = None
+    last_seen_at: int | None = None
+    last_step: int | None = None
+    total_steps: int | None = None
+    eta_s: float | None = None
+    heartbeat_s: float | None = None
+    events: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    exit_reason: str | None = None
+
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(slots=True)
+class RunState:
+    run_id: str
+    project: str
+    name: str | None = None
+    group_name: str | None = None
+    status: str = "running"
+    started_at: int | None = None
+    ended_at: int | None = None
+    last_seen_at: int | None = None
+    config: str | None = None  # JSON columns are kept as JSON text
+    tags: list[str] | None = None
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    host: str | None = None
+    argv: str | None = None
+    world_size: int | None = None
+    attempts: int | None = None
+    last_step: int | None = None
+    total_steps: int | None = None
+    eta_s: float | None = None
+    heartbeat_s: float | None = None
+    exit_reason: str | None = None
+    traceback: str | None = None
+    summary: str | None = None
+    dropped: int | None = None
+
+
+_W_FIELDS = [f.name for f in fields(WriterState)]
+_R_FIELDS = [f.name for f in fields(RunState)]
+_TS_COLS = ("started_at", "ended_at", "last_seen_at")
+_W_TYPES = {"rank": pa.int32(), "attempt": pa.int32(), "pid": pa.int32(), "last_step": pa.int64(),
+            "total_steps": pa.int64(), "eta_s": pa.float64(), "heartbeat_s": pa.float64(),
+            "events": pa.int64(), "dropped": pa.string()}
+_R_TYPES = {"tags": pa.list_(pa.string()), "git_dirty": pa.bool_(), "world_size": pa.int32(),
+            "attempts": pa.int32(), "last_step": pa.int64(), "total_steps": pa.int64(),
+            "eta_s": pa.float64(), "heartbeat_s": pa.float64(), "dropped": pa.int64()}
+
+
+def _select(columns: list[str]) -> str:
+    return ", ".join(f"epoch_us({c})" if c in _TS_COLS else c for c in columns)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+class StatusBook:
+    """In-memory writers and runs for one pass; tracks which rows changed."""
+
+    def __init__(self, stale_after: float | None = None) -> None:
+        self.stale_after = stale_after
+        self.writers: dict[tuple[str, str], WriterState] = {}
+        self.runs: dict[str, RunState] = {}
+        self._dirty: set[str] = set()
+
+    # -- loading ---------------------------------------------------------------------
+    def load(self, con, run_ids: set[str]) -> None:
+        """Load the given runs and every run not yet ended, with their writers."""
+        con.execute("CREATE OR REPLACE TEMP TABLE _want (run_id VARCHAR)")
+        if run_ids:
+            con.executemany("INSERT INTO _want VALUES (?)", [[r] for r in run_ids])
+        where = (f"run_id IN (SELECT run_id FROM _want) OR run_id IN (SELECT run_id FROM runs "
+                 f"WHERE status NOT IN {TERMINAL})")
+        for row in con.execute(f"SELECT {_select(_R_FIELDS)} FROM runs WHERE {where}").fetchall():
+            state = RunState(*row)
+            self.runs[state.run_id] = state
+        for row in con.execute(
+            f"SELECT {_select(_W_FIELDS)} FROM writers WHERE {where}"
+        ).fetchall():
+            state = WriterState(*row)
+            state.dropped = json.loads(state.dropped) if state.dropped else {}
+            self.writers[(state.run_id, state.writer)] = state
+
+    # -- updating --------------------------------------------------------------------
+    def observe(self, project: str, run_id: str, writer: str, summary: FrameSummary) -> None:
+        """Apply one frame's liveness, progress and control events to its writer and run."""
+        w = self.writers.get((run_id, writer))
+        if w is None:
+            w = self.writers[(run_id, writer)] = WriterState(run_id, writer)
+        if run_id not in self.runs:
+            self.runs[run_id] = RunState(run_id, project)
+        w.events += summary.events
+        if summary.last_ts_us is not None and (w.last_seen_at or 0) < summary.last_ts_us:
+            w.last_seen_at = summary.last_ts_us
+        if summary.last_step is not None:
+            w.last_step = max(w.last_step or summary.last_step, summary.last_step)
+        if not w.ended():
+            w.status = "running"  # new bytes from a writer thought crashed: alive again
+        for ev in summary.control:
+            cls = ev.__class__
+            if cls is E.RunStart:
+                self._run_start(w, ev)
+            elif cls is E.Heartbeat:
+                w.total_steps = ev.total_steps if ev.total_steps is not None else w.total_steps
+                w.eta_s = ev.eta_s
+                w.heartbeat_s = ev.interval_s
+                w.dropped = dict(ev.dropped) or w.dropped
+            elif cls is E.RunEnd:
+                self._run_end(w, ev)
+        self._dirty.add(run_id)
+
+    def _run_start(self, w: WriterState, ev: E.RunStart) -> None:
+        w.rank, w.attempt = ev.rank, ev.attempt
+        w.started_at = ts_us(ev.ts)
+        w.heartbeat_s = ev.heartbeat_s
+        w.total_steps = ev.total_steps
+        if ev.host is not None:
+            w.hostname, w.pid = ev.host.hostname or None, ev.host.pid or None
+        run = self.runs[w.run_id]
+        latest = max((x.attempt or 0 for x in self._writers_of(w.run_id)), default=0)
+        if run.name is None or (ev.rank == 0 and ev.attempt >= latest):
+            run.project, run.name, run.group_name = ev.project, ev.name, ev.group
+            run.config, run.tags, run.argv = _json(ev.config), list(ev.tags), _json(ev.argv)
+            run.world_size = ev.world_size
+            run.host = _json(msgspec.to_builtins(ev.host)) if ev.host else None
+            if ev.git is not None:
+                run.git_commit, run.git_branch, run.git_dirty = (
+                    ev.git.commit, ev.git.branch, ev.git.dirty)
+
+    def _run_end(self, w: WriterState, ev: E.RunEnd) -> None:
+        w.status = ev.status
+        w.ended_at = ts_us(ev.ts)
+        w.exit_reason = ev.exit_reason
+        w.dropped = dict(ev.dropped) or w.dropped
+        if ev.step is not None:
+            w.last_step = max(w.last_step or ev.step, ev.step)
+        run = self.runs[w.run_id]
+        if ev.status == "failed" or ev.rank == 0 or run.exit_reason is None:
+            if ev.exit_reason is not None:
+                run.exit_reason = ev.exit_reason
+            if ev.traceback is not None:
+                run.traceback = ev.traceback
+        if ev.summary and (ev.rank == 0 or run.summary is None):
+            run.summary = _json(ev.summary)
+
+    def _writers_of(self, run_id: str) -> list[WriterState]:
+        return [w for (r, _), w in self.writers.items() if r == run_id]
+
+    # -- status ----------------------------------------------------------------------
+    def _stale_limit_us(self, w: WriterState) -> int:
+        if self.stale_after is not None:
+            return int(self.stale_after * 1e6)
+        return int((3 * (w.heartbeat_s or 30.0) + 5.0) * 1e6)
+
+    def refresh(self, now_us: int | None = None) -> None:
+        """Recompute every loaded run's fields and status; mark the runs that changed."""
+        now_us = now_us if now_us is not None else time.time_ns() // 1000
+        by_run: dict[str, list[WriterState]] = {}
+        for (run_id, _), w in self.writers.items():
+            by_run.setdefault(run_id, []).append(w)
+        for run_id, run in self.runs.items():
+            writers = by_run.get(run_id, [])
+            before = (run.status, run.ended_at, [w.status for w in writers])
+            for w in writers:
+                if not w.ended():
+                    seen = w.last_seen_at or w.started_at or 0
+                    w.status = "crashed" if now_us - seen > self._stale_limit_us(w) else "running"
+            self._derive(run, writers)
+            if (run.status, run.ended_at, [w.status for w in writers]) != before:
+                self._dirty.add(run_id)
+
+    def _derive(self, run: RunState, writers: list[WriterState]) -> None:
+        if not writers:
+            return
+        latest = max(w.attempt or 0 for w in writers)
+        current = [w for w in writers if (w.attempt or 0) == latest]
+        run.attempts = len({w.attempt or 0 for w in writers})
+        run.started_at = min((w.started_at for w in writers if w.started_at), default=None)
+        run.last_seen_at = max((w.last_seen_at for w in writers if w.last_seen_at), default=None)
+        run.last_step = max((w.last_step for w in writers if w.last_step is not None),
+                            default=None)
+        run.total_steps = max((w.total_steps for w in writers if w.total_steps is not None),
+                              default=None)
+        run.heartbeat_s = max((w.heartbeat_s for w in writers if w.heartbeat_s), default=None)
+        freshest = max(current, key=lambda w: w.last_seen_at or 0)
+        run.eta_s = freshest.eta_s
+        run.dropped = sum(sum(w.dropped.values()) for w in writers)
+        statuses = {w.status for w in current}
+        if "failed" in statuses:
+            run.status = "failed"
+        elif statuses <= set(TERMINAL):
+            run.status = "killed" if "killed" in statuses else "finished"
+        elif "crashed" in statuses:
+            run.status = "crashed"
+        else:
+            run.status = "running"
+        if run.status in TERMINAL:
+            run.ended_at = max((w.ended_at for w in current if w.ended_at), default=None)
+            run.eta_s = None
+        else:
+            run.ended_at = None
+
+    # -- writing ---------------------------------------------------------------------
+    def take_dirty(self) -> tuple[pa.Table | None, pa.Table | None]:
+        """Arrow tables of the changed runs and their writers (snapshots), then clear."""
+        if not self._dirty:
+            return None, None
+        dirty, self._dirty = self._dirty, set()
+        runs = [self.runs[r] for r in sorted(dirty)]
+        writers = [w for (r, _), w in sorted(self.writers.items()) if r in dirty]
+        return _table(runs, _R_FIELDS, _R_TYPES), _table(writers, _W_FIELDS, _W_TYPES)
+
+    def statuses(self) -> dict[str, str]:
+        return {r: s.status for r, s in self.runs.items()}
+
+
+def _table(rows: list, names: list[str], types: dict[str, pa.DataType]) -> pa.Table:
+    cols = []
+    for name in names:
+        values = [getattr(r, name) for r in rows]
+        if name == "dropped" and types is _W_TYPES:
+            values = [_json(v) for v in values]
+        typ = pa.timestamp("us") if name in _TS_COLS else types.get(name, pa.string())
+        cols.append(pa.array(values, typ))
+    return pa.table(cols, names=names)

@@ -1,0 +1,100 @@
+"""Fixtures writing real segments: schemas.events structs -> ENCODER.encode_lines -> one
+zstd frame (content size + checksum) per flush, appended to ``<seq>.jsonl.zst.open`` and
+sealed by rename, exactly as the contract in runlake.schemas.segments describes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from runlake.schemas import events as E
+from runlake.schemas.codec import ENCODER, encode_nonfinite
+from runlake.schemas.segments import segment_name
+
+_CCTX = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+
+
+def frame(events: list) -> bytes:
+    """One zstd frame holding the events as JSON lines."""
+    return _CCTX.compress(ENCODER.encode_lines(events))
+
+
+class SegmentWriter:
+    """Writes one writer folder the way the emitter does (minus threads)."""
+
+    def __init__(self, root: Path, project: str, run_id: str, writer: str | None = None,
+                 rank: int = 0, attempt: int = 0):
+        self.root, self.project, self.run_id, self.rank = root, project, run_id, rank
+        self.attempt = attempt
+        self.writer = writer or f"r{rank:04d}-a{attempt:03d}-test"
+        self.dir = root / project / run_id / self.writer
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.seq = 0
+        self.segment = 0
+        self.pending: list = []
+        self.ts = time.time_ns()
+
+    def env(self) -> dict:
+        self.seq += 1
+        self.ts += 1000
+        return dict(v=1, run_id=self.run_id, writer=self.writer, seq=self.seq, ts=self.ts,
+                    rank=self.rank)
+
+    @property
+    def path(self) -> Path:
+        return self.dir / segment_name(self.segment, sealed=False)
+
+    def start(self, name: str = "run", **kw) -> "SegmentWriter":
+        kw.setdefault("heartbeat_s", 30.0)
+        self.pending.append(E.RunStart(**self.env(), project=self.project, name=name,
+                                       attempt=self.attempt, **kw))
+        return self
+
+    def metrics(self, step: int, values: dict, epoch=None) -> "SegmentWriter":
+        self.pending.append(E.Metrics(**self.env(), step=step, values=encode_nonfinite(values),
+                                      epoch=epoch))
+        return self
+
+    def add(self, cls, **fields) -> "SegmentWriter":
+        self.pending.append(cls(**self.env(), **fields))
+        return self
+
+    def end(self, status: str = "finished", **kw) -> "SegmentWriter":
+        self.pending.append(E.RunEnd(**self.env(), status=status, **kw))
+        return self
+
+    def flush(self) -> bytes:
+        data = frame(self.pending) if self.pending else b""
+        self.pending = []
+        with open(self.path, "ab") as f:
+            f.write(data)
+        return data
+
+    def raw(self, data: bytes) -> None:
+        """Append arbitrary bytes to the open segment (damage on purpose)."""
+        with open(self.path, "ab") as f:
+            f.write(data)
+
+    def seal(self) -> Path:
+        sealed = self.dir / segment_name(self.segment, sealed=True)
+        if self.path.exists():
+            self.path.rename(sealed)
+        self.segment += 1
+        return sealed
+
+
+@pytest.fixture
+def seg_root(tmp_path) -> Path:
+    root = tmp_path / "lake"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def make_writer(seg_root):
+    def make(run_id="run-a", project="proj", **kw) -> SegmentWriter:
+        return SegmentWriter(seg_root, project, run_id, **kw)
+    return make
