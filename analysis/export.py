@@ -1,0 +1,203 @@
+"""Exporting runs from the store: Parquet or CSV per table, and TensorBoard event files.
+
+Why it exists: the store is the place to query, but people also hand data to other tools.
+:func:`export_table` writes the selected runs' rows of one table with DuckDB's ``COPY ...
+TO`` through a read-only connection (the SQL console forbids ``COPY``; this is trusted
+local code with a fixed table allow-list and bound parameters). :func:`export_tensorboard`
+writes one TensorBoard run directory per runlake run that TensorBoard's own reader loads
+with the same values (as float32, TensorBoard's scalar type).
+
+The store is held only while one table is copied, so ingest is never blocked for long.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from runlake.ingest.ddl import TABLES, VIEWS
+from runlake.ingest.store import read_store
+from runlake.schemas.errors import ConfigError, RunNotFoundError
+
+__all__ = ["EXPORT_TABLES", "ExportResult", "export_table", "export_tables", "export_tensorboard", "resolve_runs"]
+
+EXPORT_TABLES: tuple[str, ...] = tuple(
+    sorted(t for t, ddl in {**TABLES, **VIEWS}.items() if re.search(r"\brun_id\b", ddl) and t != "ingest_ledger")
+)
+"""Tables (and views) that hold per-run rows and can be exported."""
+
+_ORDER = {
+    "metrics": "run_id, rank, step, key, ts",
+    "data_items": "run_id, rank, step, ts",
+    "runs": "run_id",
+    "writers": "run_id, writer",
+    "metric_summary": "run_id, key",
+    "anomalies": "run_id, detected_at, kind",
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One file written by an export."""
+
+    table: str
+    path: Path
+    rows: int
+
+
+def resolve_runs(con, refs: Iterable[str]) -> list[str]:
+    """Map RUN references (id, unique name, or unique id prefix) to run ids, in order.
+
+    Raises:
+        RunNotFoundError: a reference matches no run or several.
+    """
+    out: list[str] = []
+    for ref in refs:
+        rows = con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchall()
+        if not rows:
+            rows = con.execute("SELECT run_id FROM runs WHERE name = ? ORDER BY run_id", [ref]).fetchall()
+        if not rows:
+            rows = con.execute(
+                "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id", [ref]
+            ).fetchall()
+        if not rows:
+            raise RunNotFoundError(f"no run matches {ref!r}: expected a run id, a run name or an id prefix (see `runlake runs`)")
+        if len(rows) > 1:
+            ids = ", ".join(r[0] for r in rows[:5])
+            raise RunNotFoundError(f"{ref!r} matches {len(rows)} runs ({ids}...): pass a longer id prefix")
+        if rows[0][0] not in out:
+            out.append(rows[0][0])
+    return out
+
+
+def export_table(con, table: str, run_ids: list[str], path: Path, fmt: str) -> int:
+    """Copy the rows of ``table`` for ``run_ids`` to ``path`` as Parquet or CSV.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        ConfigError: an unknown table or format.
+    """
+    if table not in EXPORT_TABLES:
+        raise ConfigError(f"cannot export table {table!r}: expected one of {', '.join(EXPORT_TABLES)}")
+    if fmt not in ("parquet", "csv"):
+        raise ConfigError(f"unknown export format {fmt!r}: expected parquet or csv")
+    order = _ORDER.get(table, "run_id, rank, ts")
+    options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
+    target = str(path).replace("'", "''")
+    query = f"SELECT * FROM {table} WHERE run_id IN (SELECT unnest($ids)) ORDER BY {order}"
+    con.execute(f"COPY ({query}) TO '{target}' ({options})", {"ids": run_ids})
+    return con.execute(f"SELECT count(*) FROM {table} WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids}).fetchone()[0]
+
+
+def export_tables(
+    db: str | Path, refs: Iterable[str], out: str | Path, *, fmt: str = "parquet", tables: Iterable[str] | None = None
+) -> list[ExportResult]:
+    """Export the runs ``refs`` to ``out/<table>.<fmt>``, one file per table.
+
+    Args:
+        db: the store file.
+        refs: RUN references (id, unique name, or unique id prefix).
+        out: the output directory (created if missing).
+        fmt: ``"parquet"`` or ``"csv"``.
+        tables: which tables; default every table in :data:`EXPORT_TABLES`.
+
+    Returns:
+        One :class:`ExportResult` per file written.
+
+    Raises:
+        RunNotFoundError, ConfigError, StoreError.
+    """
+    tables = list(tables or EXPORT_TABLES)
+    for t in tables:
+        if t not in EXPORT_TABLES:
+            raise ConfigError(f"cannot export table {t!r}: expected one of {', '.join(EXPORT_TABLES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with read_store(db) as con:
+        run_ids = resolve_runs(con, refs)
+    for t in tables:
+        path = out / f"{t}.{fmt}"
+        with read_store(db) as con:
+            rows = export_table(con, t, run_ids, path, fmt)
+        results.append(ExportResult(t, path, rows))
+    return results
+
+
+def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> list[ExportResult]:
+    """Write each run as a TensorBoard run directory under ``out``.
+
+    Layout: ``out/<run name>/`` (``<name>-<run id>`` when names repeat, the id when the run
+    has no name) holds rank 0's metrics and system metrics (``sys/...``), the config as
+    hparams (flattened, see :func:`flatten_hparams`) and as a ``config`` text; other ranks
+    go to ``out/<dir>/rank<r>/``. A metric without a step (system samples) is placed at its
+    index in time order.
+
+    Returns:
+        One :class:`ExportResult` per directory written (``rows``: scalar points).
+
+    Raises:
+        RunNotFoundError, StoreError.
+    """
+    from runlake.emitter.integrations.tensorboard import EventFileWriter, flatten_hparams
+
+    out = Path(out)
+    with read_store(db) as con:
+        run_ids = resolve_runs(con, refs)
+        runs = con.execute(
+            "SELECT run_id, name, config FROM runs WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids}
+        ).fetchall()
+    names = [r[1] for r in runs]
+    results = []
+    for run_id, name, config in sorted(runs, key=lambda r: run_ids.index(r[0])):
+        dirname = run_id if not name else (name if names.count(name) == 1 else f"{name}-{run_id}")
+        base = out / _safe_dir(dirname)
+        with read_store(db) as con:
+            rows = con.execute(
+                """
+                SELECT rank,
+                       coalesce(step, row_number() OVER (PARTITION BY rank, key ORDER BY ts) - 1) AS s,
+                       epoch(ts) AS wall, key, value
+                FROM metrics WHERE run_id = ? ORDER BY rank, s, ts, key
+                """,
+                [run_id],
+            ).fetchall()
+        writers: dict[int, EventFileWriter] = {}
+        points = 0
+        try:
+            head = writers[0] = EventFileWriter(base)
+            cfg = json.loads(config) if isinstance(config, str) else (config or {})
+            if cfg:
+                head.hparams(flatten_hparams(cfg))
+                head.text("config", "```json\n" + json.dumps(cfg, indent=2, sort_keys=True) + "\n```")
+            batch: dict[str, float] = {}
+            current = None
+            for rank, step, wall, key, value in rows:
+                if (rank, step, wall) != current:
+                    if batch:
+                        writers[current[0]].scalars(current[1], batch, current[2])
+                    batch, current = {}, (rank, step, wall)
+                    if rank not in writers:
+                        writers[rank] = EventFileWriter(base / f"rank{rank}")
+                if key in batch:  # same key twice at one step and time: keep both points
+                    writers[rank].scalars(step, batch, wall)
+                    batch = {}
+                batch[key] = value
+                points += 1
+            if batch:
+                writers[current[0]].scalars(current[1], batch, current[2])
+        finally:
+            for w in writers.values():
+                w.close()
+        results.append(ExportResult("tensorboard", base, points))
+    return results
+
+
+def _safe_dir(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._+=@-]", "_", name).strip(".") or "run"
+    return cleaned[:128]

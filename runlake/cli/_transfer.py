@@ -1,0 +1,72 @@
+"""`runlake import tensorboard` and `runlake export parquet|csv|tensorboard`."""
+
+from __future__ import annotations
+
+from runlake.cli._common import add_format_args, add_store_args, emit_rows, store_paths, subcommand
+
+_EXPORT_TABLES_HELP = (
+    "table to export (repeatable); default: every per-run table "
+    "(runs, writers, metrics, data_items, datasets, checkpoints, samples, logs, alerts, anomalies, metric_summary)"
+)
+
+
+def register(sub) -> None:
+    p = subcommand(sub, "import", "import runs from other tools into the store",
+                   "runlake import tensorboard ./tb_logs --project old-experiments")
+    isub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    tb = subcommand(isub, "tensorboard", "import TensorBoard event files: each run directory becomes a run",
+                    "runlake import tensorboard ./tb_logs --project old-experiments")
+    tb.add_argument("logdir", metavar="DIR", help="TensorBoard log directory (searched recursively)")
+    tb.add_argument("--project", default="tensorboard", help="runlake project of the imported runs (default: tensorboard)")
+    add_store_args(tb)
+    add_format_args(tb)
+    tb.set_defaults(func=_import_tensorboard)
+
+    p = subcommand(sub, "export", "export runs from the store to files",
+                   "runlake export parquet RUN -o out/   |   runlake export tensorboard RUN1 RUN2 -o tb/")
+    esub = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    for fmt in ("parquet", "csv"):
+        e = subcommand(esub, fmt, f"write the runs' rows as {fmt}, one file per table (<DIR>/<table>.{fmt})",
+                       f"runlake export {fmt} RUN [RUN...] --table metrics -o out/")
+        e.add_argument("runs", metavar="RUN", nargs="+", help="run id, unique run name or unique id prefix")
+        e.add_argument("--table", "-t", action="append", dest="tables", help=_EXPORT_TABLES_HELP)
+        e.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory")
+        add_store_args(e)
+        add_format_args(e)
+        e.set_defaults(func=_export_tables, export_format=fmt)
+    e = subcommand(esub, "tensorboard", "write TensorBoard event files, one run directory per run",
+                   "runlake export tensorboard RUN [RUN...] -o tb/ && tensorboard --logdir tb/")
+    e.add_argument("runs", metavar="RUN", nargs="+", help="run id, unique run name or unique id prefix")
+    e.add_argument("-o", "--out", required=True, metavar="DIR", help="output log directory")
+    add_store_args(e)
+    add_format_args(e)
+    e.set_defaults(func=_export_tensorboard)
+
+
+def _import_tensorboard(args) -> int:
+    from runlake.ingest.tensorboard import import_tensorboard
+
+    root, db = store_paths(args)
+    results = import_tensorboard(args.logdir, project=args.project, root=root, db=db)
+    rows = [[r.run_id, r.name, r.status, r.points, r.texts, r.hparams,
+             ", ".join(f"{k}: {v}" for k, v in r.skipped.items())] for r in results]
+    emit_rows(["run_id", "name", "status", "scalars", "texts", "hparams", "not imported"], rows, args.fmt)
+    return 0
+
+
+def _export_tables(args) -> int:
+    from runlake.analysis.export import export_tables
+
+    _, db = store_paths(args)
+    results = export_tables(db, args.runs, args.out, fmt=args.export_format, tables=args.tables)
+    emit_rows(["table", "rows", "path"], [[r.table, r.rows, str(r.path)] for r in results], args.fmt)
+    return 0
+
+
+def _export_tensorboard(args) -> int:
+    from runlake.analysis.export import export_tensorboard
+
+    _, db = store_paths(args)
+    results = export_tensorboard(db, args.runs, args.out)
+    emit_rows(["run", "scalars", "path"], [[r.path.name, r.rows, str(r.path)] for r in results], args.fmt)
+    return 0
