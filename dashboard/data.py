@@ -1,0 +1,192 @@
+"""Store access for the dashboard: short-lived read-only connections, a change token, caches.
+
+Why this module exists: a DuckDB reader that stays open blocks the ingest writer, so the
+dashboard never keeps a connection. Every fetch opens the store read-only
+(``runlake.ingest.store.read_store``), runs one analysis call, and closes it.
+
+Guarantees:
+
+* **Cheap idle ticks.** :func:`change_token` first compares the store file's ``stat``
+  signature (the main file and its WAL) with the last one seen; only when the files changed
+  does it open the store and read the ingest ledger (``max(updated_at)``, ``sum(bytes)``)
+  plus the row counts of the tables that change without the ledger (runs, anomalies). When
+  nothing is new a tick costs two ``stat`` calls.
+* **Results cached by token.** Every cached fetch takes the token as an argument, so
+  ``st.cache_data`` serves repeated renders from memory and recomputes exactly when new
+  data was ingested.
+* **Views call analysis.** The only SQL here is view-specific listing (metric keys, log
+  lines, the schema): the computation lives in ``runlake.analysis``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import polars as pl
+import streamlit as st
+
+from runlake.ingest.store import read_store
+
+__all__ = [
+    "MISSING_STORE",
+    "change_token",
+    "fetch",
+    "file_signature",
+    "log_lines",
+    "metric_keys",
+    "schema_columns",
+]
+
+MISSING_STORE = ("missing",)
+"""The token of a store file that does not exist (yet)."""
+
+_TOKEN_SQL = """
+SELECT (SELECT max(updated_at) FROM ingest_ledger),
+       (SELECT sum(bytes) FROM ingest_ledger),
+       (SELECT count(*) FROM ingest_ledger),
+       (SELECT count(*) FROM runs),
+       (SELECT max(last_seen_at) FROM runs),
+       (SELECT count(*) FROM anomalies)
+"""
+
+_lock = threading.Lock()
+_last: dict[str, tuple[tuple, tuple]] = {}  # db -> (file signature, data token)
+
+
+def file_signature(db: str | Path) -> tuple:
+    """``(size, mtime_ns)`` of the store file and its write-ahead log; cheap (two stats).
+
+    Every commit touches one of the two files, so an unchanged signature means no new data.
+    """
+    sig: list[Any] = []
+    for path in (str(db), f"{db}.wal"):
+        try:
+            st_ = os.stat(path)
+        except FileNotFoundError:
+            sig.append(None)
+        else:
+            sig.append((st_.st_size, st_.st_mtime_ns))
+    return tuple(sig)
+
+
+def change_token(db: str | Path) -> tuple:
+    """A value that changes exactly when new data reached the store.
+
+    Args:
+        db: the store file.
+
+    Returns:
+        :data:`MISSING_STORE` when the file does not exist, else a tuple built from the
+        ingest ledger and table counts. Costs two ``stat`` calls when the files did not
+        change since the previous call (from any session of this process).
+
+    Raises:
+        StoreError: the file exists but is not a readable store.
+        StoreBusyError: the ingest writer held the file past the retry window.
+    """
+    db = str(db)
+    sig = file_signature(db)
+    if sig[0] is None:
+        return MISSING_STORE
+    with _lock:
+        seen = _last.get(db)
+        if seen is not None and seen[0] == sig:
+            return seen[1]
+    with read_store(db) as con:
+        token = tuple(con.execute(_TOKEN_SQL).fetchone())
+    with _lock:
+        _last[db] = (sig, token)
+    return token
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_call(db: str, token: tuple, module: str, name: str, args: tuple, kwargs: tuple):
+    import importlib
+
+    fn = getattr(importlib.import_module(module), name)
+    with read_store(db) as con:
+        return fn(con, *args, **dict(kwargs))
+
+
+def fetch(fn: Callable[..., Any], db: str | Path, token: tuple, *args: Any, **kwargs: Any) -> Any:
+    """Call an analysis function ``fn(con, *args, **kwargs)`` on a fresh read-only
+    connection, cached by ``(db, token, fn, args, kwargs)``.
+
+    Args:
+        fn: a module-level function taking a DuckDB connection first.
+        db: the store file.
+        token: from :func:`change_token`; a new token recomputes.
+        args, kwargs: hashable arguments (lists are turned into tuples).
+
+    Returns:
+        Whatever ``fn`` returns (a copy, from the cache).
+    """
+    args = tuple(_hashable(a) for a in args)
+    items = tuple(sorted((k, _hashable(v)) for k, v in kwargs.items()))
+    return _cached_call(str(db), token, fn.__module__, fn.__name__, args, items)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _query(db: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+    with read_store(db) as con:
+        return con.execute(sql, list(params)).pl()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def metric_keys(db: str, token: tuple, run_ids: tuple[str, ...]) -> list[str]:
+    """Metric keys logged by these runs (all runs when empty), sorted, ``sys/`` last."""
+    where, params = "", []
+    if run_ids:
+        where = f"WHERE run_id IN ({', '.join('?' * len(run_ids))})"
+        params = list(run_ids)
+    frame = _query(db, f"SELECT DISTINCT key FROM metrics {where}", params)
+    keys = frame["key"].to_list() if frame.height else []
+    return sorted(keys, key=lambda k: (k.startswith("sys/"), k))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def log_lines(
+    db: str,
+    token: tuple,
+    run_ids: tuple[str, ...],
+    levels: tuple[str, ...],
+    text: str,
+    limit: int = 2000,
+) -> pl.DataFrame:
+    """Log lines of these runs, newest first, filtered by level and a case-insensitive
+    substring of the message or logger name."""
+    clauses, params = [], []
+    if run_ids:
+        clauses.append(f"run_id IN ({', '.join('?' * len(run_ids))})")
+        params += list(run_ids)
+    if levels:
+        clauses.append(f"upper(level) IN ({', '.join('?' * len(levels))})")
+        params += [lv.upper() for lv in levels]
+    if text:
+        clauses.append("(contains(lower(message), ?) OR contains(lower(logger), ?))")
+        params += [text.lower(), text.lower()]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT ts, run_id, rank, step, level, logger, message FROM logs {where} "
+        f"ORDER BY ts DESC LIMIT {int(limit)}"
+    )
+    return _query(db, sql, params)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def schema_columns(db: str, token: tuple) -> pl.DataFrame:
+    """Tables, views and their columns, from ``information_schema``."""
+    return _query(
+        db,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name <> 'schema_migrations' "
+        "ORDER BY table_name, ordinal_position",
+    )

@@ -1,0 +1,129 @@
+"""Widgets and formatting shared by several views: the run picker, durations, live blocks.
+
+Kept apart from the views so each view module holds only its own layout.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import polars as pl
+import streamlit as st
+
+from runlake.analysis.runs import list_runs
+from runlake.dashboard import data, selection
+
+__all__ = [
+    "all_runs",
+    "flatten_config",
+    "human_duration",
+    "live",
+    "run_labels",
+    "run_picker",
+    "show_frame",
+]
+
+
+def all_runs(db: str, token: tuple) -> pl.DataFrame:
+    """Every run in the store (cached by token), newest first."""
+    frame = data.fetch(list_runs, db, token)
+    return frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(frame)
+
+
+def run_labels(db: str, token: tuple) -> dict[str, str]:
+    """run id → ``project/name · id8`` for pickers."""
+    runs = all_runs(db, token)
+    labels = {}
+    for row in runs.select("run_id", "project", "name").iter_rows(named=True):
+        name = row["name"] or row["run_id"]
+        labels[row["run_id"]] = f"{row['project']}/{name} · {row['run_id'][:8]}"
+    return labels
+
+
+def run_picker(
+    db: str, token: tuple, *, label: str = "Runs", key: str, max_selections: int | None = None
+) -> list[str]:
+    """A multiselect of runs bound to the shared selection (session state and URL)."""
+    labels = run_labels(db, token)
+    chosen = [r for r in selection.selected_runs() if r in labels]
+    if key not in st.session_state or st.session_state.get(f"{key}__sync") != chosen:
+        st.session_state[key] = chosen
+        st.session_state[f"{key}__sync"] = chosen
+
+    def _changed() -> None:
+        picked = list(st.session_state[key])
+        st.session_state[f"{key}__sync"] = picked
+        selection.set_selected_runs(picked)
+
+    st.multiselect(
+        label,
+        list(labels),
+        key=key,
+        format_func=lambda r: labels.get(r, r),
+        on_change=_changed,
+        max_selections=max_selections,
+        placeholder="choose runs (or select them in the Runs view)",
+    )
+    return list(st.session_state[key])
+
+
+def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config (dict or JSON text) → ``{"optim.lr": 0.1, ...}``."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return {prefix.rstrip(".") or "config": config}
+    if not isinstance(config, dict):
+        return {prefix.rstrip("."): config} if prefix else {}
+    flat: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, dict) and v:
+            flat.update(flatten_config(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def human_duration(seconds: float | None) -> str:
+    """``93`` → ``"1m 33s"``; None → ``""``."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, comparable with the store's TIMESTAMP columns."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def live(db: str, body: Callable[[str, tuple], None]) -> None:
+    """Render ``body(db, token)`` inside a fragment that reruns every refresh interval.
+
+    Each tick first reads the change token (two ``stat`` calls when nothing changed); the
+    body's fetches are cached by that token, so an idle tick re-renders from memory.
+    """
+    every = st.session_state.get("rl_refresh_s")
+
+    @st.fragment(run_every=every)
+    def _tick() -> None:
+        body(db, data.change_token(db))
+
+    _tick()
+
+
+def show_frame(frame: pl.DataFrame | None, *, empty: str, **kwargs: Any) -> None:
+    """``st.dataframe`` for a polars frame, or an info line when there is nothing."""
+    if frame is None or frame.height == 0:
+        st.info(empty)
+        return
+    st.dataframe(frame, hide_index=True, **kwargs)

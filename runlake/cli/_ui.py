@@ -1,0 +1,91 @@
+"""`runlake ui`: start the Streamlit dashboard over the store.
+
+The server binds to 127.0.0.1 by default: the dashboard has no authentication, so exposing
+it on another interface shows every run, config and log line to anyone who can reach the
+port. Any non-loopback ``--host`` prints a loud warning first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runlake.cli._common import add_store_args, store_paths, subcommand
+
+__all__ = ["app_path", "is_loopback", "register", "streamlit_command"]
+
+
+def register(sub) -> None:
+    p = subcommand(
+        sub,
+        "ui",
+        "open the dashboard (Streamlit) over the store; localhost only unless --host",
+        "runlake ui --root ./runlake --port 8501",
+    )
+    add_store_args(p)
+    p.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; anything else exposes the dashboard, "
+        "which has no login)",
+    )
+    p.set_defaults(func=_run)
+
+
+def app_path() -> Path:
+    """The dashboard's entry script inside the installed package."""
+    from runlake.dashboard import APP
+
+    return APP
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def streamlit_command(db: Path, host: str, port: int) -> list[str]:
+    """The ``python -m streamlit run ...`` argv that serves the dashboard."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--", "--db", str(db),
+    ]
+
+
+def _run(args) -> int:
+    from runlake.schemas.errors import ConfigError
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be 1-65535, got {args.port}")
+    _, db = store_paths(args)
+    if not is_loopback(args.host):
+        bar = "!" * 78
+        print(
+            f"{bar}\nWARNING: binding the dashboard to {args.host}: it has NO authentication.\n"
+            f"Everyone who can reach port {args.port} on this address can read every run,\n"
+            f"config, log line and run SQL on the store. Use the default 127.0.0.1 with an\n"
+            f"SSH tunnel (ssh -L {args.port}:127.0.0.1:{args.port} host) instead.\n{bar}",
+            file=sys.stderr,
+        )
+    if not db.exists():
+        print(f"note: no store at {db} yet; the dashboard waits for `runlake ingest`.", file=sys.stderr)
+    print(f"runlake ui: http://{args.host}:{args.port}  (store {db}; Ctrl-C stops)", file=sys.stderr)
+    argv = streamlit_command(db, args.host, args.port)
+    sys.stderr.flush()
+    if os.name == "posix":
+        # Replace this process, so signals (Ctrl-C, SIGTERM) reach the server directly.
+        os.execv(argv[0], argv)
+    return subprocess.call(argv)
