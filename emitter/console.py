@@ -65,8 +65,9 @@ class Progress:
     def render(self, now_wall: float | None = None) -> str:
         s = self._snapshot()
         now_wall = time.time() if now_wall is None else now_wall
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now_wall))
-        ms = int((now_wall % 1) * 1000)
+        whole_ms = int(round(now_wall * 1000))
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole_ms // 1000))
+        ms = whole_ms % 1000
         total = s.get("total_steps")
         step = s.get("step")
         head = f"[runlake {stamp}.{ms:03d}] run {s['run_id']} step {step}"

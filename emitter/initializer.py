@@ -166,7 +166,9 @@ def init(
             )
     run_id = run_id or new_run_id()
     if name is None:
-        name = run_id
+        name = point.name or run_id
+    if group is None:
+        group = point.group
     if not isinstance(name, str) or not name or len(name) > 256 or "\n" in name:
         raise ConfigError(f"name must be a one-line string of 1-256 characters, got {name!r}")
 

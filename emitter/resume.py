@@ -30,6 +30,8 @@ class ResumePoint:
     resumed_from: str | None
     start_step: int
     last_step: int | None
+    name: str | None = None
+    group: str | None = None
 
 
 def writer_dirs(run_dir: Path) -> list[tuple[int, int, Path]]:
@@ -111,6 +113,7 @@ def resume_point(run_dir: Path, rank: int) -> ResumePoint:
         return ResumePoint(attempt=0, resumed_from=None, start_step=0, last_step=None)
     top = max(a for _r, a, _p in pool)
     previous = max((w for w in pool if w[1] == top), key=lambda w: w[2].stat().st_mtime)
+    start = _run_start(run_dir)
     last: int | None = None
     for _r, _a, wdir in mine:
         for ev in read_events(wdir):
@@ -121,4 +124,6 @@ def resume_point(run_dir: Path, rank: int) -> ResumePoint:
         resumed_from=previous[2].name,
         start_step=0 if last is None else last + 1,
         last_step=last,
+        name=None if start is None else start.name,
+        group=None if start is None else start.group,
     )
