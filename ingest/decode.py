@@ -13,6 +13,7 @@ every problem becomes a :class:`Problem` that ingest quarantines.
 from __future__ import annotations
 
 import bisect
+from operator import attrgetter
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -60,13 +61,17 @@ class _LeanMetrics(msgspec.Struct, tag_field="kind", tag="metrics", gc=False):
     epoch: int | None = None
 
 
+_LEAN = msgspec.json.Decoder(_LeanMetrics)
 _FAST = msgspec.json.Decoder(
     Union[
-        _LeanMetrics, E.RunStart, E.System, E.Data, E.Dataset, E.Checkpoint, E.Sample,
+        E.RunStart, E.Metrics, E.System, E.Data, E.Dataset, E.Checkpoint, E.Sample,
         E.Log, E.Alert, E.Heartbeat, E.RunEnd,
     ]
 )
 _CURRENT = dict(CURRENT_VERSIONS)
+_METRICS_V = _CURRENT["metrics"]
+_METRICS_PREFIX = b'{"kind":"metrics"'
+_METRIC_CLASSES = (_LeanMetrics, E.Metrics)
 
 
 def ts_us(ts: int | float | None) -> int | None:
@@ -93,20 +98,41 @@ class FrameDecoder:
             return self._dctx.decompressobj().decompress(frame)
         return self._dctx.decompress(frame)
 
-    def decode(self, content: bytes) -> tuple[list[Any], list[tuple[int, str, str]]]:
-        """Events of a frame's content, and (line_no, reason, excerpt) for bad lines."""
+    def decode(self, content: bytes) -> tuple[list[Any], list[Any], list[tuple[int, str, str]]]:
+        """Decode a frame's content: (metrics events, other events, bad lines).
+
+        Metrics lines (written tag first by the emitter) go through a lean metrics-only
+        decoder, the rest through the tagged union, each in one C call; any surprise (a bad
+        line, an older or newer version) falls back to :func:`decode_lines`, which decodes
+        line by line, upcasts and reports ``(line_no, reason, excerpt)`` per bad line.
+        """
+        lines = content.count(b"\n") + (0 if content.endswith(b"\n") else 1)
+        tagged = content.count(_METRICS_PREFIX)
         try:
-            events = _FAST.decode_lines(content)
+            if tagged == lines:
+                metrics, others = _LEAN.decode_lines(content), []
+            elif tagged == 0:
+                metrics, others = [], _FAST.decode_lines(content)
+            else:
+                m, o = [], []
+                for line in content.split(b"\n"):
+                    if line.startswith(_METRICS_PREFIX):
+                        m.append(line)
+                    elif line.strip():
+                        o.append(line)
+                metrics = _LEAN.decode_lines(b"\n".join(m))
+                others = _FAST.decode_lines(b"\n".join(o))
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
-            for ev in events:
-                if ev.v != _CURRENT[ev.__struct_config__.tag]:
-                    break
-            else:
-                return events, []
+            if all(ev.v == _METRICS_V for ev in metrics) and all(
+                ev.v == _CURRENT[ev.__struct_config__.tag] for ev in others
+            ):
+                return metrics, others, []
         events, problems = decode_lines(content)
-        return events, [(p.line_no, p.reason, p.text) for p in problems]
+        metrics = [ev for ev in events if ev.__class__ is E.Metrics]
+        others = [ev for ev in events if ev.__class__ is not E.Metrics]
+        return metrics, others, [(p.line_no, p.reason, p.text) for p in problems]
 
 
 def _json(value: Any) -> str | None:
@@ -157,6 +183,8 @@ ARROW_SCHEMAS: dict[str, pa.Schema] = {
 }
 _ROW_TABLES = ("datasets", "checkpoints", "samples", "logs", "alerts")
 CONTROL_KINDS = (E.RunStart, E.Heartbeat, E.RunEnd)
+_RANK, _STEP, _EPOCH = attrgetter("rank"), attrgetter("step"), attrgetter("epoch")
+_TS_OF, _VALUES = attrgetter("ts"), attrgetter("values")
 
 
 @dataclass(slots=True)
@@ -184,15 +212,17 @@ class TableBuilder:
     def __init__(self) -> None:
         self.points = 0
         self._runs: dict[str, int] = {}
-        # metrics: per event, then per point
+        # metrics: per event (run, rank, step, epoch, ts), per point (value), and the key
+        # sequence as runs of consecutive events sharing one key tuple
         self._m_run: list[int] = []
         self._m_rank: list[int] = []
         self._m_step: list[int | None] = []
         self._m_epoch: list[int | None] = []
         self._m_ts: list[int | float] = []
-        self._m_count: list[int] = []
-        self._m_keys: list[str] = []
         self._m_vals: list[Any] = []
+        self._keysets: dict[tuple[str, ...], int] = {}
+        self._ks_runs: list[list[int]] = []  # [keyset id, events]
+        self._last_ks: tuple[str, ...] | None = None
         self._m_frames: list[tuple[int, str, int]] = []  # (first point, segment, offset)
         self._d: dict[str, list[Any]] = {f.name: [] for f in ARROW_SCHEMAS["data_items"]}
         self._d_run: list[int] = []
@@ -205,57 +235,73 @@ class TableBuilder:
             idx = self._runs[run_id] = len(self._runs)
         return idx
 
-    def add(self, events: list[Any], run_id: str, segment: str, offset: int) -> FrameSummary:
-        """Append a frame's events; rows take ``run_id`` (the run folder they were found in)."""
+    def _keys(self, ks: tuple[str, ...], runs: list[list[int]]) -> None:
+        if ks == self._last_ks:
+            runs[-1][1] += 1
+            return
+        kid = self._keysets.get(ks)
+        if kid is None:
+            kid = self._keysets[ks] = len(self._keysets)
+        runs.append([kid, 1])
+        self._last_ks = ks
+
+    def _add_metrics(self, events: list[Any], run: int, system: bool = False) -> None:
+        n = len(events)
+        self._m_run.extend([run] * n)
+        self._m_rank.extend(map(_RANK, events))
+        self._m_step.extend(map(_STEP, events))
+        self._m_epoch.extend([None] * n if system else map(_EPOCH, events))
+        self._m_ts.extend(map(_TS_OF, events))
+        vals, keys, runs = self._m_vals.extend, self._keys, self._ks_runs
+        for v in map(_VALUES, events):
+            vals(v.values())
+            ks = tuple(v) if not system else tuple(
+                k if k.startswith("sys/") else "sys/" + k for k in v)
+            if ks == self._last_ks:
+                runs[-1][1] += 1
+            else:
+                keys(ks, runs)
+
+    def add(self, metrics: list[Any], others: list[Any], run_id: str, segment: str,
+            offset: int) -> FrameSummary:
+        """Append a frame's events; rows take ``run_id`` (the run folder they were found in).
+
+        Events naming another run are skipped and reported.
+        """
         run = self._run_index(run_id)
         self._m_frames.append((len(self._m_vals), segment, offset))
-        m_run, m_rank, m_step = self._m_run.append, self._m_rank.append, self._m_step.append
-        m_epoch, m_ts, m_count = self._m_epoch.append, self._m_ts.append, self._m_count.append
-        keys, vals = self._m_keys.extend, self._m_vals.extend
+        total = len(metrics) + len(others)
+        mismatched = [ev for ev in metrics if ev.run_id != run_id]
+        if mismatched:
+            metrics = [ev for ev in metrics if ev.run_id == run_id]
+        if metrics:
+            self._add_metrics(metrics, run)
         control = []
-        last_step = None
-        mismatched = 0
-        for ev in events:
+        last_step = metrics[-1].step if metrics else None
+        last_ts = max(_TS_OF(metrics[-1]), _TS_OF(others[-1])) if metrics and others else (
+            _TS_OF(metrics[-1]) if metrics else _TS_OF(others[-1]) if others else None)
+        systems = []
+        for ev in others:
             cls = ev.__class__
             if ev.run_id != run_id:
-                mismatched += 1
-                continue
-            if cls is _LeanMetrics or cls is E.Metrics:
-                v = ev.values
-                keys(v)
-                vals(v.values())
-                m_count(len(v))
-                m_run(run)
-                m_rank(ev.rank)
-                m_step(ev.step)
-                m_epoch(ev.epoch)
-                m_ts(ev.ts)
-                last_step = ev.step
+                mismatched.append(ev)
             elif cls is E.System:
-                v = ev.values
-                keys([k if k.startswith("sys/") else "sys/" + k for k in v])
-                vals(v.values())
-                m_count(len(v))
-                m_run(run)
-                m_rank(ev.rank)
-                m_step(ev.step)
-                m_epoch(None)
-                m_ts(ev.ts)
+                systems.append(ev)
             elif cls in CONTROL_KINDS:
                 control.append(ev)
-                if ev.__class__ is not E.RunStart and ev.step is not None:
-                    last_step = ev.step
+            elif cls is E.Metrics:  # from the line-by-line fallback
+                self._add_metrics([ev], run)
             else:
                 self._add_other(ev, run_id, run, segment, offset)
+        if systems:
+            self._add_metrics(systems, run, system=True)
         if mismatched:
-            self.problems.append(
-                Problem(segment, offset, None, None,
-                        f"{mismatched} event(s) name another run_id than their folder "
-                        f"{run_id!r}; skipped", "")
-            )
+            self.problems.append(Problem(
+                segment, offset, None, None,
+                f"{len(mismatched)} event(s) name another run_id ({mismatched[0].run_id!r}) "
+                f"than their folder {run_id!r}; skipped", ""))
         self.points = len(self._m_vals)
-        last_ts = ts_us(events[-1].ts) if events else None
-        return FrameSummary(len(events), last_ts, last_step, control)
+        return FrameSummary(total, ts_us(last_ts), last_step, control)
 
     def _add_other(self, ev: Any, run_id: str, run: int, segment: str, offset: int) -> None:
         cls = ev.__class__
@@ -318,7 +364,7 @@ class TableBuilder:
         out.update({t: len(r) for t, r in self._rows.items()})
         return out
 
-    def _metric_values(self) -> np.ndarray:
+    def _metric_values(self, names: list[str], key_codes: np.ndarray) -> np.ndarray:
         try:
             return np.array(self._m_vals, dtype=np.float64)
         except (ValueError, TypeError, OverflowError):
@@ -332,7 +378,7 @@ class TableBuilder:
                 _, segment, offset = self._m_frames[bisect.bisect_right(starts, i) - 1]
                 self.problems.append(Problem(
                     segment, offset, None, None,
-                    f"metric {self._m_keys[i]!r}: {exc}; stored as NaN", repr(value)[:200]))
+                    f"metric {names[key_codes[i]]!r}: {exc}; stored as NaN", repr(value)[:200]))
                 out[i] = np.nan
         return out
 
@@ -341,26 +387,37 @@ class TableBuilder:
             return pa.array(np.array(ts, dtype=np.int64) // 1000, _TS)
         return pa.array([ts_us(t) for t in ts], _TS)
 
+    def _metrics_table(self, runs: pa.Array) -> pa.Table:
+        keysets = list(self._keysets)
+        names: dict[str, int] = {}
+        codes = [np.array([names.setdefault(k, len(names)) for k in ks], dtype=np.int32)
+                 for ks in keysets]
+        key_codes = np.concatenate([np.tile(codes[kid], n) for kid, n in self._ks_runs])
+        per_event = np.repeat(
+            np.array([len(keysets[kid]) for kid, _ in self._ks_runs], dtype=np.int64),
+            np.array([n for _, n in self._ks_runs], dtype=np.int64))
+        idx = pa.array(np.repeat(np.arange(len(per_event), dtype=np.int64), per_event))
+        run_idx = pa.array(np.array(self._m_run, dtype=np.int32)).take(idx)
+        return pa.table(
+            [
+                pa.DictionaryArray.from_arrays(run_idx, runs),
+                pa.array(self._m_rank, pa.int32()).take(idx),
+                pa.array(self._m_step, pa.int64()).take(idx),
+                pa.array(self._m_epoch, pa.int32()).take(idx),
+                self._timestamps(self._m_ts).take(idx),
+                pa.DictionaryArray.from_arrays(pa.array(key_codes),
+                                               pa.array(list(names), pa.string())),
+                pa.array(self._metric_values(list(names), key_codes), pa.float64()),
+            ],
+            schema=ARROW_SCHEMAS["metrics"],
+        )
+
     def to_arrow(self) -> dict[str, pa.Table]:
         """The chunk as Arrow tables (only tables that have rows)."""
         runs = pa.array(list(self._runs), pa.string())
         out: dict[str, pa.Table] = {}
         if self._m_vals:
-            counts = np.array(self._m_count, dtype=np.int64)
-            idx = pa.array(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
-            run_idx = pa.array(np.array(self._m_run, dtype=np.int32)).take(idx)
-            out["metrics"] = pa.table(
-                [
-                    pa.DictionaryArray.from_arrays(run_idx, runs),
-                    pa.array(self._m_rank, pa.int32()).take(idx),
-                    pa.array(self._m_step, pa.int64()).take(idx),
-                    pa.array(self._m_epoch, pa.int32()).take(idx),
-                    self._timestamps(self._m_ts).take(idx),
-                    pa.array(self._m_keys, _D),
-                    pa.array(self._metric_values(), pa.float64()),
-                ],
-                schema=ARROW_SCHEMAS["metrics"],
-            )
+            out["metrics"] = self._metrics_table(runs)
         if self._d_run:
             cols = dict(self._d)
             cols["run_id"] = pa.DictionaryArray.from_arrays(

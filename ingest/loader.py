@@ -128,6 +128,8 @@ class _Committer:
     def __init__(self, db: Path) -> None:
         self.db = db
         self.commits = 0
+        self.commit_seconds = 0.0
+        self.wait_seconds = 0.0
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="runlake-ingest-commit",
@@ -138,18 +140,24 @@ class _Committer:
         while (chunk := self._queue.get()) is not None:
             if self._error is None:
                 try:
+                    start = time.perf_counter()
                     _commit(self.db, chunk)
+                    self.commit_seconds += time.perf_counter() - start
                     self.commits += 1
                 except BaseException as exc:  # re-raised on the ingest thread
                     self._error = exc
 
     def submit(self, chunk: _Chunk) -> None:
         self._raise()
+        start = time.perf_counter()
         self._queue.put(chunk)
+        self.wait_seconds += time.perf_counter() - start
 
     def close(self) -> None:
+        start = time.perf_counter()
         self._queue.put(None)
         self._thread.join()
+        self.wait_seconds += time.perf_counter() - start
         self._raise()
 
     def _raise(self) -> None:
@@ -217,6 +225,8 @@ class _Pass:
             committer.close()
             bar.close()
         self.report.commits = committer.commits
+        self.report.commit_seconds = committer.commit_seconds
+        self.report.wait_seconds = committer.wait_seconds
         self.report.runs = self.book.statuses()
         self.report.seconds = time.perf_counter() - start
         return self.report
@@ -275,14 +285,15 @@ class _Pass:
                 f"zstd frame of {len(frame)} bytes does not decompress ({exc}); skipped",
                 frame[:30].hex()))
             return
-        events, bad = self.decoder.decode(content)
+        metrics, others, bad = self.decoder.decode(content)
         for line_no, reason, text in bad:
             self._problem(entry, Problem(seg.key, where, len(frame), line_no, reason, text))
-        if events:
-            summary = self.builder.add(events, seg.run_id, seg.key, where)
+        n = len(metrics) + len(others)
+        if n:
+            summary = self.builder.add(metrics, others, seg.run_id, seg.key, where)
             self.book.observe(seg.project, seg.run_id, seg.writer, summary)
-        entry.events += len(events)
-        self.report.events += len(events)
+        entry.events += n
+        self.report.events += n
 
     def _set_offset(self, entry: LedgerEntry, offset: int, sealed: bool, done: bool) -> None:
         entry.bytes = offset

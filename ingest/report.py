@@ -18,7 +18,9 @@ class IngestReport:
         rows: rows inserted per store table (``metrics`` = scalar points).
         problems: one message per quarantined piece (file, byte offset, reason).
         runs: status of every run this pass touched or re-checked.
-        commits: transactions committed. seconds: wall time of the pass.
+        commits: transactions committed; commit_seconds: time spent committing (on the
+            commit thread); wait_seconds: time decoding waited for commits.
+        seconds: wall time of the pass.
     """
 
     segments: int = 0
@@ -30,6 +32,8 @@ class IngestReport:
     problems: list[str] = field(default_factory=list)
     runs: dict[str, str] = field(default_factory=dict)
     commits: int = 0
+    commit_seconds: float = 0.0
+    wait_seconds: float = 0.0
     seconds: float = 0.0
 
     @property

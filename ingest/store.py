@@ -21,7 +21,14 @@ from runlake.schemas.segments import default_db
 
 __all__ = ["connect", "migrate", "read_store", "write_store"]
 
-_LOCK_MARKERS = ("lock", "Could not set lock", "Conflicting lock", "being used by another")
+_LOCK_MARKERS = (
+    "lock",
+    "Could not set lock",
+    "Conflicting lock",
+    "being used by another",
+    # the same process holds the file with the other mode (e.g. a watch thread committing)
+    "different configuration",
+)
 
 
 def _is_lock_error(exc: Exception) -> bool:

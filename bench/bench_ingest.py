@@ -1,0 +1,187 @@
+"""Benchmark: segments -> committed DuckDB rows, and watch() freshness.
+
+One command (from the repository root):
+
+    .venv/bin/python bench/bench_ingest.py            # 20 runs x 50k steps x 10 keys = 10M points
+    .venv/bin/python bench/bench_ingest.py --quick    # 2M points
+
+Generates segments with the real framing (event structs -> ENCODER.encode_lines -> one zstd
+frame with checksum per flush of 1,000 steps, 64 MB segments sealed by rename), then times
+``runlake.ingest.ingest()`` end to end on a fresh store (median of --repeat runs) and,
+in the same run, two baselines over the same data: raw zstd decompression of the segments,
+and DuckDB loading the same rows from an equivalent Parquet file. Then measures freshness:
+a live writer flushing one frame per second while ``watch()`` runs; the delay from the
+flush to the row being visible to a read-only query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zstandard
+
+from runlake.ingest import ingest, read_store, watch
+from runlake.schemas import events as E
+from runlake.schemas.codec import ENCODER
+from runlake.schemas.segments import segment_name
+
+FLUSH_STEPS = 1000
+SEGMENT_BYTES = 64 << 20
+
+
+def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0) -> int:
+    """Write runs x steps x keys random float points; returns the point count."""
+    rng = random.Random(seed)
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    names = [f"train/metric_{k}" for k in range(keys)]
+    ts = time.time_ns()
+    for r in range(runs):
+        run_id = f"bench-{r:03d}"
+        writer = "r0000-a000-bench"
+        folder = root / "bench" / run_id / writer
+        folder.mkdir(parents=True)
+        seq, segment, size = 0, 0, 0
+        out = open(folder / segment_name(segment, sealed=False), "ab")
+        events = [E.RunStart(v=1, run_id=run_id, writer=writer, seq=0, ts=ts, rank=0,
+                             project="bench", name=f"run{r}", config={"lr": 0.001 * r})]
+        for step in range(steps):
+            seq += 1
+            events.append(E.Metrics(v=1, run_id=run_id, writer=writer, seq=seq,
+                                    ts=ts + step * 1_000_000, rank=0, step=step,
+                                    values={k: rng.random() for k in names}))
+            if len(events) >= FLUSH_STEPS or step == steps - 1:
+                if step == steps - 1:
+                    events.append(E.RunEnd(v=1, run_id=run_id, writer=writer, seq=seq + 1,
+                                           ts=ts + steps * 1_000_000, rank=0, status="finished"))
+                data = cctx.compress(ENCODER.encode_lines(events))
+                out.write(data)
+                size += len(data)
+                events = []
+                if size >= SEGMENT_BYTES or step == steps - 1:
+                    out.close()
+                    os.rename(folder / segment_name(segment, sealed=False),
+                              folder / segment_name(segment, sealed=True))
+                    segment, size = segment + 1, 0
+                    if step != steps - 1:
+                        out = open(folder / segment_name(segment, sealed=False), "ab")
+    return runs * steps * keys
+
+
+def baseline_decompress(root: Path) -> float:
+    """Seconds to decompress every segment (no decoding, no storing)."""
+    dctx = zstandard.ZstdDecompressor()
+    start = time.perf_counter()
+    for path in root.rglob("*.jsonl.zst"):
+        with open(path, "rb") as f:
+            reader = dctx.stream_reader(f, read_across_frames=True)
+            while reader.read(1 << 22):
+                pass
+    return time.perf_counter() - start
+
+
+def baseline_parquet(db: Path, work: Path) -> float:
+    """Seconds for DuckDB to load the same rows from a Parquet file into a fresh store."""
+    import duckdb
+
+    parquet = work / "metrics.parquet"
+    with read_store(db) as con:
+        con.execute(f"COPY (SELECT * FROM metrics) TO '{parquet}' (FORMAT parquet)")
+    target = work / "parquet.duckdb"
+    start = time.perf_counter()
+    con = duckdb.connect(str(target))
+    con.execute(f"CREATE TABLE metrics AS SELECT * FROM read_parquet('{parquet}')")
+    con.close()
+    seconds = time.perf_counter() - start
+    target.unlink()
+    return seconds
+
+
+def freshness(work: Path, flushes: int = 10) -> list[float]:
+    """Delay from a writer's flush to the row being visible read-only, with watch() running."""
+    root = work / "live"
+    folder = root / "live" / "run-live" / "r0000-a000-live"
+    folder.mkdir(parents=True)
+    db = root / "runlake.duckdb"
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(root, db, 0.25, stop), daemon=True)
+    thread.start()
+    delays = []
+    path = folder / segment_name(0, sealed=False)
+    for i in range(flushes):
+        time.sleep(1.0)
+        ev = E.Metrics(v=1, run_id="run-live", writer="r0000-a000-live", seq=i, ts=time.time_ns(),
+                       rank=0, step=i, values={"loss": 1.0 / (i + 1)})
+        with open(path, "ab") as f:
+            f.write(cctx.compress(ENCODER.encode_lines([ev])))
+        flushed = time.perf_counter()
+        while True:
+            if db.exists():
+                with read_store(db) as con:
+                    seen = con.execute("SELECT count(*) FROM metrics WHERE step = ?",
+                                       [i]).fetchone()[0]
+                if seen:
+                    break
+            time.sleep(0.02)
+        delays.append(time.perf_counter() - flushed)
+    stop.set()
+    thread.join()
+    return delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--keys", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="4 runs x 50k steps x 10 keys")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs = 4
+    work = Path(tempfile.mkdtemp(prefix="runlake-bench-"))
+    try:
+        root = work / "lake"
+        t = time.perf_counter()
+        points = generate(root, args.runs, args.steps, args.keys)
+        seg_bytes = sum(p.stat().st_size for p in root.rglob("*.jsonl.zst"))
+        print(f"generated {points:,} points in {seg_bytes / 1e6:,.1f} MB of segments "
+              f"({time.perf_counter() - t:.1f}s)")
+        times = []
+        for i in range(args.repeat):
+            db = work / f"store{i}.duckdb"
+            report = ingest(root, db)
+            assert report.points == points, (report.points, points)
+            times.append(report.seconds)
+            print(f"  ingest run {i + 1}: {report.seconds:.2f}s  "
+                  f"{points / report.seconds / 1e6:.2f}M points/s  ({report.commits} commits)")
+            if i:
+                db.unlink()
+        ingest_s = statistics.median(times)
+        decomp_s = statistics.median(baseline_decompress(root) for _ in range(args.repeat))
+        parquet_s = statistics.median(
+            baseline_parquet(work / "store0.duckdb", work) for _ in range(args.repeat))
+        rate = points / ingest_s
+        print(f"ingest (segments -> committed rows): median {ingest_s:.2f}s = "
+              f"{rate / 1e6:.2f}M points/s (target >= 3M)")
+        print(f"baseline zstd decompress only:       median {decomp_s:.2f}s = "
+              f"{points / decomp_s / 1e6:.2f}M points/s; ingest takes {ingest_s / decomp_s:.1f}x")
+        print(f"baseline DuckDB from Parquet:        median {parquet_s:.2f}s = "
+              f"{points / parquet_s / 1e6:.2f}M points/s; ingest takes {ingest_s / parquet_s:.1f}x")
+        delays = freshness(work)
+        print(f"freshness (flush -> visible read-only, watch interval 0.25s): median "
+              f"{statistics.median(delays):.2f}s, max {max(delays):.2f}s (target <= 2s)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
