@@ -1,0 +1,226 @@
+"""PyTorch Lightning integration: a ``Logger`` writing a runlake run, and a progress callback.
+
+Why it exists: Lightning users configure tracking with ``Trainer(logger=...)`` and expect
+no other change. :class:`RunlakeLogger` implements Lightning's ``Logger``:
+
+* the run is created lazily on rank 0 (Lightning calls loggers on rank 0 only), on the
+  first of ``log_hyperparams`` (whose params become the run's ``config``), ``log_metrics``
+  or ``experiment``; its id is fixed at construction so ``version`` (used by
+  ``ModelCheckpoint`` for its folder) never starts the run early;
+* ``log_metrics(metrics, step)`` -> ``run.log`` at Lightning's ``global_step``, with the
+  ``epoch`` entry Lightning adds used as the event's epoch;
+* ``after_save_checkpoint`` records ``ModelCheckpoint``'s saved files as ``checkpoint``
+  events (tags ``best``/``last``; size and sha256 computed by the run);
+* ``finalize("success")`` flushes (Lightning calls it after every ``fit``/``test``, so the
+  run stays open for the next stage; it ends when the process exits or on
+  ``logger.experiment.finish()``); ``finalize("failed")`` ends the run as failed.
+
+Hyperparameters logged after the run started cannot change its ``config`` (``run_start``
+is written once); they are kept as a ``log`` event (logger ``runlake.lightning``) and a
+warning says so.
+
+:class:`RunlakeProgress` is a callback adding ``perf/step_ms`` and ``perf/samples_per_s``
+every ``every`` training batches and setting the run's ``total_steps`` from
+``trainer.estimated_stepping_batches`` (for the ETA in heartbeats).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from argparse import Namespace
+from typing import Any
+
+from lightning.fabric.utilities.logger import _convert_params
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from runlake.emitter.environment import new_run_id, run_id_from_env
+from runlake.emitter.integrations.throughput import log_at
+from runlake.schemas.segments import resolve_root
+
+__all__ = ["RunlakeLogger", "RunlakeProgress"]
+
+_log = logging.getLogger("runlake.lightning")
+
+
+class RunlakeLogger(Logger):
+    """Lightning ``Logger`` recording into a runlake run.
+
+    Args:
+        project: runlake project.
+        name: run name (default: the run id).
+        run: an existing live Run to log into instead of creating one.
+        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake``).
+        **init_kwargs: passed to ``runlake.init`` (``config``, ``tags``, ``group``,
+            ``run_id``, ``resume``...). ``config`` is merged under the hyperparameters.
+
+    Example::
+
+        trainer = L.Trainer(logger=RunlakeLogger("mnist", config={"seed": 0}),
+                            callbacks=[RunlakeProgress()])
+    """
+
+    def __init__(self, project: str = "default", name: str | None = None, *, run: Any = None,
+                 root: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
+        super().__init__()
+        self._project = project
+        self._run_name = name
+        self._run = run
+        self._root = resolve_root(root) if run is None else run.root
+        self._init_kwargs = init_kwargs
+        self._run_id = run.id if run is not None else (init_kwargs.pop("run_id", None) or run_id_from_env() or new_run_id())
+        self._saved: set[str] = set()
+
+    # -- identity (never starts the run) ------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._project
+
+    @property
+    def version(self) -> str:
+        return self._run_id
+
+    @property
+    def save_dir(self) -> str:
+        return str(self._root)
+
+    @property
+    def root_dir(self) -> str:
+        return str(self._root)
+
+    @property
+    def log_dir(self) -> str:
+        return str(self._root / self._project / self._run_id)
+
+    # -- the run ---------------------------------------------------------------------------
+    def _start(self, config: dict[str, Any] | None = None) -> Any:
+        if self._run is None:
+            from runlake.emitter.initializer import init
+
+            kwargs = dict(self._init_kwargs)
+            merged = dict(kwargs.pop("config", None) or {})
+            merged.update(config or {})
+            self._run = init(self._project, self._run_name, config=merged, root=self._root,
+                             run_id=self._run_id, **kwargs)
+        return self._run
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The :class:`runlake.Run` (started on first access)."""
+        return self._start()
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
+        params = _convert_params(params) or {}
+        params = json.loads(json.dumps(params, default=str))
+        if self._run is None:
+            self._start(params)
+            return
+        warnings.warn("runlake: hyperparameters logged after the run started are kept as a log "
+                      "event, not in the run's config", RuntimeWarning, stacklevel=2)
+        _log.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        run = self._start()
+        values = dict(metrics)
+        epoch = values.pop("epoch", None)
+        run.log(values, step=step, epoch=None if epoch is None else int(epoch))
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        run = self._start()
+        best = getattr(checkpoint_callback, "best_model_path", "") or ""
+        last = getattr(checkpoint_callback, "last_model_path", "") or ""
+        score = getattr(checkpoint_callback, "best_model_score", None)
+        monitor = getattr(checkpoint_callback, "monitor", None)
+        for path in dict.fromkeys(p for p in (best, last) if p):
+            if path in self._saved or not os.path.exists(path):
+                continue
+            self._saved.add(path)
+            tags = [t for t, p in (("best", best), ("last", last)) if p == path]
+            metrics = {monitor: float(score)} if monitor and score is not None and path == best else None
+            run.log_checkpoint(path, metrics=metrics, tags=tags)
+
+    @rank_zero_only
+    def save(self) -> None:
+        if self._run is not None:
+            self._run.flush()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._run is None:
+            return
+        if status == "failed":
+            self._run.finish("failed")
+        else:
+            self._run.flush()
+
+
+class RunlakeProgress(Callback):
+    """Adds step time, samples/s and total steps to the :class:`RunlakeLogger`'s run.
+
+    Args:
+        every: training batches per logged window.
+    """
+
+    def __init__(self, every: int = 20) -> None:
+        self.every = max(1, int(every))
+        self._reset()
+
+    def _reset(self) -> None:
+        self._n = 0
+        self._busy = 0.0
+        self._samples = 0
+        self._window = None
+
+    @staticmethod
+    def _run(trainer: Any) -> Any:
+        for logger in trainer.loggers:
+            if isinstance(logger, RunlakeLogger):
+                return logger.experiment
+        return None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        run = self._run(trainer) if trainer.is_global_zero else None
+        total = trainer.estimated_stepping_batches
+        if run is not None and isinstance(total, (int, float)) and total != float("inf"):
+            run.total_steps = int(total)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._t0 = time.perf_counter()
+        if self._window is None:
+            self._window = self._t0
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        t = time.perf_counter()
+        self._busy += t - self._t0
+        self._n += 1
+        self._samples += _batch_size(batch)
+        if self._n < self.every or not trainer.is_global_zero:
+            return
+        run = self._run(trainer)
+        wall = t - self._window
+        values = {"perf/step_ms": self._busy / self._n * 1e3}
+        if wall > 0 and self._samples:
+            values["perf/samples_per_s"] = self._samples / wall
+        self._reset()
+        self._window = t
+        if run is not None:
+            log_at(run, values, trainer.global_step)
+
+
+def _batch_size(batch: Any) -> int:
+    if hasattr(batch, "shape") and len(batch.shape):
+        return int(batch.shape[0])
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return 0
