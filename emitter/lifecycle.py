@@ -10,6 +10,10 @@ run ends, if nobody replaced them in between:
   still dies with SIGTERM's exit status.
 * ``atexit`` - runs still live at interpreter exit end with status ``finished``.
 
+* ``os.register_at_fork`` - in a forked child (DataLoader workers) every inherited run is
+  detached: its logging methods become no-ops that warn once, and no hook of the child
+  writes to the parent's segments (the writer thread does not survive a fork anyway).
+
 A SIGKILLed process runs none of these: what its writer had flushed stays readable and the
 store reports the run as crashed once its heartbeat stops.
 """
@@ -28,7 +32,7 @@ __all__ = ["current", "live_runs", "register", "unregister"]
 
 _LIVE: list[Any] = []
 _LOCK = threading.RLock()
-_STATE: dict[str, Any] = {"atexit": False, "excepthook": None, "sigterm": None}
+_STATE: dict[str, Any] = {"atexit": False, "excepthook": None, "sigterm": None, "fork": False}
 
 
 def live_runs() -> list[Any]:
@@ -85,10 +89,20 @@ def _at_exit() -> None:
     _end_all("finished", exit_reason="interpreter exit")
 
 
+def _after_fork_in_child() -> None:
+    runs = list(_LIVE)
+    _LIVE.clear()
+    for run in runs:
+        run._detach_after_fork()
+
+
 def _install() -> None:
     if not _STATE["atexit"]:
         atexit.register(_at_exit)
         _STATE["atexit"] = True
+    if not _STATE["fork"] and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _STATE["fork"] = True
     if sys.excepthook is not _excepthook:
         _STATE["excepthook"] = sys.excepthook
         sys.excepthook = _excepthook

@@ -370,7 +370,7 @@ class Run:
         did not finish within ``timeout`` seconds.
         """
         if self._ended or self._writer is None:
-            return self._ended and self.status is not None and not self._drops_writer
+            return self.status in _STATUSES and not self._drops_writer
         return self._writer.flush(timeout)
 
     def finish(self, status: str = "finished", *, summary: Mapping[str, Any] | None = None,
@@ -404,6 +404,22 @@ class Run:
                      dropped=self.dropped)
         if self._writer is not None:
             self._writer.stop([end], FINISH_TIMEOUT_S)
+
+    def _detach_after_fork(self) -> None:
+        """In a forked child: never write to the parent's segments; logging becomes a no-op."""
+        self._ended = True
+        self.status = "forked"
+        self._writer = None
+        self._handler = None
+        pid = os.getpid()
+
+        def ignored(*args: Any, **kwargs: Any) -> None:
+            self._warn("forked", f"run {self.id} was started in another process; events logged "
+                       f"in forked child {pid} are ignored (call runlake.init() in the child to "
+                       f"record them)")
+
+        self.log = ignored
+        self._emit = ignored  # log_data, alert, ... and the logging bridge
 
     def _closed(self, *args: Any, **kwargs: Any) -> None:
         raise RunStateError(

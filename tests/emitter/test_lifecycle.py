@@ -124,3 +124,34 @@ def test_context_manager_exception(rl, root, exc, status):
     end = rl.of_kind(rl.read_run(run.dir), "run_end")[0]
     assert end.status == status and "stop" in end.traceback
     assert runlake.current_run() is not run
+
+
+def test_forked_child_never_writes_to_parent_segments(rl, root):
+    """A fork (DataLoader worker) that logs and exits leaves the parent's run intact."""
+    import os
+    import warnings
+
+    import runlake
+
+    run = runlake.init("p", root=root, console=False, system_interval=0)
+    run.log({"x": 1.0})
+    pid = os.fork()
+    if pid == 0:  # child: log, raise SIGTERM-like paths, exit without atexit
+        code = 0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run.log({"x": 99.0})
+                run.log_data(["child"])
+                run.flush()
+                run.finish()
+            code = 0 if runlake.current_run() is None else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.log({"x": 2.0})
+    run.finish()
+    events = rl.read_run(run.dir)
+    assert [e.values["x"] for e in rl.of_kind(events, "metrics")] == [1.0, 2.0]
+    assert rl.of_kind(events, "data") == [] and len(rl.of_kind(events, "run_end")) == 1
