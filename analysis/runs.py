@@ -1,0 +1,134 @@
+"""Listing runs and resolving RUN references, shared by every command that takes RUN.
+
+A RUN reference is a run id, a unique run name, or a unique prefix of a run id, tried in
+that order. Anything else is a :class:`RunNotFoundError` whose message says what matched
+(up to five candidates) and how to list runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import duckdb
+
+from runlake.schemas.errors import RunNotFoundError
+
+__all__ = ["list_runs", "resolve_run", "resolve_runs"]
+
+_HINT = "`runlake runs` lists them"
+_KEY_METRICS = 3
+
+
+def _describe(rows: list[tuple]) -> str:
+    shown = ", ".join(f"{rid} ({name})" if name else rid for rid, name in rows[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    return shown + more
+
+
+def resolve_run(con: duckdb.DuckDBPyConnection, ref: str) -> str:
+    """The run id a RUN reference names.
+
+    Args:
+        con: a store connection (read-only is fine).
+        ref: a run id, a unique run name, or a unique prefix of a run id.
+
+    Returns:
+        The run id.
+
+    Raises:
+        RunNotFoundError: nothing matches, or several runs do (the message lists up to 5).
+    """
+    ref = (ref or "").strip()
+    if not ref:
+        raise RunNotFoundError(f"empty RUN reference: pass a run id, name or id prefix; {_HINT}")
+    if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
+        return ref
+    for what, where, arg in (
+        ("name", "name = ?", ref),
+        ("id prefix", "starts_with(run_id, ?)", ref),
+    ):
+        rows = con.execute(
+            f"SELECT run_id, name FROM runs WHERE {where} "
+            f"ORDER BY started_at DESC NULLS LAST, run_id LIMIT 6", [arg]
+        ).fetchall()
+        if len(rows) == 1:
+            return rows[0][0]
+        if rows:
+            count = con.execute(f"SELECT count(*) FROM runs WHERE {where}", [arg]).fetchone()[0]
+            raise RunNotFoundError(
+                f"{count} runs match {what} {ref!r}: {_describe(rows)}; pass a longer id "
+                f"prefix or the full run id")
+    raise RunNotFoundError(f"no run matches {ref!r}; {_HINT}")
+
+
+def resolve_runs(con: duckdb.DuckDBPyConnection, refs: Iterable[str]) -> list[str]:
+    """Resolve several RUN references (order kept, duplicates dropped).
+
+    Raises:
+        RunNotFoundError: for the first reference that does not resolve.
+    """
+    out: list[str] = []
+    for ref in refs:
+        run_id = resolve_run(con, ref)
+        if run_id not in out:
+            out.append(run_id)
+    return out
+
+
+def list_runs(
+    con: duckdb.DuckDBPyConnection,
+    project: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Runs, newest first, with progress and their latest loss/accuracy values.
+
+    Args:
+        con: a store connection.
+        project, status: keep only runs of this project / with this status.
+        limit: at most this many runs.
+
+    Returns:
+        One dict per run: run_id, project, name, group_name, status, started_at,
+        ended_at, last_seen_at, duration_s, last_step, total_steps, progress (0..1 or
+        None), eta_s, attempts, world_size, tags, and ``metrics``: up to 3 keys whose name
+        contains "loss" or "acc" mapped to their value at the last step.
+    """
+    where, params = [], []
+    if project is not None:
+        where.append("project = ?")
+        params.append(project)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    sql = f"""
+        SELECT run_id, project, name, group_name, status, started_at, ended_at, last_seen_at,
+               epoch(coalesce(ended_at, last_seen_at)) - epoch(started_at) AS duration_s,
+               last_step, total_steps,
+               CASE WHEN total_steps > 0 AND last_step IS NOT NULL
+                    THEN least(1.0, (last_step + 1) / total_steps) END AS progress,
+               eta_s, attempts, world_size, tags
+        FROM runs {'WHERE ' + ' AND '.join(where) if where else ''}
+        ORDER BY started_at DESC NULLS LAST, run_id
+        {'LIMIT ' + str(int(limit)) if limit is not None else ''}"""
+    cur = con.execute(sql, params)
+    columns = [d[0] for d in cur.description]
+    runs = [dict(zip(columns, row)) for row in cur.fetchall()]
+    for run in runs:
+        run["metrics"] = {}
+    if runs:
+        by_id = {r["run_id"]: r for r in runs}
+        rows = con.execute(
+            """
+            SELECT run_id, key, arg_max(value, step) AS last
+            FROM metrics
+            WHERE run_id IN (SELECT unnest(?::VARCHAR[]))
+              AND (key ILIKE '%loss%' OR key ILIKE '%acc%') AND NOT starts_with(key, 'sys/')
+            GROUP BY run_id, key ORDER BY run_id, (key ILIKE '%loss%') DESC, key""",
+            [list(by_id)],
+        ).fetchall()
+        for run_id, key, last in rows:
+            metrics = by_id[run_id]["metrics"]
+            if len(metrics) < _KEY_METRICS:
+                metrics[key] = last
+    return runs

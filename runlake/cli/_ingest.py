@@ -1,0 +1,74 @@
+"""`runlake ingest`: load new segment bytes into the store (once, or continuously)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from runlake.cli._common import add_store_args, store_paths, subcommand
+from runlake.schemas.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = subcommand(
+        sub, "ingest", "load new segments into the DuckDB store, exactly once",
+        "runlake ingest --root runs/            # one pass\n"
+        "  runlake ingest --watch --interval 2    # keep the store fresh while training runs",
+    )
+    add_store_args(p)
+    p.add_argument("--watch", action="store_true", help="keep ingesting until Ctrl-C")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between passes with --watch (default 1)")
+    p.add_argument("--stale-after", type=float, default=None, metavar="S",
+                   help="seconds of writer silence that mark a run crashed "
+                        "(default 3 x heartbeat + 5)")
+    p.add_argument("--analyze", action="store_true",
+                   help="run the anomaly detectors on the runs that got new data")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar, summary or warnings")
+    p.set_defaults(func=_run)
+
+
+def _detector():
+    try:
+        from runlake.analysis.anomalies import detect
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("runlake.analysis"):
+            raise ConfigError(
+                "--analyze needs runlake.analysis.anomalies, which is not available in this "
+                "installation; run without --analyze") from None
+        raise
+    return detect
+
+
+def _run(args) -> int:
+    from runlake.ingest import ingest, watch
+
+    root, db = store_paths(args)
+    if args.interval <= 0:
+        raise ConfigError(f"--interval must be a positive number of seconds, got {args.interval}")
+    detect = _detector() if args.analyze else None
+    if args.quiet:
+        logging.getLogger("runlake.ingest").setLevel(logging.ERROR)
+    progress = not args.quiet and sys.stderr.isatty()
+
+    def after(report) -> None:
+        touched = sorted(report.runs) if report.points or report.events else []
+        if detect is not None and touched:
+            found = detect(db, run_ids=touched)
+            if not args.quiet:
+                print(f"anomalies: {found} found in {len(touched)} run(s)", flush=True)
+        if not args.quiet and (report.segments or not args.watch):
+            print(report.summary(), flush=True)
+
+    if args.watch:
+        if not args.quiet:
+            print(f"watching {root} every {args.interval:g}s (Ctrl-C to stop)", file=sys.stderr)
+        try:
+            watch(root, db, interval=args.interval, on_pass=after, progress=progress,
+                  stale_after=args.stale_after)
+        except KeyboardInterrupt:
+            return 0
+        return 0
+    after(ingest(root, db, progress=progress, stale_after=args.stale_after))
+    return 0
