@@ -17,6 +17,7 @@ from runlake.emitter import lifecycle
 from runlake.emitter.checks import OnlineChecks
 from runlake.emitter.console import Progress, console_interval
 from runlake.emitter.environment import git_info, host_info, new_run_id, ranks, run_id_from_env
+from runlake.emitter.periodic import heartbeat_task, snapshot, system_task
 from runlake.emitter.resume import ResumePoint, find_latest_run, resume_point
 from runlake.emitter.run import FLUSH_AT, Run
 from runlake.emitter.sink import FSYNC_POLICIES, FileSink, active_capture
@@ -197,12 +198,12 @@ def init(
     if online_checks:
         checks = OnlineChecks(run._make_alert, run._emit_many, run._warn)
         run._checks = checks
-    periodic = [Periodic("heartbeat", heartbeat_interval, run._heartbeat_task(heartbeat_interval))]
+    periodic = [Periodic("heartbeat", heartbeat_interval, heartbeat_task(run, heartbeat_interval))]
     if system_interval:
-        periodic.append(Periodic("system", system_interval, run._system_task(SystemSampler())))
+        periodic.append(Periodic("system", system_interval, system_task(run, SystemSampler())))
     interval = console_interval(console)
     if interval is not None:
-        progress = Progress(run._snapshot)
+        progress = Progress(lambda: snapshot(run))
         periodic.append(Periodic("console", interval, lambda now: progress.print()))
     writer = Writer(run._buf, sink, flush_interval=flush_interval,
                     on_failure=run._writer_failure,

@@ -33,11 +33,9 @@ from runlake.schemas.events import (
     Data,
     Dataset,
     Event,
-    Heartbeat,
     Metrics,
     RunEnd,
     Sample,
-    System,
 )
 
 __all__ = ["BUFFER_CAP", "FLUSH_AT", "Run"]
@@ -321,46 +319,6 @@ class Run:
 
     def _jsonable(self, value: Any, what: str) -> Any:
         return jsonable(value, strict=self.strict, what=what)
-
-    # -- periodic events (writer thread) ----------------------------------------------------
-    def _heartbeat_task(self, interval: float) -> Callable[[float], list[Event]]:
-        last = [time.monotonic(), self.step]
-
-        def beat(now: float) -> list[Event]:
-            step = self.step
-            t0, s0 = last
-            rate = (step - s0) / (now - t0) if now > t0 else None
-            last[0], last[1] = now, step
-            eta = None
-            if rate and self.total_steps is not None:
-                eta = max(0.0, (self.total_steps - step) / rate)
-            self._rate, self._eta = rate, eta
-            env = self._envelope()
-            return [Heartbeat(*env, step=self._default_step(), total_steps=self.total_steps,
-                              steps_per_s=rate, eta_s=eta, interval_s=interval,
-                              events=env[3] + 1, dropped=self.dropped)]
-
-        self._rate = self._eta = None
-        return beat
-
-    def _system_task(self, sampler) -> Callable[[float], list[Event]]:
-        def sample(now: float) -> list[Event]:
-            values = sampler.sample()
-            self._system_latest = values
-            return [System(*self._envelope(), values=values, step=self._default_step())]
-
-        return sample
-
-    def _snapshot(self) -> dict[str, Any]:
-        """Counters for the console progress block."""
-        losses = {}
-        if self._checks is not None:
-            losses = {k: v for k, v in self._checks.latest.items() if "loss" in k.lower()}
-        return {"run_id": self.id, "step": self.step, "epoch": self.epoch,
-                "total_steps": self.total_steps, "items": self._items,
-                "augmented": self._augmented, "losses": losses,
-                "system": self._system_latest, "steps_per_s": getattr(self, "_rate", None),
-                "eta_s": getattr(self, "_eta", None), "dropped": self.dropped}
 
     # -- flushing and ending -----------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
