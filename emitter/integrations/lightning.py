@@ -5,7 +5,8 @@ no other change. :class:`RunlakeLogger` implements Lightning's ``Logger``:
 
 * the run is created lazily on rank 0 (Lightning calls loggers on rank 0 only), on the
   first of ``log_hyperparams`` (whose params become the run's ``config``), ``log_metrics``
-  or ``experiment``; its id is fixed at construction so ``version`` (used by
+  or a use of ``experiment`` (reading the property alone, as Lightning does during setup,
+  does not start it); its id is fixed at construction so ``version`` (used by
   ``ModelCheckpoint`` for its folder) never starts the run early;
 * ``log_metrics(metrics, step)`` -> ``run.log`` at Lightning's ``global_step``, with the
   ``epoch`` entry Lightning adds used as the event's epoch;
@@ -112,8 +113,12 @@ class RunlakeLogger(Logger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        """The :class:`runlake.Run` (started on first access)."""
-        return self._start()
+        """The :class:`runlake.Run`; before it started, a handle that starts it on first use.
+
+        Lightning touches ``experiment`` before ``log_hyperparams``; returning the handle
+        lets the hyperparameters still become the run's config.
+        """
+        return self._run if self._run is not None else _LazyRun(self)
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
@@ -161,6 +166,24 @@ class RunlakeLogger(Logger):
             self._run.finish("failed")
         else:
             self._run.flush()
+
+
+class _LazyRun:
+    """Stands for the logger's run until first used; then forwards to the real Run."""
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, logger: RunlakeLogger) -> None:
+        object.__setattr__(self, "_logger", logger)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger._start(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._logger._start(), name, value)
+
+    def __repr__(self) -> str:
+        return f"<runlake run {self._logger.version} (not started yet)>"
 
 
 class RunlakeProgress(Callback):
