@@ -35,7 +35,7 @@ from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
 from runlake.ingest.store import read_store, write_store
 from runlake.schemas.errors import RootError
-from runlake.schemas.segments import default_db, iter_frame_spans, resolve_root
+from runlake.schemas.segments import FRAME_MAGIC, default_db, iter_frame_spans, resolve_root
 
 __all__ = ["CHUNK_POINTS", "run_pass"]
 
@@ -190,8 +190,10 @@ def _is_skippable(frame: bytes) -> bool:
 
 
 class _Pass:
-    def __init__(self, root: Path, db: Path, progress: bool, stale_after: float | None):
+    def __init__(self, root: Path, db: Path, progress: bool, stale_after: float | None,
+                 chunk_points: int):
         self.root, self.db = root, db
+        self.chunk_points = chunk_points
         self.progress = progress
         self.report = IngestReport()
         self.book = StatusBook(stale_after)
@@ -246,7 +248,8 @@ class _Pass:
         data, sealed = tail
         self.report.segments += 1
         consumed = 0
-        for span in iter_frame_spans(data, 0, sealed=sealed):
+        spans = iter_frame_spans(data, 0, sealed=sealed)
+        while (span := next(spans, None)) is not None:
             where = start + span.offset
             length = span.end - span.offset
             if span.status == "torn" and not sealed:
@@ -262,9 +265,12 @@ class _Pass:
                     f"{length} bytes that are not a zstd frame ({span.reason}); skipped to the "
                     f"next frame", data[span.offset:span.offset + 60].hex()))
             else:
-                self._frame(seg, entry, data[span.offset:span.end], where)
+                resync = self._frame(seg, entry, data, span.offset, span.end, where)
+                if resync is not None:  # a damaged frame swallowed the start of the next one
+                    spans = iter_frame_spans(data, resync, sealed=sealed)
+                    span = replace(span, end=resync)
             consumed = span.end
-            if self.builder.points >= CHUNK_POINTS:
+            if self.builder.points >= self.chunk_points:
                 self._set_offset(entry, start + consumed, sealed, done=False)
                 bar.update(0, self.builder.points)
                 self._flush(committer)
@@ -272,7 +278,10 @@ class _Pass:
         self.report.bytes += consumed
         bar.update(len(data))
 
-    def _frame(self, seg: SegmentFile, entry: LedgerEntry, frame: bytes, where: int) -> None:
+    def _frame(self, seg: SegmentFile, entry: LedgerEntry, data: bytes, begin: int, end: int,
+               where: int) -> int | None:
+        """Load one frame; returns where to resume parsing if it was damaged."""
+        frame = data[begin:end]
         entry.frames += 1
         self.report.frames += 1
         if _is_skippable(frame):
@@ -280,11 +289,13 @@ class _Pass:
         try:
             content = self.decoder.decompress(frame)
         except (zstandard.ZstdError, ValueError) as exc:
+            nxt = data.find(FRAME_MAGIC, begin + 1, end)
+            length = (nxt if nxt > 0 else end) - begin
             self._problem(entry, Problem(
-                seg.key, where, len(frame), None,
-                f"zstd frame of {len(frame)} bytes does not decompress ({exc}); skipped",
+                seg.key, where, length, None,
+                f"zstd frame of {length} bytes does not decompress ({exc}); skipped",
                 frame[:30].hex()))
-            return
+            return nxt if nxt > 0 else None
         metrics, others, bad = self.decoder.decode(content)
         for line_no, reason, text in bad:
             self._problem(entry, Problem(seg.key, where, len(frame), line_no, reason, text))
@@ -294,6 +305,7 @@ class _Pass:
             self.book.observe(seg.project, seg.run_id, seg.writer, summary)
         entry.events += n
         self.report.events += n
+        return None
 
     def _set_offset(self, entry: LedgerEntry, offset: int, sealed: bool, done: bool) -> None:
         entry.bytes = offset
@@ -323,10 +335,18 @@ class _Pass:
 
 
 def run_pass(
-    root: Path, db: Path, *, progress: bool = False, stale_after: float | None = None
+    root: Path,
+    db: Path,
+    *,
+    progress: bool = False,
+    stale_after: float | None = None,
+    chunk_points: int = CHUNK_POINTS,
 ) -> IngestReport:
-    """One ingest pass over ``root`` into ``db``; the caller holds the ingest lock."""
-    return _Pass(root, db, progress, stale_after).run()
+    """One ingest pass over ``root`` into ``db``; the caller holds the ingest lock.
+
+    ``chunk_points`` bounds the rows of one commit (memory and reader wait).
+    """
+    return _Pass(root, db, progress, stale_after, chunk_points).run()
 
 
 def check_root(root: str | Path | None) -> Path:

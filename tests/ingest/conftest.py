@@ -98,3 +98,44 @@ def make_writer(seg_root):
     def make(run_id="run-a", project="proj", **kw) -> SegmentWriter:
         return SegmentWriter(seg_root, project, run_id, **kw)
     return make
+
+
+def _query(db: Path, sql: str, params=None) -> list[tuple]:
+    """Rows of a read-only query on the store."""
+    from runlake.ingest import read_store
+
+    with read_store(db) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+TABLES = ("metrics", "data_items", "datasets", "checkpoints", "samples", "logs", "alerts",
+          "runs", "writers", "ingest_ledger", "quarantine")
+
+
+def _fingerprint(db: Path) -> dict:
+    """Row count and an order-independent content hash of every data table."""
+    out = {}
+    for table in TABLES:
+        cols = "ingest_ledger.* EXCLUDE (updated_at)" if table == "ingest_ledger" else (
+            "quarantine.* EXCLUDE (detected_at)" if table == "quarantine" else f"{table}.*")
+        out[table] = _query(db, f"SELECT count(*), coalesce(sum(hash(t))::VARCHAR, '0') "
+                               f"FROM (SELECT {cols} FROM {table}) t")[0]
+    return out
+
+
+@pytest.fixture
+def query():
+    """``query(db, sql, params=None) -> rows`` on a read-only connection."""
+    return _query
+
+
+@pytest.fixture
+def fingerprint():
+    """``fingerprint(db) -> {table: (rows, content hash)}`` over every data table."""
+    return _fingerprint
+
+
+@pytest.fixture
+def make_frame():
+    """``make_frame(events) -> bytes``: one zstd frame as the emitter writes it."""
+    return frame
