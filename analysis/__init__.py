@@ -26,6 +26,8 @@ from runlake.analysis.lineage import (
     never_seen,
     run_items,
 )
+from runlake.analysis.runs import list_runs, resolve_run, resolve_runs
+from runlake.analysis.sql import check_query, run_readonly
 
 __all__ = [
     "CATALOG",
@@ -33,6 +35,7 @@ __all__ = [
     "align",
     "augmentation_breakdown",
     "best_config",
+    "check_query",
     "config_diff",
     "coverage",
     "data_diff",
@@ -45,8 +48,12 @@ __all__ = [
     "item_runs",
     "leakage",
     "list_anomalies",
+    "list_runs",
     "metric_table",
     "never_seen",
+    "resolve_run",
+    "resolve_runs",
     "run_items",
+    "run_readonly",
     "seed_groups",
 ]
