@@ -108,7 +108,9 @@ def never_seen_items(con, run_ids, now) -> pl.DataFrame:
 
 
 def sample_degradation(con, run_ids, now) -> pl.DataFrame:
-    """A sample quality score whose last 3 evaluations all fell well below its best."""
+    """A sample quality score whose last 3 evaluations all fell well below its best
+    (more than 3 robust sigmas and 5%); sigma comes from second differences so a rising
+    or falling trend does not inflate it."""
     scope, params = run_scope(run_ids)
     keys = [r[0] for r in con.execute(
         f"SELECT DISTINCT key FROM samples WHERE {scope}", params).fetchall()]
@@ -127,14 +129,14 @@ def sample_degradation(con, run_ids, now) -> pl.DataFrame:
                 g AS (
                     SELECT *, v * sign AS good,
                            row_number() OVER (PARTITION BY run_id, key ORDER BY step DESC) AS from_end,
-                           abs(v * sign - lag(v * sign) OVER (PARTITION BY run_id, key ORDER BY step)) AS d
-                    FROM s),
+                           abs(v * sign - 2 * lag(v * sign) OVER w + lag(v * sign, 2) OVER w) AS d
+                    FROM s WINDOW w AS (PARTITION BY run_id, key ORDER BY step)),
                 agg AS (
                     SELECT run_id, key, count(*) AS n, max(good) AS peak, arg_max(from_end, good) AS peak_from_end,
                            arg_max(step, good) AS peak_step, arg_max(v, good) AS peak_v,
                            max(good) FILTER (WHERE from_end <= 3) AS tail_best,
                            arg_min(v, from_end) AS last_v, max(step) AS stop,
-                           median(d) / 0.954 AS noise
+                           median(d) / 1.652 AS noise  -- robust sigma from 2nd differences (trend-free)
                     FROM g GROUP BY run_id, key)
                 SELECT run_id, key, 'sample_degradation' AS detector, 'warning' AS severity,
                        peak_step AS step_start, stop AS step_end, last_v AS value, peak_v AS ref

@@ -108,3 +108,16 @@ def builder(tmp_path):
 def reader():
     """Open a store read-only for the duration of a `with` block."""
     return read_store
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the planted-anomaly suite's precision and recall after the run."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        results = getattr(module, "SUITE_RESULTS", None) if name.endswith("test_detectors") else None
+        if results:
+            terminalreporter.write_line(
+                f"runlake planted-anomaly suite: {results['cases']} cases, "
+                f"recall {results['recall']:.0%}, precision {results['precision']:.0%} "
+                f"(tp={results['tp']}, fp={results['fp']})")
