@@ -154,6 +154,8 @@ class StatusBook:
             if cls is E.RunStart:
                 self._run_start(w, ev)
             elif cls is E.Heartbeat:
+                if ev.step is not None:
+                    w.last_step = max(w.last_step or ev.step, ev.step)
                 w.total_steps = ev.total_steps if ev.total_steps is not None else w.total_steps
                 w.eta_s = ev.eta_s
                 w.heartbeat_s = ev.interval_s
