@@ -17,7 +17,7 @@ Metric keys (``<name>`` is the parameter's name from ``named_parameters()``):
 * ``grad/norm`` (global L2), ``grad/norm/<name>``, ``grad/mean``, ``grad/std``,
   ``grad/max_abs`` over all gradient entries;
 * ``param/norm``, ``param/norm/<name>``, ``param/mean``, ``param/std``, ``param/max_abs``;
-* ``update/ratio`` = ||theta_after - theta_before|| / ||theta_before|| over all parameters,
+* ``update/ratio`` = ||theta_after - theta_before|| / ||theta_after|| over all parameters,
   and ``update/ratio/<name>`` per tensor (healthy training is often around 1e-3);
 * ``cuda/allocated_mib``, ``cuda/reserved_mib``, ``cuda/peak_mib`` when the model is on a
   CUDA device (untested without a GPU);
@@ -149,7 +149,6 @@ class WatchHandle:
             if prev is not None:
                 diff = torch._foreach_sub(self.params, prev)
                 parts.append(("dnorm", torch._foreach_norm(diff)))
-                parts.append(("pnorm", torch._foreach_norm(prev)))
             flat = [t.float().cpu() for _, ts in parts for t in ts]
             numbers = torch.stack(flat).tolist() if flat else []
         pos = 0
@@ -162,7 +161,7 @@ class WatchHandle:
         if grads:
             self._summarise(out, "grad", [self.names[i] for i in gidx], [numels[i] for i in gidx], unpacked["grad"])
         if prev is not None:
-            dn, pn = unpacked["dnorm"], unpacked["pnorm"]
+            dn, pn = unpacked["dnorm"], unpacked["param"][: len(self.params)]
             total_d = math.sqrt(sum(x * x for x in dn))
             total_p = math.sqrt(sum(x * x for x in pn))
             out["update/ratio"] = total_d / total_p if total_p > 0 else math.nan

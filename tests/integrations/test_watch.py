@@ -65,10 +65,11 @@ def test_statistics_match_a_manual_computation(tmp_path, make_model):
     # plain SGD: the update of that step is lr * grad
     before = expected["before"]
     num = math.sqrt(sum(((0.05 * g) ** 2).sum().item() for g in grads))
-    den = math.sqrt(sum((b ** 2).sum().item() for b in before))
+    after = [b - 0.05 * g for b, g in zip(before, grads)]
+    den = math.sqrt(sum((a ** 2).sum().item() for a in after))
     assert v["update/ratio"] == pytest.approx(num / den, rel=1e-4)
-    for name, g, b in zip(names, grads, before):
-        assert v[f"update/ratio/{name}"] == pytest.approx((0.05 * g).norm().item() / b.norm().item(), rel=1e-4)
+    for name, g, a in zip(names, grads, after):
+        assert v[f"update/ratio/{name}"] == pytest.approx((0.05 * g).norm().item() / a.norm().item(), rel=1e-4)
     assert not any(k.startswith("cuda/") for k in v)  # CPU model: no CUDA keys
 
 
