@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         st.cache_data.clear()
         at = app("charts", runs=",".join(chart_runs), key="loss").run()
         assert not at.exception, at.exception
-        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"), "chart missing"
+        assert at.get("vega_lite_chart"), "chart missing"
 
     def runs_sql() -> None:
         with read_store(db) as con:

@@ -22,6 +22,7 @@ from runlake.schemas.errors import RunlakeError
 from runlake.schemas.segments import default_db
 
 REFRESH_CHOICES = {"off": None, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0}
+DEFAULT_REFRESH = "2 s"
 
 
 def store_path(argv: list[str] | None = None) -> Path:
@@ -56,9 +57,19 @@ def _navigation(view: str) -> str:
     return st.session_state["rl_nav"]
 
 
+def _refresh_from_url() -> str:
+    """``?refresh=off`` or ``?refresh=5`` picks the initial live refresh interval."""
+    wanted = st.query_params.get("refresh", "")
+    for label in REFRESH_CHOICES:
+        if wanted in (label, label.split()[0]):
+            return label
+    return DEFAULT_REFRESH
+
+
 def _sidebar_status(db: Path) -> float | None:
+    choices = list(REFRESH_CHOICES)
     picked = st.sidebar.selectbox(
-        "Live refresh", list(REFRESH_CHOICES), index=2, key="rl_refresh",
+        "Live refresh", choices, index=choices.index(_refresh_from_url()), key="rl_refresh",
         help="How often live parts (runs table, charts) check the store for new data.",
     )
     st.sidebar.caption(f"Store: `{db}`")

@@ -137,7 +137,7 @@ def _hashable(value: Any) -> Any:
 
 def _query(db: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
     with read_store(db) as con:
-        return con.execute(sql, list(params)).pl()
+        return con.sql(sql, params=list(params) or None).pl()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -18,10 +18,11 @@ from runlake.analysis.anomalies import list_anomalies
 from runlake.analysis.compare import downsample, ema
 from runlake.dashboard import data, selection, widgets
 
-__all__ = ["chart", "curves", "render"]
+__all__ = ["chart", "curves", "render", "zoom_points"]
 
 TITLE = "Charts"
 X_AXES = ("step", "time", "epoch")
+MAX_POINTS = 20_000
 SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
 
 
@@ -102,6 +103,20 @@ def chart(
     return alt.layer(*layers).resolve_scale(color="independent").properties(height=320)
 
 
+def zoom_points(points: int, lo: float | None, hi: float | None, last_step: float | None) -> int:
+    """Points to request so a zoomed step range still gets about ``points`` of them.
+
+    ``downsample`` buckets a run's whole x range, so a range covering 1/10 of the run needs
+    10x the points (capped at :data:`MAX_POINTS`).
+    """
+    if (lo is None and hi is None) or not last_step:
+        return points
+    span = (last_step if hi is None else min(hi, last_step)) - (0 if lo is None else max(lo, 0))
+    if span <= 0:
+        return points
+    return int(min(MAX_POINTS, max(points, points * last_step / span)))
+
+
 def _int_or_none(value: str | None) -> int | None:
     try:
         return int(float(value)) if value not in (None, "") else None
@@ -134,11 +149,14 @@ def render(db: str, token: tuple) -> None:
     lo = c6.number_input("From step", value=_int_or_none(focus.get("from")), step=1, key="charts_from")
     hi = c7.number_input("To step", value=_int_or_none(focus.get("to")), step=1, key="charts_to")
     labels = widgets.run_labels(db, token)
+    runs = widgets.all_runs(db, token).filter(pl.col("run_id").is_in(list(run_ids)))
+    last_step = runs["last_step"].max() if runs.height else None
+    per_curve = zoom_points(int(points), lo, hi, last_step) if x == "step" else int(points)
 
     def _draw(db_: str, token_: tuple) -> None:
         findings = data.fetch(list_anomalies, db_, token_, run_ids=list(run_ids))
         for key in chosen:
-            raw = data.fetch(downsample, db_, token_, list(run_ids), key, points=int(points), x=x)
+            raw = data.fetch(downsample, db_, token_, list(run_ids), key, points=per_curve, x=x)
             pts = curves(raw, labels, smoothing=smoothing, x=x, x_range=(lo, hi), log_y=log_y)
             st.subheader(key)
             if pts.height == 0:

@@ -1,13 +1,10 @@
 """Compare view: config diff, metric table, seed groups, hyperparameter impact, best config.
 
 Everything here is computed by ``runlake.analysis.compare``; the view picks the runs and
-the metric and lays the answers out.
+the metric, puts run names on the answers and lays them out.
 """
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -20,15 +17,25 @@ __all__ = ["render"]
 TITLE = "Compare"
 
 
-def _as_frame(value: Any) -> pl.DataFrame | None:
-    if value is None:
-        return None
-    if isinstance(value, pl.DataFrame):
-        return value
-    if isinstance(value, dict):
-        return pl.DataFrame([{"field": k, "value": json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}
-                             for k, v in value.items()])
-    return pl.DataFrame(value)
+def _named(frame: pl.DataFrame, labels: dict[str, str]) -> pl.DataFrame:
+    """Add a ``run`` label column next to ``run_id`` (or rename run-id columns)."""
+    if "run_id" in frame.columns:
+        named = frame.with_columns(
+            pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
+        return named.select("run", *[c for c in frame.columns if c != "run"])
+    return frame.rename({c: labels[c] for c in frame.columns if c in labels})
+
+
+def _best(db: str, token: tuple, run_ids: list[str], metric: str, labels: dict[str, str]) -> None:
+    best = data.fetch(best_config, db, token, run_ids, metric)
+    if not best:
+        st.info(f"No run has a finite value of {metric}.")
+        return
+    direction = "lowest" if best.get("mode") == "min" else "highest"
+    run = labels.get(best["run_id"], best["run_id"])
+    st.markdown(f"**{run}** has the {direction} `{metric}`: **{best['value']:.6g}** "
+                f"at step {best.get('step')}")
+    st.json(best.get("config") or {}, expanded=False)
 
 
 def render(db: str, token: tuple) -> None:
@@ -37,27 +44,31 @@ def render(db: str, token: tuple) -> None:
     if len(run_ids) < 2:
         st.info("Select at least two runs (here or in the Runs view) to compare them.")
         return
+    labels = widgets.run_labels(db, token)
     keys = data.metric_keys(db, token, tuple(run_ids))
     user_keys = [k for k in keys if not k.startswith("sys/")] or keys
 
     st.subheader("Config diff")
-    widgets.show_frame(_as_frame(data.fetch(config_diff, db, token, run_ids)),
+    widgets.show_frame(_named(data.fetch(config_diff, db, token, run_ids), labels),
                        empty="These runs have identical configs.")
 
     st.subheader("Metrics")
-    widgets.show_frame(_as_frame(data.fetch(metric_table, db, token, run_ids, keys=user_keys or None)),
+    table = data.fetch(metric_table, db, token, run_ids, keys=user_keys or None)
+    widgets.show_frame(_named(table, labels) if table is not None else None,
                        empty="No metrics logged by these runs.")
     if not user_keys:
         return
 
-    metric = st.selectbox("Metric for groups, impact and best configuration", user_keys, key="compare_metric")
+    metric = st.selectbox("Metric for groups, impact and best configuration", user_keys,
+                          key="compare_metric")
     st.subheader("Seed groups")
-    st.caption("Runs that differ only in their seed, aggregated with confidence intervals.")
-    widgets.show_frame(_as_frame(data.fetch(seed_groups, db, token, run_ids, metric)),
+    st.caption("Runs whose configs differ only in the seed, aggregated: mean with a 95% "
+               "confidence interval (Student t).")
+    widgets.show_frame(data.fetch(seed_groups, db, token, run_ids, metric),
                        empty="No seed groups among these runs.")
     st.subheader("Hyperparameter impact")
-    widgets.show_frame(_as_frame(data.fetch(hparam_impact, db, token, run_ids, metric)),
+    st.caption("Rank correlation of each varying config value with the metric.")
+    widgets.show_frame(data.fetch(hparam_impact, db, token, run_ids, metric),
                        empty="Not enough variation to estimate hyperparameter impact.")
     st.subheader("Best configuration")
-    widgets.show_frame(_as_frame(data.fetch(best_config, db, token, run_ids, metric)),
-                       empty="No best configuration found.")
+    _best(db, token, run_ids, metric, labels)

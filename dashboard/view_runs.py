@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from runlake.analysis.compare import metric_table
+from runlake.analysis.compare import metric_table, run_configs
 from runlake.dashboard import data, selection, widgets
 
 __all__ = ["filter_runs", "render", "status_text", "table"]
@@ -20,7 +20,7 @@ __all__ = ["filter_runs", "render", "status_text", "table"]
 TITLE = "Runs"
 
 
-def status_text(status: str, age_s: float | None, heartbeat_s: float | None) -> str:
+def status_text(status: str, age_s: float | None, heartbeat_s: float | None = None) -> str:
     """``running · 4s ago``; a running run silent for long is flagged ``silent``."""
     if status != "running":
         return status
@@ -65,6 +65,7 @@ def filter_runs(
 
 def table(
     runs: pl.DataFrame,
+    configs: dict[str, dict[str, Any]],
     config_keys: list[str],
     metrics: pl.DataFrame | None,
     now,
@@ -73,21 +74,21 @@ def table(
     rows: list[dict[str, Any]] = []
     for r in runs.iter_rows(named=True):
         age = (now - r["last_seen_at"]).total_seconds() if r.get("last_seen_at") else None
-        total, last = r.get("total_steps"), r.get("last_step")
+        last = r.get("last_step")
         running = r["status"] == "running"
         row: dict[str, Any] = {
             "run": r["name"] or r["run_id"],
             "project": r["project"],
             "group": r.get("group_name"),
-            "status": status_text(r["status"], age, r.get("heartbeat_s")),
+            "status": status_text(r["status"], age),
             "tags": ", ".join(r.get("tags") or []),
             "step": last,
-            "progress": (min(last / total, 1.0) if running and total and last is not None else None),
+            "progress": r.get("progress") if running else None,
             "ETA": widgets.human_duration(r.get("eta_s")) if running else "",
             "started": r.get("started_at"),
             "run_id": r["run_id"],
         }
-        config = widgets.flatten_config(r.get("config"))
+        config = configs.get(r["run_id"], {})
         for k in config_keys:
             value = config.get(k)
             row[f"cfg:{k}"] = value if value is None or isinstance(value, (int, float, bool)) else str(value)
@@ -108,8 +109,8 @@ def _metric_columns(db: str, token: tuple, run_ids: list[str], keys: list[str]) 
     for key in keys:
         part = mt.filter(pl.col("key") == key)
         cols = [pl.col("run_id")]
-        if "last" in part.columns:
-            cols.append(pl.col("last").alias(f"{key} (last)"))
+        if "final" in part.columns:
+            cols.append(pl.col("final").alias(f"{key} (last)"))
         if "best" in part.columns:
             cols.append(pl.col("best").alias(f"{key} (best)"))
         wide.append(part.select(cols))
@@ -133,7 +134,8 @@ def render(db: str, token: tuple) -> None:
     text = c4.text_input("Search", key="runs_text", placeholder="name, id, group or project")
     shown = filter_runs(runs, projects=projects, statuses=statuses, tags=tags, text=text)
 
-    config_options = sorted({k for c in shown["config"].to_list() for k in widgets.flatten_config(c)})
+    configs = data.fetch(run_configs, db, token, None)
+    config_options = sorted({k for rid in shown["run_id"].to_list() for k in configs.get(rid, {})})
     metric_options = data.metric_keys(db, token, ())
     c5, c6 = st.columns(2)
     config_keys = c5.multiselect("Config columns", config_options, key="runs_cfg")
@@ -147,7 +149,8 @@ def render(db: str, token: tuple) -> None:
         fresh = filter_runs(widgets.all_runs(db_, token_), projects=projects, statuses=statuses,
                             tags=tags, text=text)
         metrics = _metric_columns(db_, token_, fresh["run_id"].to_list(), metric_cols)
-        frame = table(fresh, config_keys, metrics, widgets.utcnow())
+        frame = table(fresh, data.fetch(run_configs, db_, token_, None), config_keys, metrics,
+                      widgets.utcnow())
         st.dataframe(
             frame,
             hide_index=True,

@@ -5,7 +5,6 @@ Kept apart from the views so each view module holds only its own layout.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -17,7 +16,6 @@ from runlake.dashboard import data, selection
 
 __all__ = [
     "all_runs",
-    "flatten_config",
     "human_duration",
     "live",
     "run_labels",
@@ -26,10 +24,20 @@ __all__ = [
 ]
 
 
+RUN_SCHEMA = {
+    "run_id": pl.String, "project": pl.String, "name": pl.String, "group_name": pl.String,
+    "status": pl.String, "started_at": pl.Datetime("us"), "ended_at": pl.Datetime("us"),
+    "last_seen_at": pl.Datetime("us"), "duration_s": pl.Float64, "last_step": pl.Int64,
+    "total_steps": pl.Int64, "progress": pl.Float64, "eta_s": pl.Float64,
+    "tags": pl.List(pl.String),
+}
+
+
 def all_runs(db: str, token: tuple) -> pl.DataFrame:
-    """Every run in the store (cached by token), newest first."""
-    frame = data.fetch(list_runs, db, token)
-    return frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(frame)
+    """Every run in the store (cached by token), newest first, as a frame of RUN_SCHEMA."""
+    runs = data.fetch(list_runs, db, token)
+    rows = [{k: r.get(k) for k in RUN_SCHEMA} for r in runs]
+    return pl.DataFrame(rows, schema=RUN_SCHEMA)
 
 
 def run_labels(db: str, token: tuple) -> dict[str, str]:
@@ -67,24 +75,6 @@ def run_picker(
         placeholder="choose runs (or select them in the Runs view)",
     )
     return list(st.session_state[key])
-
-
-def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config (dict or JSON text) → ``{"optim.lr": 0.1, ...}``."""
-    if isinstance(config, str):
-        try:
-            config = json.loads(config)
-        except ValueError:
-            return {prefix.rstrip(".") or "config": config}
-    if not isinstance(config, dict):
-        return {prefix.rstrip("."): config} if prefix else {}
-    flat: dict[str, Any] = {}
-    for k, v in config.items():
-        if isinstance(v, dict) and v:
-            flat.update(flatten_config(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
 
 
 def human_duration(seconds: float | None) -> str:

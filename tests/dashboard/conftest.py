@@ -12,13 +12,15 @@ import pytest
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
-# (project, name, group, config, tags, spike step or None, finish status or None = running)
+# (project, name, group, config, tags, spike step or None, finish status or None = running).
+# The running run comes last: its logging bridge stays attached and would capture the
+# log lines of runs created after it.
 SPECS = [
     ("vision", "alpha", "lr-sweep", {"lr": 0.1, "seed": 1, "model": {"width": 64}}, ["baseline"], 120, "finished"),
     ("vision", "beta", "lr-sweep", {"lr": 0.01, "seed": 1, "model": {"width": 64}}, ["sweep"], None, "finished"),
     ("vision", "beta-s2", "lr-sweep", {"lr": 0.01, "seed": 2, "model": {"width": 64}}, ["sweep"], None, "finished"),
-    ("vision", "gamma", "lr-sweep", {"lr": 0.1, "seed": 2, "model": {"width": 128}}, ["sweep"], None, None),
     ("nlp", "delta", None, {"lr": 0.003, "seed": 1, "model": {"width": 256}}, ["lm"], None, "failed"),
+    ("vision", "gamma", "lr-sweep", {"lr": 0.1, "seed": 2, "model": {"width": 128}}, ["sweep"], None, None),
 ]
 STEPS = 200
 
@@ -58,7 +60,7 @@ def build_store(root: Path) -> dict:
     db = root / "runlake.duckdb"
     ingest(root=root, db=db)
     _detect(db)
-    return {"db": db, "root": root, "ids": ids, "live": live}
+    return {"db": db, "root": root, "ids": ids, "live": live, "names": [s[1] for s in SPECS]}
 
 
 def _detect(db: Path) -> None:
@@ -95,6 +97,24 @@ def app(store, monkeypatch):
         return at.run() if run else at
 
     return make
+
+
+@pytest.fixture
+def app_script() -> Path:
+    """The dashboard entry script."""
+    return APP
+
+
+@pytest.fixture
+def page_text():
+    """``page_text(at)`` → all visible text of an AppTest page."""
+    return texts
+
+
+@pytest.fixture
+def port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    return free_port()
 
 
 def free_port() -> int:
