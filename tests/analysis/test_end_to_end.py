@@ -1,0 +1,53 @@
+"""End to end: real torch training on CPU -> emitter -> ingest -> detect; the high-lr run is
+flagged critical and the stable runs raise no warning."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+import runlake
+from runlake.analysis.anomalies import detect, list_anomalies
+from runlake.ingest import ingest
+from runlake.ingest.store import read_store
+
+torch = pytest.importorskip("torch")
+
+
+def _train(root, name: str, lr: float, seed: int, steps: int = 200) -> str:
+    torch.manual_seed(seed)
+    x = torch.randn(512, 16)
+    y = (x @ torch.randn(16, 1)).squeeze(1) + 0.1 * torch.randn(512)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    with runlake.init(project="e2e", name=name, root=root, config={"lr": lr, "seed": seed}) as run:
+        for step in range(steps):
+            idx = torch.randint(0, 512, (32,))
+            loss = torch.nn.functional.mse_loss(model(x[idx]).squeeze(1), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            grad = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+            opt.step()
+            run.log({"train/loss": loss.item(), "train/grad_norm": grad.item(), "lr": lr}, step=step)
+        return run.id
+
+
+@pytest.mark.slow
+def test_unstable_run_is_flagged_through_the_real_pipeline(tmp_path):
+    """lr=0.1 with momentum blows up (spike, then NaN: critical); lr=0.01 seeds are quiet."""
+    stable = [_train(tmp_path, f"stable-{s}", 0.01, s) for s in range(3)]
+    unstable = _train(tmp_path, "unstable", 0.1, 0)
+    db = tmp_path / "store.duckdb"
+    ingest(root=tmp_path, db=db)
+    assert detect(db) > 0
+    with read_store(db) as con:
+        found = list_anomalies(con)
+        losses = con.execute("SELECT count(*) FILTER (WHERE NOT isfinite(value)) FROM metrics "
+                             "WHERE run_id = ? AND key = 'train/loss'", [unstable]).fetchall()[0][0]
+    bad = found.filter((pl.col("run_id") == unstable) & (pl.col("severity") == "critical"))
+    assert losses > 0  # the run really went non-finite
+    assert "nonfinite" in set(bad["kind"])
+    before_nan = found.filter((pl.col("run_id") == unstable) & (pl.col("severity") != "info"))
+    assert set(before_nan["kind"]) & {"loss_spike", "divergence", "gradient_explosion"}, before_nan
+    quiet = found.filter(pl.col("run_id").is_in(stable) & (pl.col("severity") != "info"))
+    assert quiet.is_empty(), quiet.select("run_id", "kind", "key", "message")
