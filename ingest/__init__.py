@@ -3,13 +3,14 @@
 :func:`ingest` runs one pass (only bytes not yet loaded, whole frames only, data and ledger
 in one transaction); :func:`watch` repeats it. :mod:`runlake.ingest.store` opens the
 store (readers retry while a commit is under way); :mod:`runlake.ingest.ddl` holds its
-schema. Imports duckdb and pyarrow: never imported by ``import runlake``.
+schema. Names load on first use (PEP 562), so a reader that only needs the store does not
+pay for pyarrow and numpy. Never imported by ``import runlake``.
 """
 
-from runlake.ingest.pipeline import ingest
-from runlake.ingest.report import IngestReport
-from runlake.ingest.store import connect, migrate, read_store, write_store
-from runlake.ingest.watch import watch
+from __future__ import annotations
+
+import importlib as _importlib
+import typing as _typing
 
 __all__ = [
     "IngestReport",
@@ -20,3 +21,33 @@ __all__ = [
     "watch",
     "write_store",
 ]
+
+_HOME = {
+    "IngestReport": "runlake.ingest.report",
+    "connect": "runlake.ingest.store",
+    "ingest": "runlake.ingest.pipeline",
+    "migrate": "runlake.ingest.store",
+    "read_store": "runlake.ingest.store",
+    "watch": "runlake.ingest.watch",
+    "write_store": "runlake.ingest.store",
+}
+
+if _typing.TYPE_CHECKING:
+    from runlake.ingest.pipeline import ingest
+    from runlake.ingest.report import IngestReport
+    from runlake.ingest.store import connect, migrate, read_store, write_store
+    from runlake.ingest.watch import watch
+
+
+def __getattr__(name: str) -> _typing.Any:
+    try:
+        module = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module 'runlake.ingest' has no attribute {name!r}") from None
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

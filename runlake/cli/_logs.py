@@ -36,8 +36,11 @@ def _fetch(db, run_ref, run_id, levelno, grep, after_rowid, limit):
 
     with read_store(db) as con:
         run_id = run_id or resolve_run(con, run_ref)
-        where = ["run_id = ?", "coalesce(levelno, 0) >= ?", "rowid > ?"]
-        params = [run_id, levelno, after_rowid]
+        where = ["run_id = ?", "coalesce(levelno, 0) >= ?"]
+        params = [run_id, levelno]
+        if after_rowid >= 0:
+            where.append("rowid > ?")
+            params.append(after_rowid)
         if grep:
             where.append("contains(message, ?)")
             params.append(grep)
