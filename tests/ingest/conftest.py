@@ -139,3 +139,9 @@ def fingerprint():
 def make_frame():
     """``make_frame(events) -> bytes``: one zstd frame as the emitter writes it."""
     return frame
+
+
+@pytest.fixture(scope="session")
+def segment_writer():
+    """The :class:`SegmentWriter` class, for module-scoped fixtures."""
+    return SegmentWriter
