@@ -23,34 +23,38 @@ _X_CHOICES = ("step", "time", "epoch")
 
 
 def _points_sql(x: str) -> str:
-    """SQL CTEs ending in ``pts(run_id, step, x, value)`` for one key (``?``) in ``{scope}``.
+    """SQL CTEs for one key (``?``) in ``{scope}``: ``raw(run_id, rank, step, xr, value)``,
+    ``span(run_id, rk, off, n, x0, x1)`` and ``pts(run_id, step, x, value)``.
 
     Only the lowest rank of each run is used (rank 0 normally logs the metrics); x is the
     step, seconds since the run's first point of the key, or the fractional epoch.
     """
     if x not in _X_CHOICES:
         raise ConfigError(f"x must be one of {', '.join(_X_CHOICES)}; got {x!r}")
-    raw = """raw AS NOT MATERIALIZED (
-        SELECT m.run_id, m.rank, m.step, m.epoch, m.ts, m.value FROM metrics m
-        WHERE m.key = ? AND {scope} AND m.step IS NOT NULL)"""
     if x == "step":
-        xr, join = "r.step::DOUBLE", ""
+        xr, join = "m.step::DOUBLE", ""
     elif x == "time":
-        xr, join = "epoch_us(r.ts) / 1e6", ""
+        xr, join = "epoch_us(m.ts) / 1e6", ""
     else:
-        xr = "r.epoch + (r.step - e.s0)::DOUBLE / (e.s1 - e.s0 + 1)"
-        join = """JOIN (SELECT run_id, epoch, min(step) s0, max(step) s1 FROM raw
-                        WHERE epoch IS NOT NULL GROUP BY run_id, epoch) e
-                  ON r.run_id = e.run_id AND r.epoch = e.epoch"""
-    offset = "0.0" if x != "time" else "min(xr)"
-    return f"""WITH {raw},
-      xraw AS NOT MATERIALIZED (SELECT r.run_id, r.rank, r.step, {xr} AS xr, r.value FROM raw r {join}),
+        xr = "m.epoch + (m.step - e.s0)::DOUBLE / (e.s1 - e.s0 + 1)"
+        join = """JOIN (SELECT run_id, rank, epoch, min(step) s0, max(step) s1 FROM metrics m
+                        WHERE m.key = ? AND {scope} AND m.step IS NOT NULL AND m.epoch IS NOT NULL
+                        GROUP BY run_id, rank, epoch) e
+                  ON m.run_id = e.run_id AND m.rank = e.rank AND m.epoch = e.epoch"""
+    offset = "min(xr)" if x == "time" else "0.0"
+    return f"""WITH raw AS NOT MATERIALIZED (
+        SELECT m.run_id, m.rank, m.step, {xr} AS xr, m.value FROM metrics m {join}
+        WHERE m.key = ? AND {{scope}} AND m.step IS NOT NULL),
       span AS (SELECT run_id, min(rank) AS rk, {offset} AS off, count(*) AS n,
-                      min(xr) AS x0, max(xr) AS x1 FROM xraw GROUP BY run_id),
+                      min(xr) AS x0, max(xr) AS x1 FROM raw GROUP BY run_id),
       pts AS NOT MATERIALIZED (
-        SELECT p.run_id, p.step, p.xr - s.off AS x, p.value, s.n, s.x0 - s.off AS x0,
-               s.x1 - s.off AS x1
-        FROM xraw p JOIN span s ON p.run_id = s.run_id AND p.rank = s.rk)"""
+        SELECT r.run_id, r.step, r.xr - s.off AS x, r.value
+        FROM raw r JOIN span s ON r.run_id = s.run_id AND r.rank = s.rk)"""
+
+
+def _key_params(x: str, key: str, params: list) -> list:
+    """Parameters for ``_points_sql``: the epoch join repeats the key and scope."""
+    return [key, *params, key, *params] if x == "epoch" else [key, *params]
 
 
 def align(
@@ -79,7 +83,8 @@ def align(
     ids = run_ids_list(run_ids)
     scope, params = run_scope(ids, "m.run_id")
     sql = _points_sql(x).format(scope=scope)
-    df = frame(con, f"{sql} SELECT run_id, step, x, value FROM pts ORDER BY run_id, x", [key, *params])
+    df = frame(con, f"{sql} SELECT run_id, step, x, value FROM pts ORDER BY run_id, x",
+               _key_params(x, key, params))
     if not wide:
         return df
     if df.is_empty():
@@ -121,15 +126,11 @@ def downsample(
     scope, params = run_scope(ids, "m.run_id")
     head = _points_sql(x).format(scope=scope)
     if method == "lttb":
-        full = frame(con, f"{head} SELECT run_id, x, value FROM pts ORDER BY run_id, x", [key, *params])
+        full = frame(con, f"{head} SELECT run_id, x, value FROM pts ORDER BY run_id, x",
+                     _key_params(x, key, params))
         return _lttb_frame(full, points)
     nb = max(1, points // 4)
     sql = f"""{head},
-      bucketed AS (
-        SELECT run_id, x, value,
-               least(floor((x - x0) * (CASE WHEN n <= ? THEN n ELSE ? END)
-                           / greatest(x1 - x0, 1e-300)), n)::BIGINT AS b
-        FROM pts),
       agg AS (
         SELECT run_id, b,
                min(x) AS x_first, arg_min(value, x) AS v_first,
@@ -140,7 +141,12 @@ def downsample(
                max(value) FILTER (WHERE isfinite(value)) AS v_max,
                arg_min(x, x) FILTER (WHERE NOT isfinite(value)) AS x_nf,
                arg_min(value, x) FILTER (WHERE NOT isfinite(value)) AS v_nf
-        FROM bucketed GROUP BY run_id, b),
+        FROM (SELECT r.run_id, r.xr - s.off AS x, r.value,
+                     least(floor((r.xr - s.x0) * s.nbx / greatest(s.x1 - s.x0, 1e-300)),
+                           s.nbx - 1)::BIGINT AS b
+              FROM raw r JOIN (SELECT *, CASE WHEN n <= ? THEN n ELSE ? END AS nbx FROM span) s
+                ON r.run_id = s.run_id AND r.rank = s.rk)
+        GROUP BY run_id, b),
       picked AS (
         SELECT run_id, unnest(list_distinct(list_filter(
                  [{{'x': x_first, 'v': v_first}}, {{'x': x_min, 'v': v_min}},
@@ -149,7 +155,7 @@ def downsample(
                  lambda p: p.x IS NOT NULL))) AS p
         FROM agg)
     SELECT run_id, p.x AS x, p.v AS value FROM picked ORDER BY run_id, x"""
-    return frame(con, sql, [key, *params, points, nb])
+    return frame(con, sql, [*_key_params(x, key, params), points, nb])
 
 
 def _lttb_frame(full: pl.DataFrame, points: int) -> pl.DataFrame:
