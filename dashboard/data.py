@@ -37,6 +37,7 @@ __all__ = [
     "file_signature",
     "log_lines",
     "metric_keys",
+    "run_index",
     "schema_columns",
 ]
 
@@ -138,6 +139,17 @@ def _hashable(value: Any) -> Any:
 def _query(db: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
     with read_store(db) as con:
         return con.sql(sql, params=list(params) or None).pl()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_index(db: str, token: tuple) -> pl.DataFrame:
+    """run_id, project, name, status, last_step of every run, newest first: what run
+    pickers and labels need, without the metric summaries of ``list_runs``."""
+    return _query(
+        db,
+        "SELECT run_id, project, name, status, last_step FROM runs "
+        "ORDER BY started_at DESC NULLS LAST, run_id",
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

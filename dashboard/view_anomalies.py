@@ -13,7 +13,7 @@ __all__ = ["render"]
 
 TITLE = "Anomalies"
 SEVERITIES = ("critical", "warning", "info")
-_ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 MAX_CARDS = 50
 
 
@@ -43,7 +43,7 @@ def render(db: str, token: tuple) -> None:
     labels = widgets.run_labels(db, token)
     found = found.with_columns(pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
     counts = {s: found.filter(pl.col("severity") == s).height for s in SEVERITIES}
-    st.caption(" · ".join(f"{_ICONS[s]} {counts[s]} {s}" for s in SEVERITIES))
+    st.markdown(" · ".join(f":{_COLORS[s]}[**{counts[s]} {s}**]" for s in SEVERITIES))
     cols = [c for c in ("severity", "run", "kind", "key", "step_start", "step_end", "message", "suggestion")
             if c in found.columns]
     widgets.show_frame(found.select(cols), empty="No findings at these severities.")
@@ -54,7 +54,7 @@ def render(db: str, token: tuple) -> None:
         st.caption(f"showing the first {MAX_CARDS} of {found.height}; narrow the severity filter")
     for i, f in enumerate(found.head(MAX_CARDS).iter_rows(named=True)):
         sev = f["severity"]
-        title = f"{_ICONS.get(sev, '')} {sev} · {f['kind']} · {f['run']}"
+        title = f":{_COLORS.get(sev, 'gray')}[**{sev}**] · {f['kind']} · {f['run']}"
         if f.get("key"):
             title += f" · {f['key']} @ step {f.get('step_start')}"
         with st.expander(title, expanded=i < 3):

@@ -149,7 +149,7 @@ def render(db: str, token: tuple) -> None:
     lo = c6.number_input("From step", value=_int_or_none(focus.get("from")), step=1, key="charts_from")
     hi = c7.number_input("To step", value=_int_or_none(focus.get("to")), step=1, key="charts_to")
     labels = widgets.run_labels(db, token)
-    runs = widgets.all_runs(db, token).filter(pl.col("run_id").is_in(list(run_ids)))
+    runs = data.run_index(db, token).filter(pl.col("run_id").is_in(list(run_ids)))
     last_step = runs["last_step"].max() if runs.height else None
     per_curve = zoom_points(int(points), lo, hi, last_step) if x == "step" else int(points)
 

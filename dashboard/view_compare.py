@@ -6,7 +6,6 @@ the metric, puts run names on the answers and lays them out.
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
 from runlake.analysis.compare import best_config, config_diff, hparam_impact, metric_table, seed_groups
@@ -15,15 +14,6 @@ from runlake.dashboard import data, widgets
 __all__ = ["render"]
 
 TITLE = "Compare"
-
-
-def _named(frame: pl.DataFrame, labels: dict[str, str]) -> pl.DataFrame:
-    """Add a ``run`` label column next to ``run_id`` (or rename run-id columns)."""
-    if "run_id" in frame.columns:
-        named = frame.with_columns(
-            pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
-        return named.select("run", *[c for c in frame.columns if c != "run"])
-    return frame.rename({c: labels[c] for c in frame.columns if c in labels})
 
 
 def _best(db: str, token: tuple, run_ids: list[str], metric: str, labels: dict[str, str]) -> None:
@@ -35,7 +25,7 @@ def _best(db: str, token: tuple, run_ids: list[str], metric: str, labels: dict[s
     run = labels.get(best["run_id"], best["run_id"])
     st.markdown(f"**{run}** has the {direction} `{metric}`: **{best['value']:.6g}** "
                 f"at step {best.get('step')}")
-    st.json(best.get("config") or {}, expanded=False)
+    st.json(best.get("config") or {}, expanded=True)
 
 
 def render(db: str, token: tuple) -> None:
@@ -49,18 +39,21 @@ def render(db: str, token: tuple) -> None:
     user_keys = [k for k in keys if not k.startswith("sys/")] or keys
 
     st.subheader("Config diff")
-    widgets.show_frame(_named(data.fetch(config_diff, db, token, run_ids), labels),
+    diff = data.fetch(config_diff, db, token, run_ids)
+    diff = diff.rename({c: labels[c] for c in diff.columns if c in labels}) if diff is not None else None
+    widgets.show_frame(diff,
                        empty="These runs have identical configs.")
 
     st.subheader("Metrics")
     table = data.fetch(metric_table, db, token, run_ids, keys=user_keys or None)
-    widgets.show_frame(_named(table, labels) if table is not None else None,
+    widgets.show_frame(widgets.with_run_label(table, labels) if table is not None else None,
                        empty="No metrics logged by these runs.")
     if not user_keys:
         return
 
+    preferred = next((i for i, k in enumerate(user_keys) if "loss" in k), 0)
     metric = st.selectbox("Metric for groups, impact and best configuration", user_keys,
-                          key="compare_metric")
+                          index=preferred, key="compare_metric")
     st.subheader("Seed groups")
     st.caption("Runs whose configs differ only in the seed, aggregated: mean with a 95% "
                "confidence interval (Student t).")

@@ -21,9 +21,10 @@ def render(db: str, token: tuple) -> None:
     item = st.text_input("Item id", key="lineage_item", placeholder="file path, sample id or content hash")
     if item:
         found = data.fetch(item_runs, db, token, item.strip())
-        if found is not None and found.height and "run_id" in found.columns:
+        if found is not None and found.height:
             found = found.with_columns(
                 pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
+            found = found.select("run", *[c for c in found.columns if c != "run"])
         widgets.show_frame(found, empty=f"No run consumed item {item!r}.")
 
     st.subheader("Per run")
@@ -34,7 +35,7 @@ def render(db: str, token: tuple) -> None:
     leaks = data.fetch(leakage, db, token, run_ids=run_ids)
     if leaks is not None and leaks.height:
         st.warning(f"Leakage: {leaks.height} item(s) appear in both training and evaluation splits.")
-        widgets.show_frame(leaks, empty="")
+        widgets.show_frame(widgets.with_run_label(leaks, labels), empty="")
     else:
         st.success("No train/eval leakage among the selected runs.")
     for run_id in run_ids:

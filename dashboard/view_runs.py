@@ -99,13 +99,19 @@ def table(
     return frame
 
 
-def _metric_columns(db: str, token: tuple, run_ids: list[str], keys: list[str]) -> pl.DataFrame | None:
+def _metric_columns(
+    db: str, token: tuple, run_ids: list[str], keys: list[str], last: pl.DataFrame
+) -> pl.DataFrame | None:
+    """Metric columns: the key metrics ``list_runs`` already reports (last value), plus
+    last and best of each chosen key from ``metric_table`` (computed only when chosen)."""
+    default = last.select("run_id", *[pl.col(c).alias(f"{c} (last)") for c in last.columns
+                                     if c != "run_id" and c not in keys])
     if not keys or not run_ids:
-        return None
+        return default
     mt = data.fetch(metric_table, db, token, run_ids, keys=keys)
     if mt is None or mt.height == 0:
-        return None
-    wide = []
+        return default
+    wide = [default]
     for key in keys:
         part = mt.filter(pl.col("key") == key)
         cols = [pl.col("run_id")]
@@ -122,7 +128,7 @@ def _metric_columns(db: str, token: tuple, run_ids: list[str], keys: list[str]) 
 
 def render(db: str, token: tuple) -> None:
     """Draw the Runs view."""
-    runs = widgets.all_runs(db, token)
+    runs, _ = widgets.all_runs(db, token)
     if runs.height == 0:
         st.info("No runs in the store yet. Start a run with `runlake.init(...)` and ingest it.")
         return
@@ -140,20 +146,25 @@ def render(db: str, token: tuple) -> None:
     c5, c6 = st.columns(2)
     config_keys = c5.multiselect("Config columns", config_options, key="runs_cfg")
     metric_cols = c6.multiselect("Metric columns (last / best)", metric_options, key="runs_metrics",
-                                 default=[k for k in metric_options if not k.startswith("sys/")][:2])
+                                 help="Loss and accuracy keys show their last value by default; "
+                                      "chosen keys add last and best.")
 
     st.caption(f"{shown.height} of {runs.height} runs")
     ids = shown["run_id"].to_list()
 
     def _table(db_: str, token_: tuple) -> None:
-        fresh = filter_runs(widgets.all_runs(db_, token_), projects=projects, statuses=statuses,
-                            tags=tags, text=text)
-        metrics = _metric_columns(db_, token_, fresh["run_id"].to_list(), metric_cols)
+        all_, last = widgets.all_runs(db_, token_)
+        fresh = filter_runs(all_, projects=projects, statuses=statuses, tags=tags, text=text)
+        metrics = _metric_columns(db_, token_, fresh["run_id"].to_list(), metric_cols, last)
         frame = table(fresh, data.fetch(run_configs, db_, token_, None), config_keys, metrics,
                       widgets.utcnow())
+        first = ["run", "project", "group", "status", "tags", "step", "progress", "ETA"]
+        last_cols = ["started", "run_id"]
+        middle = [c for c in frame.columns if c not in first and c not in last_cols]
         st.dataframe(
             frame,
             hide_index=True,
+            column_order=[c for c in (*first, *middle, *last_cols) if c in frame.columns],
             column_config={
                 "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
                 "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),

@@ -21,6 +21,8 @@ __all__ = [
     "run_labels",
     "run_picker",
     "show_frame",
+    "utcnow",
+    "with_run_label",
 ]
 
 
@@ -33,21 +35,38 @@ RUN_SCHEMA = {
 }
 
 
-def all_runs(db: str, token: tuple) -> pl.DataFrame:
-    """Every run in the store (cached by token), newest first, as a frame of RUN_SCHEMA."""
+def all_runs(db: str, token: tuple) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every run in the store (``list_runs``, cached by token), newest first.
+
+    Returns:
+        ``(runs, last)``: a RUN_SCHEMA frame, and the last values of the runs' key metrics
+        (``run_id`` plus one column per key) as ``list_runs`` reports them.
+    """
     runs = data.fetch(list_runs, db, token)
     rows = [{k: r.get(k) for k in RUN_SCHEMA} for r in runs]
-    return pl.DataFrame(rows, schema=RUN_SCHEMA)
+    last = [{"run_id": r["run_id"], **(r.get("metrics") or {})} for r in runs]
+    return pl.DataFrame(rows, schema=RUN_SCHEMA), pl.DataFrame(last, infer_schema_length=None)
 
 
 def run_labels(db: str, token: tuple) -> dict[str, str]:
-    """run id → ``project/name · id8`` for pickers."""
-    runs = all_runs(db, token)
-    labels = {}
-    for row in runs.select("run_id", "project", "name").iter_rows(named=True):
-        name = row["name"] or row["run_id"]
-        labels[row["run_id"]] = f"{row['project']}/{name} · {row['run_id'][:8]}"
-    return labels
+    """run id → ``project/name`` for pickers and legends; the end of the id is added where
+    several runs share a project and name."""
+    runs = data.run_index(db, token).select("run_id", "project", "name").rows()
+    base = {rid: f"{project}/{name or rid}" for rid, project, name in runs}
+    counts: dict[str, int] = {}
+    for label in base.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {rid: label if counts[label] == 1 else f"{label} · {rid[-6:]}"
+            for rid, label in base.items()}
+
+
+def with_run_label(frame: pl.DataFrame | None, labels: dict[str, str]) -> pl.DataFrame | None:
+    """Put a ``run`` label column first, in place of ``run_id``, when the frame has one."""
+    if frame is None or "run_id" not in frame.columns:
+        return frame
+    named = frame.with_columns(
+        pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
+    return named.select("run", *[c for c in frame.columns if c not in ("run", "run_id")])
 
 
 def run_picker(
