@@ -41,7 +41,7 @@ def test_streamlit_command_binds_host_and_passes_db(tmp_path):
     ("points", "lo", "hi", "last", "expected"),
     [
         (1000, None, None, 10_000, 1000),      # no zoom
-        (1000, 0, 999, 9_999, 10_000),          # a tenth of the run: 10x the points
+        (1000, 0, 1_000, 10_000, 10_000),          # a tenth of the run: 10x the points
         (1000, 9_000, None, 10_000, 10_000),    # open-ended range
         (1000, 0, 10, 1_000_000, 20_000),       # capped
         (1000, 50, 40, 100, 1000),              # empty range: unchanged
