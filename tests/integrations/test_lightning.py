@@ -37,7 +37,7 @@ def _loader():
     return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:.*LeafSpec")
 def test_fit_records_metrics_hparams_checkpoints_and_progress(tmp_path, store_rows):
     """A fit produces one run: hparams as config, metrics at global steps, checkpoints, perf."""
     from lightning.pytorch.callbacks import ModelCheckpoint
