@@ -13,8 +13,8 @@ every problem becomes a :class:`Problem` that ingest quarantines.
 from __future__ import annotations
 
 import bisect
-from operator import attrgetter
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Union
 
 import msgspec
@@ -71,7 +71,6 @@ _FAST = msgspec.json.Decoder(
 _CURRENT = dict(CURRENT_VERSIONS)
 _METRICS_V = _CURRENT["metrics"]
 _METRICS_PREFIX = b'{"kind":"metrics"'
-_METRIC_CLASSES = (_LeanMetrics, E.Metrics)
 
 
 def ts_us(ts: int | float | None) -> int | None:

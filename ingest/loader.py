@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -366,7 +365,3 @@ def check_root(root: str | Path | None) -> Path:
 
 def store_path(root: Path, db: str | Path | None) -> Path:
     return Path(db) if db is not None else default_db(root)
-
-
-def progress_default() -> bool:
-    return sys.stderr.isatty()
