@@ -40,6 +40,14 @@ def _ratio(f) -> str:
     return f"{v / r:.3g}"
 
 
+def _times_level(f) -> str:
+    """'5.2× its local level 0.7' or 'from a local level of 0'."""
+    r = f.get("ref")
+    if r is None or r == 0:
+        return f"from a local level of {_g(r if r is not None else 0.0)}"
+    return f"{_ratio(f)}× its local level {_g(r)}"
+
+
 @dataclass(frozen=True)
 class Detector:
     """One detector: its name, the kind of anomaly, default severity, and wording."""
@@ -69,8 +77,7 @@ CATALOG: list[Detector] = [
     Detector(
         "loss_spike", "loss_spike", "warning",
         "A loss point far above its local level (robust rolling median + IQR/MAD z-score > 8).",
-        lambda f: (f"{f['key']} spiked to {_g(f['value'])} at {_steps(f)}, {_ratio(f)}× its local level "
-                   f"{_g(f['ref'])}."),
+        lambda f: f"{f['key']} spiked to {_g(f['value'])} at {_steps(f)}, {_times_level(f)}.",
         lambda f: (f"Inspect the batch at step {_g(f['step_start'])} (corrupt or mislabelled samples); if spikes "
                    "repeat, lower the learning rate 2×, enable gradient clipping (max_norm=1.0) or lengthen warmup."),
     ),
@@ -94,7 +101,7 @@ CATALOG: list[Detector] = [
     Detector(
         "grad_spike", "gradient_explosion", "warning",
         "Gradient norm spike: a point ≥3× its local level and > 8 robust sigmas above it.",
-        lambda f: f"{f['key']} spiked to {_g(f['value'])} at {_steps(f)}, {_ratio(f)}× its local level.",
+        lambda f: f"{f['key']} spiked to {_g(f['value'])} at {_steps(f)}, {_times_level(f)}.",
         lambda f: (f"Enable gradient clipping (max_norm=1.0), lower the learning rate 2–10×, and check the batch "
                    f"at step {_g(f['step_start'])}."),
     ),
