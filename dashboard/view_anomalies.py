@@ -37,7 +37,8 @@ def render(db: str, token: tuple) -> None:
         run_ids = None
     found = data.fetch(list_anomalies, db, token, run_ids=run_ids)
     if found is None or found.height == 0:
-        st.success("No anomaly findings. Run `runlake anomalies` to scan new data.")
+        st.success("No anomaly findings stored. `runlake anomalies --refresh` runs the detectors "
+                   "over new data and stores what they find.")
         return
     found = found.filter(pl.col("severity").is_in(list(severities))) if severities else found.clear()
     labels = widgets.run_labels(db, token)

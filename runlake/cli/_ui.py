@@ -61,6 +61,7 @@ def streamlit_command(db: Path, host: str, port: int) -> list[str]:
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--", "--db", str(db),
     ]
 
