@@ -93,20 +93,20 @@ class SeriesTables:
             WITH raw AS (
                 SELECT m.run_id, m.rank, m.key, g.nb,
                        least(floor((m.step - g.f) * g.nb / (g.l - g.f + 1)), g.nb - 1)::BIGINT AS b,
-                       m.step, m.value
+                       m.step, m.value,
+                       CASE WHEN isfinite(m.value) THEN m.value END AS fv  -- faster than FILTER
                 FROM metrics m JOIN {t['geometry']} g ON m.run_id = g.run_id
                 WHERE m.step IS NOT NULL AND m.rank = g.rk
                   AND m.key IN (SELECT key FROM {t['roles']})),
             agg AS (
                 SELECT run_id, rank, key, any_value(nb) AS nb, b,
                        count(*) AS cnt,
-                       count(*) FILTER (WHERE isfinite(value)) AS nfin,
-                       quantile_cont(value, [0.25, 0.5, 0.75]) FILTER (WHERE isfinite(value)) AS q,
-                       min(value) FILTER (WHERE isfinite(value)) AS vmin,
-                       max(value) FILTER (WHERE isfinite(value)) AS vmax,
+                       count(fv) AS nfin,
+                       quantile_cont(fv, [0.25, 0.5, 0.75]) AS q,
+                       min(fv) AS vmin, max(fv) AS vmax,
                        min(step) AS s0, max(step) AS s1,
                        arg_min(value, step) AS v0, arg_max(value, step) AS v1,
-                       count(*) FILTER (WHERE value <= 0) AS nonpos
+                       sum(CASE WHEN value <= 0 THEN 1 ELSE 0 END) AS nonpos
                 FROM raw GROUP BY run_id, rank, key, b),
             base AS (
                 SELECT * EXCLUDE (q), q[2] AS med, (q[3] - q[1]) / 1.349 AS iqr_sigma
