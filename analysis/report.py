@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 

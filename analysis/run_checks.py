@@ -7,9 +7,7 @@ step_end, value, ref.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
 
-import duckdb
 import polars as pl
 
 from runlake.analysis._common import frame, lower_is_better, run_scope
