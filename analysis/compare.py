@@ -3,7 +3,7 @@
 Every function reads the store through an open connection and returns a polars DataFrame
 (``best_config`` returns a dict). Metrics are summarised per run in SQL over the whole
 store; the statistics that follow (t intervals, Spearman correlation) run on one row per
-run. ``align``, ``downsample`` and ``ema`` live in ``curves`` and are re-exported here.
+run. Curves (``align``, ``downsample``, ``ema``) live in ``curves``.
 """
 
 from __future__ import annotations
@@ -25,15 +25,11 @@ from runlake.analysis._common import (
     run_scope,
 )
 from runlake.analysis._stats import spearman, t_ppf, t_two_sided_p
-from runlake.analysis.curves import align, downsample, ema
 from runlake.schemas.errors import ConfigError, RunNotFoundError
 
 __all__ = [
-    "align",
     "best_config",
     "config_diff",
-    "downsample",
-    "ema",
     "hparam_impact",
     "metric_table",
     "run_configs",

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Iterable
 
 from runlake.ingest.ddl import TABLES, VIEWS
+from runlake.analysis.runs import resolve_runs
 from runlake.ingest.store import read_store
-from runlake.schemas.errors import ConfigError, RunNotFoundError
+from runlake.schemas.errors import ConfigError
 
-__all__ = ["EXPORT_TABLES", "ExportResult", "export_table", "export_tables", "export_tensorboard", "resolve_runs"]
+__all__ = ["EXPORT_TABLES", "ExportResult", "export_table", "export_tables", "export_tensorboard"]
 
 EXPORT_TABLES: tuple[str, ...] = tuple(
     sorted(t for t, ddl in {**TABLES, **VIEWS}.items() if re.search(r"\brun_id\b", ddl) and t != "ingest_ledger")
@@ -46,31 +47,6 @@ class ExportResult:
     table: str
     path: Path
     rows: int
-
-
-def resolve_runs(con, refs: Iterable[str]) -> list[str]:
-    """Map RUN references (id, unique name, or unique id prefix) to run ids, in order.
-
-    Raises:
-        RunNotFoundError: a reference matches no run or several.
-    """
-    out: list[str] = []
-    for ref in refs:
-        rows = con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchall()
-        if not rows:
-            rows = con.execute("SELECT run_id FROM runs WHERE name = ? ORDER BY run_id", [ref]).fetchall()
-        if not rows:
-            rows = con.execute(
-                "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id", [ref]
-            ).fetchall()
-        if not rows:
-            raise RunNotFoundError(f"no run matches {ref!r}: expected a run id, a run name or an id prefix (see `runlake runs`)")
-        if len(rows) > 1:
-            ids = ", ".join(r[0] for r in rows[:5])
-            raise RunNotFoundError(f"{ref!r} matches {len(rows)} runs ({ids}...): pass a longer id prefix")
-        if rows[0][0] not in out:
-            out.append(rows[0][0])
-    return out
 
 
 def export_table(con, table: str, run_ids: list[str], path: Path, fmt: str) -> int:

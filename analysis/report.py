@@ -82,6 +82,7 @@ def build_report(
         RunNotFoundError: a run id is not in the store.
     """
     from runlake.analysis import compare, lineage
+    from runlake.analysis.curves import downsample
     from runlake.analysis.anomalies import find
     from runlake.ingest.store import read_store
 
@@ -99,7 +100,7 @@ def build_report(
         found = find(con, run_ids)
         curves = {}
         for key in keys:
-            ds = compare.downsample(con, run_ids, key, points=points)
+            ds = downsample(con, run_ids, key, points=points)
             per_run = {}
             for (rid,), part in ds.group_by(["run_id"], maintain_order=True):
                 per_run[rid] = {"x": part["x"].to_list(), "y": _jsonable(part["value"].to_list())}

@@ -7,6 +7,8 @@ that order. Anything else is a :class:`RunNotFoundError` whose message says what
 
 from __future__ import annotations
 
+import json
+
 from typing import Any, Iterable
 
 import duckdb
@@ -91,7 +93,7 @@ def list_runs(
     Returns:
         One dict per run: run_id, project, name, group_name, status, started_at,
         ended_at, last_seen_at, duration_s, last_step, total_steps, progress (0..1 or
-        None), eta_s, attempts, world_size, tags, and ``metrics``: up to 3 keys whose name
+        None), eta_s, attempts, world_size, tags, config (a dict), and ``metrics``: up to 3 keys whose name
         contains "loss" or "acc" mapped to their value at the last step.
     """
     where, params = [], []
@@ -107,7 +109,7 @@ def list_runs(
                last_step, total_steps,
                CASE WHEN total_steps > 0 AND last_step IS NOT NULL
                     THEN least(1.0, (last_step + 1) / total_steps) END AS progress,
-               eta_s, attempts, world_size, tags
+               eta_s, attempts, world_size, tags, config
         FROM runs {'WHERE ' + ' AND '.join(where) if where else ''}
         ORDER BY started_at DESC NULLS LAST, run_id
         {'LIMIT ' + str(int(limit)) if limit is not None else ''}"""
@@ -116,6 +118,8 @@ def list_runs(
     runs = [dict(zip(columns, row)) for row in cur.fetchall()]
     for run in runs:
         run["metrics"] = {}
+        if isinstance(run["config"], str):
+            run["config"] = json.loads(run["config"])
     if runs:
         by_id = {r["run_id"]: r for r in runs}
         rows = con.execute(

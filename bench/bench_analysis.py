@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     from runlake.analysis.anomalies import find
-    from runlake.analysis.compare import downsample
+    from runlake.analysis.curves import downsample
     from runlake.analysis.report import build_report, write_report
     from runlake.ingest.store import read_store
 

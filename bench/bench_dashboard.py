@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from runlake.analysis.compare import downsample
+    from runlake.analysis.curves import downsample
     from runlake.dashboard import APP, data
     from runlake.ingest.store import read_store
 

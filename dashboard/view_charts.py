@@ -1,7 +1,7 @@
 """Charts view: chosen metrics of the selected runs, overlaid, updating live.
 
-Curves come from ``analysis.compare.downsample`` (min/max/last per bucket, so a spike is
-never averaged or sampled away), smoothed with the bias-corrected ``analysis.compare.ema``,
+Curves come from ``analysis.curves.downsample`` (min/max/last per bucket, so a spike is
+never averaged or sampled away), smoothed with the bias-corrected ``analysis.curves.ema``,
 with the anomaly findings of each run drawn on the curve of their key. The URL keys
 ``key``, ``x``, ``from`` and ``to`` focus the view (the Anomalies view links here).
 """
@@ -15,7 +15,7 @@ import polars as pl
 import streamlit as st
 
 from runlake.analysis.anomalies import list_anomalies
-from runlake.analysis.compare import downsample, ema
+from runlake.analysis.curves import downsample, ema
 from runlake.dashboard import data, selection, widgets
 
 __all__ = ["chart", "curves", "render", "zoom_points"]

@@ -8,7 +8,9 @@ training starts. After ``init()`` returns, emitter problems never raise into tra
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -29,6 +31,8 @@ from runlake.schemas.events import RunStart
 from runlake.schemas.segments import check_name, new_writer_id, resolve_root
 
 __all__ = ["init"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9._=+-]")
 
 
 def _name(value: Any, what: str) -> str:
@@ -91,6 +95,7 @@ def init(
     rotate_bytes: int = 64 << 20,
     rotate_seconds: float = 3600.0,
     sink: Any = None,
+    tensorboard: bool | str | os.PathLike = False,
 ) -> Run:
     """Start a run (or resume one) and its background writer.
 
@@ -102,7 +107,8 @@ def init(
         run_id: shared by every rank of one run (default: ``$RUNLAKE_RUN_ID``, then
             ``$TORCHELASTIC_RUN_ID``, else a new time-sortable id).
         resume: False; True (resume ``run_id``, else the latest run of this project with
-            this name, else start fresh); or a run id that must exist.
+            this name, else start fresh); or a run id that must exist. A resumed attempt
+            keeps the run's name, group, config and tags unless they are passed again.
         flush_interval: seconds between flushes (one zstd frame each).
         strict: raise on bad values (default) or drop and count them.
         fsync: "flush" (every flush), "rotate" (when sealing) or "never".
@@ -113,6 +119,9 @@ def init(
         capture_logging: forward Python logging records to ``log`` events while live.
         online_checks: NaN/Inf and exploding-loss alerts, evaluated per flush.
         rotate_bytes, rotate_seconds: seal the open segment past this size / age.
+        tensorboard: also mirror metrics and system values into TensorBoard event files:
+            True = ``<root>/tensorboard/<project>``, or a log directory; each run writes
+            to ``<logdir>/<name>-<run id>`` (needs the ``tensorboard`` package).
         sink: where events go; None = segment files under the root (tests pass a
             :class:`runlake.emitter.sink.MemorySink`).
 
@@ -136,11 +145,14 @@ def init(
         raise ConfigError(f"total_steps must be a non-negative int or None, got {total_steps!r}")
     if not isinstance(resume, (bool, str)):
         raise ConfigError(f"resume must be False, True or a run id, got {resume!r}")
+    if tensorboard is not False and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("tensorboard= needs the tensorboard package: pip install 'runlake[tensorboard]'")
     project = _name(project, "project")
     config_json = jsonable({} if config is None else config, strict=strict, what="config")
     if not isinstance(config_json, dict):
         raise ConfigError(f"config must be a mapping (or dataclass/namespace), got {type(config)}")
     tags = [str(t) for t in ([tags] if isinstance(tags, str) else tags)]
+    tags_given = bool(tags)
     r = ranks()
     root_path = resolve_root(root).absolute()
     sink = sink if sink is not None else active_capture()
@@ -170,6 +182,10 @@ def init(
         name = point.name or run_id
     if group is None:
         group = point.group
+    if config is None and point.config:
+        config_json = point.config  # a resumed attempt keeps the run's config unless given anew
+    if not tags_given:
+        tags = list(point.tags)
     if not isinstance(name, str) or not name or len(name) > 256 or "\n" in name:
         raise ConfigError(f"name must be a one-line string of 1-256 characters, got {name!r}")
 
@@ -210,6 +226,12 @@ def init(
                     review=checks.review if checks is not None else None, periodic=periodic,
                     name=f"runlake-writer-{run_id}")
 
+    if tensorboard is not False:
+        from runlake.emitter.integrations.tensorboard import TensorBoardMirror
+
+        logdir = root_path / "tensorboard" / project if tensorboard is True else Path(tensorboard)
+        writer.mirror = TensorBoardMirror(logdir, f"{_SAFE.sub('_', name)}-{run_id}", r.rank)
+
     def swapped() -> None:
         run._pressure_at = FLUSH_AT
 
@@ -221,6 +243,6 @@ def init(
     if capture_logging:
         from runlake.emitter.integrations.logging import RunlakeHandler
 
-        run._handler = RunlakeHandler(run).attach()
+        run._handler = RunlakeHandler(run, current_only=True).attach()
     return run
 

@@ -32,6 +32,8 @@ class ResumePoint:
     last_step: int | None
     name: str | None = None
     group: str | None = None
+    config: dict | None = None
+    tags: tuple[str, ...] = ()
 
 
 def writer_dirs(run_dir: Path) -> list[tuple[int, int, Path]]:
@@ -126,4 +128,6 @@ def resume_point(run_dir: Path, rank: int) -> ResumePoint:
         last_step=last,
         name=None if start is None else start.name,
         group=None if start is None else start.group,
+        config=None if start is None else dict(start.config),
+        tags=() if start is None else tuple(start.tags),
     )

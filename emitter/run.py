@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from runlake.emitter import lifecycle
 from runlake.emitter.values import coerce_metrics, coerce_scalar, jsonable, truncate
-from runlake.schemas.errors import EventValueError, RunStateError
+from runlake.schemas.errors import EventValueError, RunlakeWarning, RunStateError
 from runlake.schemas.events import (
     Alert,
     Checkpoint,
@@ -195,7 +195,7 @@ class Run:
         if cause in self._warned:
             return
         self._warned.add(cause)
-        warnings.warn(f"runlake: {message}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=3)
 
     def _drop(self, cause: str, message: str, n: int = 1) -> None:
         self._drops_main[cause] += n

@@ -15,6 +15,8 @@ Guarantees:
   removed or replaced, read-only filesystem) or an event that cannot be encoded becomes one
   warning per cause and a counted drop (``Run.dropped``, heartbeat, run_end); the next
   flush tries again.
+* An optional mirror (TensorBoard) gets each written batch after the segment write; its
+  failures are warned and counted, never lose segment data.
 * Periodic work (heartbeat, system sampling, console progress) runs on this thread's
   schedule, so the emitter uses exactly one thread per run.
 """
@@ -153,6 +155,9 @@ class Writer:
         self.flushes = 0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self.on_swap: Callable[[], None] = lambda: None
+        self.mirror: Any = None
+        """Optional copy target fed each written batch (``write_events``/``close``), e.g.
+        :class:`runlake.emitter.integrations.tensorboard.TensorBoardMirror`."""
 
     def start(self) -> None:
         self._thread.start()
@@ -256,6 +261,11 @@ class Writer:
             return self._guarded_flush()
 
     def _close_sink(self) -> bool:
+        if self.mirror is not None:
+            try:
+                self.mirror.close()
+            except Exception as exc:
+                self._on_failure("mirror_error", f"cannot close the mirror: {exc!r}", 0)
         try:
             self.sink.close()
         except OSError as exc:
@@ -280,6 +290,11 @@ class Writer:
             return False
         self.events_written += len(kept)
         self.flushes += 1
+        if self.mirror is not None:
+            try:
+                self.mirror.write_events(kept)
+            except Exception as exc:  # the segments hold the data; the mirror is a courtesy
+                self._on_failure("mirror_error", f"cannot mirror events: {exc!r}", 0)
         return len(kept) == len(batch)
 
     def _drop_unencodable(self, ev: Event, exc: Exception) -> None:

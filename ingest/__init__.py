@@ -9,8 +9,9 @@ pay for pyarrow and numpy. Never imported by ``import runlake``.
 
 from __future__ import annotations
 
-import importlib as _importlib
 import typing as _typing
+
+from runlake._lazy import lazy_exports as _lazy_exports
 
 __all__ = [
     "IngestReport",
@@ -39,15 +40,4 @@ if _typing.TYPE_CHECKING:
     from runlake.ingest.watch import watch
 
 
-def __getattr__(name: str) -> _typing.Any:
-    try:
-        module = _HOME[name]
-    except KeyError:
-        raise AttributeError(f"module 'runlake.ingest' has no attribute {name!r}") from None
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(__name__, _HOME, globals())

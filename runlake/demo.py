@@ -133,9 +133,10 @@ def train(root: Path, name: str, config: dict[str, Any], *, group: str, run_id: 
         DataLoader(train_set, batch_size=BATCH, shuffle=True,
                    generator=torch.Generator().manual_seed(config["seed"])),
         run, split="train", id_fn=train_set.item_id, source="sklearn-digits",
+        start_epoch=start_epoch,
     )
     val_loader = track(DataLoader(val_set, batch_size=256), run, split="val",
-                       id_fn=val_set.item_id, source="sklearn-digits")
+                       id_fn=val_set.item_id, source="sklearn-digits", start_epoch=start_epoch)
     watch(model, run, every=10)
     step = start_epoch * steps_per_epoch
     with run:

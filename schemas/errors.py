@@ -10,6 +10,10 @@
     ├── QueryError           read-only SQL refused or failed (message says why)
     └── RunNotFoundError     a RUN reference matched no run, or several (ambiguous)
 
+Warnings (training continues; drops are counted) are RunlakeWarning, a RuntimeWarning, so
+``warnings.filterwarnings("error", category=runlake.RunlakeWarning)`` turns them into errors
+in a user's own tests.
+
 Messages say what was expected, what was received and how to fix it. The CLI prints
 ``runlake <command>: error: <message>`` on one line and exits with code 2.
 """
@@ -24,6 +28,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "RunlakeError",
+    "RunlakeWarning",
     "StoreBusyError",
     "StoreError",
 ]
@@ -63,3 +68,7 @@ class QueryError(RunlakeError):
 
 class RunNotFoundError(RunlakeError, LookupError):
     pass
+
+
+class RunlakeWarning(RuntimeWarning):
+    """Something was dropped or degraded, and training goes on (the message says what)."""

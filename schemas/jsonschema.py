@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import msgspec
@@ -20,6 +21,10 @@ def json_schema() -> dict[str, Any]:
         ``x-runlake-versions`` mapping kind -> the version written today.
     """
     schema = msgspec.json.schema(AnyEvent)
+    for definition in schema.get("$defs", {}).values():
+        # msgspec versions differ in dedenting docstrings; pin one form
+        if isinstance(definition.get("description"), str):
+            definition["description"] = inspect.cleandoc(definition["description"])
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "runlake segment event"
     schema["x-runlake-versions"] = dict(sorted(CURRENT_VERSIONS.items()))

@@ -42,6 +42,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from runlake.emitter.environment import new_run_id, run_id_from_env
 from runlake.emitter.integrations.throughput import log_at
+from runlake.schemas.errors import RunlakeWarning
 from runlake.schemas.segments import resolve_root
 
 __all__ = ["RunlakeLogger", "RunlakeProgress"]
@@ -128,7 +129,7 @@ class RunlakeLogger(Logger):
             self._start(params)
             return
         warnings.warn("runlake: hyperparameters logged after the run started are kept as a log "
-                      "event, not in the run's config", RuntimeWarning, stacklevel=2)
+                      "event, not in the run's config", RunlakeWarning, stacklevel=2)
         _log.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
 
     @rank_zero_only

@@ -3,7 +3,8 @@
 :class:`RunlakeHandler` turns each record into a ``log`` event (level name and number,
 logger name, message with exception text, the run's current step). ``runlake.init(...,
 capture_logging=True)`` attaches one to the root logger for the run's lifetime and removes
-it at ``finish()``; nothing is installed at import time, and the root logger's level is
+it at ``finish()``; that handler forwards a record only while its run is the current run
+(the newest live one), so with several runs open in one process each line lands in one run; nothing is installed at import time, and the root logger's level is
 left alone (records below it are filtered by logging before they reach the handler).
 Messages longer than :data:`runlake.emitter.values.MAX_TEXT_CHARS` are truncated.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from runlake.emitter import lifecycle
 from runlake.emitter.values import truncate
 
 __all__ = ["RunlakeHandler"]
@@ -27,9 +29,11 @@ class RunlakeHandler(logging.Handler):
         handler.detach()
     """
 
-    def __init__(self, run, level: int = logging.NOTSET) -> None:
+    def __init__(self, run, level: int = logging.NOTSET, *, current_only: bool = False) -> None:
         super().__init__(level)
         self.run = run
+        self.current_only = current_only
+        """Forward only while ``run`` is the process's current run."""
         self._logger: logging.Logger | None = None
 
     def attach(self, logger: logging.Logger | None = None) -> "RunlakeHandler":
@@ -57,7 +61,7 @@ class RunlakeHandler(logging.Handler):
             if record.stack_info:
                 message = f"{message}\n{record.stack_info}"
             run = self.run
-            if run._ended:
+            if run._ended or (self.current_only and lifecycle.current() is not run):
                 return
             run._emit(
                 Log,

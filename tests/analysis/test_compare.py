@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from runlake.analysis import compare
+from runlake.analysis import compare, curves
 from runlake.analysis._stats import t_ppf
 from runlake.ingest.store import read_store
 from runlake.schemas.errors import ConfigError, RunNotFoundError
@@ -136,7 +136,7 @@ def test_best_config(sweep):
 def test_ema_bias_corrected(alpha):
     """ema equals the debiased recursion s=a*s+(1-a)*x, s/(1-a^t); NaNs are skipped."""
     xs = [3.0, 1.0, float("nan"), 4.0, 1.0, 5.0]
-    out = compare.ema(xs, alpha)
+    out = curves.ema(xs, alpha)
     s, t, expected = 0.0, 0, []
     for x in xs:
         if math.isnan(x):
@@ -146,14 +146,14 @@ def test_ema_bias_corrected(alpha):
         s = alpha * s + (1 - alpha) * x
         expected.append(s / (1 - alpha ** t))
     assert [None if e is None else pytest.approx(e) for e in expected] == out
-    series = compare.ema(pl.Series(xs), alpha)
+    series = curves.ema(pl.Series(xs), alpha)
     assert isinstance(series, pl.Series) and series.len() == len(xs)
 
 
 def test_ema_rejects_bad_alpha():
     """alpha outside [0, 1) is a ConfigError."""
     with pytest.raises(ConfigError):
-        compare.ema([1.0], 1.0)
+        curves.ema([1.0], 1.0)
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_downsample_keeps_spikes_and_nans(long_runs, method):
     """Downsampling 20k points to ~1000 per run keeps the spike, the NaN, the ends, x order."""
     db, series = long_runs
     with read_store(db) as con:
-        ds = compare.downsample(con, None, "loss", points=1000, method=method)
+        ds = curves.downsample(con, None, "loss", points=1000, method=method)
     for i, (rid, v) in enumerate(series.items()):
         part = ds.filter(pl.col("run_id") == rid)
         assert part.height <= 1100
@@ -192,7 +192,7 @@ def test_downsample_minmax_keeps_bucket_extremes(long_runs):
     """Each of the 250 buckets contributes its min and max: all local extremes survive."""
     db, series = long_runs
     with read_store(db) as con:
-        ds = compare.downsample(con, ["L0"], "loss", points=1000)
+        ds = curves.downsample(con, ["L0"], "loss", points=1000)
     v = series["L0"]
     edges = np.linspace(0, 20_000, 251)
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -207,7 +207,7 @@ def test_downsample_x_axes(long_runs, x):
     """x='time' is seconds since the first point, x='epoch' a fractional epoch."""
     db, _ = long_runs
     with read_store(db) as con:
-        ds = compare.downsample(con, ["L0"], "loss", points=100, x=x)
+        ds = curves.downsample(con, ["L0"], "loss", points=100, x=x)
     last = ds["x"].max()
     assert {"step": 19_999, "time": 19_999 * 0.5}.get(x, last) == pytest.approx(last)
     if x == "epoch":
@@ -218,7 +218,7 @@ def test_downsample_short_series_returned_whole(sweep):
     """A series shorter than `points` comes back point for point."""
     db, truth = sweep
     with read_store(db) as con:
-        ds = compare.downsample(con, ["run0"], "val/loss", points=1000)
+        ds = curves.downsample(con, ["run0"], "val/loss", points=1000)
     assert ds["value"].to_list() == pytest.approx(list(truth["run0"]["loss"]))
 
 
@@ -226,15 +226,15 @@ def test_downsample_short_series_returned_whole(sweep):
 def test_downsample_rejects_bad_arguments(sweep, bad):
     """Unknown x/method or too few points are ConfigErrors."""
     with read_store(sweep[0]) as con, pytest.raises(ConfigError):
-        compare.downsample(con, None, "val/loss", **bad)
+        curves.downsample(con, None, "val/loss", **bad)
 
 
 def test_align_long_and_wide(sweep):
     """align returns every point on a shared x axis, long or pivoted wide."""
     db, truth = sweep
     with read_store(db) as con:
-        long = compare.align(con, ["run0", "run1"], "val/loss")
-        wide = compare.align(con, ["run0", "run1"], "val/loss", wide=True)
+        long = curves.align(con, ["run0", "run1"], "val/loss")
+        wide = curves.align(con, ["run0", "run1"], "val/loss", wide=True)
     assert long.height == 200
     assert wide.columns == ["x", "run0", "run1"] and wide.height == 100
     assert wide["run1"].to_list() == pytest.approx(list(truth["run1"]["loss"]))

@@ -3,9 +3,12 @@ real ingest, scanned by the real anomaly detectors; and an AppTest factory over 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,9 @@ import pytest
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 # (project, name, group, config, tags, spike step or None, finish status or None = running).
-# The running run comes last: its logging bridge stays attached and would capture the
-# log lines of runs created after it.
+# The running run is written by a child process that stays alive until the session ends, as
+# a training job would: a run left live in the pytest process would become every later
+# test's current run.
 SPECS = [
     ("vision", "alpha", "lr-sweep", {"lr": 0.1, "seed": 1, "model": {"width": 64}}, ["baseline"], 120, "finished"),
     ("vision", "beta", "lr-sweep", {"lr": 0.01, "seed": 1, "model": {"width": 64}}, ["sweep"], None, "finished"),
@@ -30,33 +34,60 @@ def loss_at(step: int, lr: float, spike: int | None) -> float:
     return value * 40 if spike is not None and step == spike else value
 
 
-def build_store(root: Path) -> dict:
-    """Write the SPECS runs with the real emitter, ingest them, detect anomalies."""
+def write_run(root, spec) -> "runlake.Run":
+    """Write one SPECS run with the real emitter; finish it unless its status is None."""
     import runlake
-    from runlake.ingest import ingest
 
+    project, name, group, config, tags, spike, status = spec
     logger = logging.getLogger("trainer")
     logger.setLevel(logging.INFO)
+    run = runlake.init(project, name, root=root, config=config, tags=tags, group=group,
+                       total_steps=400 if status is None else STEPS, console=False,
+                       flush_interval=0.2)
+    for step in range(STEPS):
+        run.log({"loss": loss_at(step, config["lr"], spike), "acc": step / STEPS}, step=step)
+        if step % 50 == 0:
+            run.log_data([f"img-{i}" for i in range(step // 5, step // 5 + 10)], split="train",
+                         step=step, augment={"flip": step % 100 == 0})
+    run.log_data(["img-3", "img-77", "img-900"], split="eval", step=STEPS)
+    logger.info("epoch done for %s", name)
+    logger.warning("learning rate %s may be high for %s", config["lr"], name)
+    logger.error("dataloader worker restarted in %s", name)
+    if status is None:
+        run.flush()
+    else:
+        run.finish(status=status)
+    return run
+
+
+# The child that writes the running run: prints its id once flushed, then lives (heartbeating)
+# until its stdin closes.
+LIVE_WRITER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from conftest import write_run
+run = write_run(sys.argv[2], json.loads(sys.argv[3]))
+print(run.id, flush=True)
+sys.stdin.read()
+run.finish()
+"""
+
+
+def build_store(root: Path) -> dict:
+    """Write the SPECS runs with the real emitter, ingest them, detect anomalies."""
+    from runlake.ingest import ingest
+
     ids, live = {}, []
-    for project, name, group, config, tags, spike, status in SPECS:
-        run = runlake.init(project, name, root=root, config=config, tags=tags, group=group,
-                           total_steps=400 if status is None else STEPS, console=False,
-                           flush_interval=0.2)
-        ids[name] = run.id
-        for step in range(STEPS):
-            run.log({"loss": loss_at(step, config["lr"], spike), "acc": step / STEPS}, step=step)
-            if step % 50 == 0:
-                run.log_data([f"img-{i}" for i in range(step // 5, step // 5 + 10)], split="train",
-                             step=step, augment={"flip": step % 100 == 0})
-        run.log_data(["img-3", "img-77", "img-900"], split="eval", step=STEPS)
-        logger.info("epoch done for %s", name)
-        logger.warning("learning rate %s may be high for %s", config["lr"], name)
-        logger.error("dataloader worker restarted in %s", name)
-        if status is None:
-            run.flush()
-            live.append(run)
+    for spec in SPECS:
+        if spec[-1] is None:
+            child = subprocess.Popen(
+                [sys.executable, "-c", LIVE_WRITER, str(Path(__file__).parent), str(root),
+                 json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            ids[spec[1]] = child.stdout.readline().strip()
+            assert ids[spec[1]], "the live writer died before writing its run"
+            live.append(child)
         else:
-            run.finish(status=status)
+            ids[spec[1]] = write_run(root, spec).id
     db = root / "runlake.duckdb"
     ingest(root=root, db=db)
     _detect(db)
@@ -78,8 +109,8 @@ def store(tmp_path_factory):
     """The shared read-only test store (built once per session)."""
     built = build_store(tmp_path_factory.mktemp("store"))
     yield built
-    for run in built["live"]:
-        run.finish()
+    for child in built["live"]:
+        child.communicate(timeout=60)
 
 
 @pytest.fixture

@@ -60,6 +60,24 @@ def test_resume_continues_steps_as_new_attempt(rl, root, quiet):
     assert [m.step for m in rl.of_kind(events, "metrics") if m.writer == second.writer] == [5]
 
 
+def test_resume_keeps_config_tags_and_group_unless_given(rl, root, quiet):
+    """A resumed attempt that passes no config/tags/group keeps the run's; new ones win."""
+    with runlake.init("p", "exp", root=root, config={"lr": 0.1, "model": {"w": 8}},
+                      tags=["base"], group="sweep", **quiet) as first:
+        first.log({"x": 1.0})
+    with runlake.init("p", root=root, resume=first.id, **quiet):
+        pass
+    with runlake.init("p", root=root, resume=first.id, config={"lr": 0.2}, tags=["retry"],
+                      **quiet):
+        pass
+    starts = rl.of_kind(rl.read_run(first.dir), "run_start")
+    assert [(s.config, s.tags, s.group) for s in starts] == [
+        ({"lr": 0.1, "model": {"w": 8}}, ["base"], "sweep"),
+        ({"lr": 0.1, "model": {"w": 8}}, ["base"], "sweep"),
+        ({"lr": 0.2}, ["retry"], "sweep"),
+    ]
+
+
 def test_resume_true_finds_latest_run_by_name(rl, root, quiet):
     """resume=True with a name resumes the most recently started run of that name."""
     with runlake.init("p", "exp", root=root, **quiet) as a:

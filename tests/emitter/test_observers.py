@@ -39,6 +39,22 @@ def test_logging_records_become_log_events_while_live(rl, root):
     assert len(logs) == 3
 
 
+def test_each_log_line_goes_to_the_current_run_only(rl, root):
+    """With two runs open, a record lands in the newest live run only, never in both."""
+    log = logging.getLogger("trainer.two")
+    log.setLevel(logging.INFO)
+    old = runlake.init("p", "old", root=root, console=False, system_interval=0)
+    log.info("to old")
+    new = runlake.init("p", "new", root=root, console=False, system_interval=0)
+    log.info("to new")
+    new.finish()
+    log.info("to old again")
+    old.finish()
+    messages = {r.name: [e.message for e in rl.of_kind(rl.read_run(r.dir), "log")]
+                for r in (old, new)}
+    assert messages == {"old": ["to old", "to old again"], "new": ["to new"]}
+
+
 def test_capture_logging_false_installs_nothing(rl, root, quiet):
     """capture_logging=False leaves the root logger untouched."""
     before = list(logging.getLogger().handlers)

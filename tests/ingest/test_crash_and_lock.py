@@ -14,10 +14,14 @@ from runlake.ingest import ingest
 from runlake.ingest.lock import IngestLock
 from runlake.schemas.errors import StoreBusyError
 
-_PASS = ("import sys; from pathlib import Path; from runlake.ingest.lock import IngestLock; "
-         "from runlake.ingest.loader import run_pass; root = Path(sys.argv[1]); "
+# The killed ingest: a real pass in a child process; each chunk's commit is followed by a
+# pause (wrapped here, in the child only) so the SIGKILL reliably lands mid-pass.
+_PASS = ("import sys, time; from pathlib import Path; from runlake.ingest import loader; "
+         "from runlake.ingest.lock import IngestLock; root = Path(sys.argv[1]); "
+         "real = loader._commit; "
+         "loader._commit = lambda db, chunk: (real(db, chunk), time.sleep(0.1)); "
          "lock = IngestLock(root).__enter__(); "
-         "run_pass(root, root / 'runlake.duckdb', chunk_points=20_000)")
+         "loader.run_pass(root, root / 'runlake.duckdb', chunk_points=10_000)")
 
 
 @pytest.mark.slow
@@ -37,7 +41,7 @@ def test_sigkill_during_a_pass_then_rerun_has_no_duplicates(seg_root, make_write
     proc = subprocess.Popen([sys.executable, "-c", _PASS, str(seg_root)])
     partial = 0
     while partial == 0 and proc.poll() is None:  # wait for the first chunk's commit
-        time.sleep(0.05)
+        time.sleep(0.01)
         if db.exists():
             partial = query(db, "SELECT count(*) FROM ingest_ledger")[0][0]
     proc.send_signal(signal.SIGKILL)

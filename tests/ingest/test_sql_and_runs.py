@@ -15,7 +15,7 @@ def lake(tmp_path_factory, segment_writer):
     """A store with three runs: two share the name 'same', ids share prefixes."""
     root = tmp_path_factory.mktemp("lake")
     for run_id, name in (("abc-111", "same"), ("abc-222", "same"), ("xyz-333", "unique")):
-        w = segment_writer(root, "proj", run_id).start(name=name)
+        w = segment_writer(root, "proj", run_id).start(name=name, config={"id": run_id, "opt": {"lr": 0.1}})
         w.metrics(1, {"loss": 2.0, "acc": 0.5, "lr": 1.0}).metrics(2, {"loss": 1.0}).flush()
     ingest(root)
     return root / "runlake.duckdb"
@@ -91,5 +91,6 @@ def test_resolve_runs_and_list_runs(lake):
         runs = list_runs(con, project="proj", status="running")
         assert {r["run_id"] for r in runs} == {"abc-111", "abc-222", "xyz-333"}
         assert runs[0]["metrics"] == {"loss": 1.0, "acc": 0.5}
+        assert {r["run_id"]: r["config"] for r in runs}["xyz-333"] == {"id": "xyz-333", "opt": {"lr": 0.1}}
         assert len(list_runs(con, limit=1)) == 1
         assert list_runs(con, status="failed") == []

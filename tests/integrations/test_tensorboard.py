@@ -144,3 +144,46 @@ def test_live_mirror_writes_readable_event_files(tmp_path):
     mirror.close()
     acc = _accumulate(tmp_path / "tb" / "live")
     assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(s, 0.5 * s) for s in range(5)]
+
+
+def test_init_tensorboard_mirrors_live_while_segments_stay_complete(tmp_path, store_rows):
+    """init(tensorboard=True): TensorBoard sees the run's scalars during and after the run,
+    and the store still holds every value."""
+    import runlake
+    from runlake.ingest import ingest
+
+    root = tmp_path / "root"
+    run = runlake.init("p", "mirror/me", root=root, console=False, system_interval=0,
+                       capture_logging=False, tensorboard=True, flush_interval=0.05)
+    for s in range(20):
+        run.log({"loss": 1.0 / (s + 1), "lr": 0.1}, step=s)
+    run.flush()
+    (logdir,) = (root / "tensorboard" / "p").iterdir()
+    assert logdir.name == f"mirror_me-{run.id}"
+    assert len(_accumulate(logdir).Scalars("loss")) == 20  # readable while the run is live
+    run.log({"loss": math.nan}, step=20)
+    run.finish()
+    acc = _accumulate(logdir)
+    got = [(e.step, e.value) for e in acc.Scalars("loss")]
+    assert got[:20] == [(s, float(np.float32(1.0 / (s + 1)))) for s in range(20)]
+    assert got[20][0] == 20 and math.isnan(got[20][1])
+    ingest(root=root)
+    assert store_rows(root, "SELECT count(*) FROM metrics")[0][0] == 41
+
+
+def test_init_tensorboard_to_an_unwritable_dir_keeps_training_and_segments(tmp_path, store_rows):
+    """A mirror that cannot write warns once and counts; the segments lose nothing."""
+    import runlake
+    from runlake.ingest import ingest
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    root = tmp_path / "root"
+    with pytest.warns(runlake.RunlakeWarning,
+                      match="mirror"):
+        with runlake.init("p", "m", root=root, console=False, system_interval=0,
+                          capture_logging=False, tensorboard=blocker / "tb") as run:
+            for s in range(10):
+                run.log({"loss": float(s)}, step=s)
+    ingest(root=root)
+    assert store_rows(root, "SELECT count(*) FROM metrics")[0][0] == 10
