@@ -47,14 +47,26 @@ def stalled_run(con, run_ids, now: dt.datetime) -> pl.DataFrame:
 
 
 def duplicate_items(con, run_ids, now) -> pl.DataFrame:
-    """Items drawn more than once within one epoch of a training split."""
+    """Items drawn more than once within one epoch of a training split by one attempt.
+
+    A resumed attempt that replays the epoch its predecessor died in draws those items
+    again: that is the resume, not a sampler bug, so draws are counted per attempt (each
+    row belongs to the latest writer of its rank that had started by the row's time).
+    """
     scope, params = run_scope(run_ids)
     return _shape(frame(
         con,
-        f"""WITH d AS (
-                SELECT run_id, split, epoch, item_id, count(*) AS c, min(step) AS s0, max(step) AS s1
-                FROM data_items WHERE {scope} AND epoch IS NOT NULL AND NOT {eval_split_sql()}
-                GROUP BY ALL HAVING count(*) > 1)
+        f"""WITH tagged AS (
+                SELECT d.run_id, d.split, d.epoch, d.item_id, d.step, w.attempt
+                FROM (SELECT * FROM data_items
+                      WHERE {scope} AND epoch IS NOT NULL AND NOT {eval_split_sql()}) d
+                ASOF LEFT JOIN (SELECT run_id, rank, attempt, started_at FROM writers
+                                WHERE started_at IS NOT NULL) w
+                  ON d.run_id = w.run_id AND d.rank = w.rank AND d.ts >= w.started_at),
+             d AS (
+                SELECT run_id, split, epoch, item_id, attempt, count(*) AS c,
+                       min(step) AS s0, max(step) AS s1
+                FROM tagged GROUP BY ALL HAVING count(*) > 1)
             SELECT run_id, split AS key, 'duplicate_items' AS detector, 'warning' AS severity,
                    min(s0) AS step_start, max(s1) AS step_end, count(*)::DOUBLE AS value,
                    sum(c - 1)::DOUBLE AS ref

@@ -191,7 +191,7 @@ def main(root: str | Path | None = None, *, out=None) -> int:
         if name == RESUMED:
             run_id = time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
             child = subprocess.run(
-                [sys.executable, "-m", "runlake.demo", "--child", str(root), name, group, run_id],
+                [sys.executable, "-P", "-m", "runlake.demo", "--child", str(root), name, group, run_id],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )
             killed = child.returncode == -signal.SIGKILL

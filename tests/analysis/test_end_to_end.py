@@ -51,3 +51,28 @@ def test_unstable_run_is_flagged_through_the_real_pipeline(tmp_path):
     assert set(before_nan["kind"]) & {"loss_spike", "divergence", "gradient_explosion"}, before_nan
     quiet = found.filter(pl.col("run_id").is_in(stable) & (pl.col("severity") != "info"))
     assert quiet.is_empty(), quiet.select("run_id", "kind", "key", "message")
+
+
+def test_resumed_replay_is_not_a_duplicate_but_a_real_redraw_is(tmp_path):
+    """An attempt that replays the epoch its predecessor died in is not flagged; an item
+    drawn twice within one attempt's epoch is."""
+    root = tmp_path / "lake"
+    opts = dict(root=root, console=False, system_interval=0, capture_logging=False)
+    first = runlake.init("dup", "resumed", **opts)
+    for step in range(5):
+        first.log_data([f"i{2 * step}", f"i{2 * step + 1}"], split="train", epoch=0, step=step)
+    first.finish(status="killed")
+    with runlake.init("dup", resume=first.id, **opts) as again:  # replays epoch 0 from step 0
+        for step in range(10):
+            again.log_data([f"i{2 * step}", f"i{2 * step + 1}"], split="train", epoch=0, step=step)
+    with runlake.init("dup", "redraws", **opts) as bad:
+        for step in range(5):
+            bad.log_data([f"i{step}", "i0"], split="train", epoch=0, step=step)
+    ingest(root=root)
+    db = root / "runlake.duckdb"
+    detect(db=db)
+    with read_store(db) as con:
+        found = list_anomalies(con)
+    dupes = found.filter(pl.col("kind") == "data_duplicates")
+    assert dupes["run_id"].to_list() == [bad.id]
+    assert dupes["value"].to_list() == [1.0]  # one item (i0) drawn more than once
