@@ -12,7 +12,7 @@ Measures, in one process:
   4. Sustained points/s until durable on disk: N steps x 10 keys, then finish().
   5. Bytes per scalar point in sealed segments: random float64 values, and a realistic run
      (decaying noisy loss, cosine lr, grad norm, accuracy...).
-Writes the table to docs/perf-emitter.md unless --no-write-doc.
+Writes the table to docs/performance.md unless --no-write-doc.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of timed loops")
     ap.add_argument("--rounds", type=int, default=3, help="tight-loop rounds (median reported)")
     ap.add_argument("--steps", type=int, default=200_000, help="steps for throughput/size")
-    ap.add_argument("--no-write-doc", action="store_true", help="do not rewrite docs/perf-emitter.md")
+    ap.add_argument("--no-write-doc", action="store_true", help="do not rewrite docs/performance.md")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="runlake-bench-")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; tmp {tmp}")
@@ -276,7 +276,7 @@ def main() -> None:
 
 
 def write_doc(rows, tight, sustained, load) -> None:
-    doc = REPO / "docs" / "perf-emitter.md"
+    doc = REPO / "docs" / "performance.md"
     table = ["| measure | result | target | met |", "|---|---:|---:|:---:|"]
     for name, value, target, ok in rows:
         table.append(f"| {name.strip()} | {value} | {target} | {'' if ok is None else ('yes' if ok else '**no**')} |")

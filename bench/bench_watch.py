@@ -8,7 +8,7 @@ both alike; the script prints the median step time of each and the ratio B/A. On
 machine shared with other work the medians swing by more than the effect measured, so it
 also measures B's two costs in isolation (best of 60 interleaved short rounds): the idle
 hooks on an unwatched step and the extra time of one watched step, and derives the
-overhead per step at the interval. Target: <= 2% (docs/perf-torch.md).
+overhead per step at the interval. Target: <= 2% (docs/performance.md).
 """
 
 from __future__ import annotations

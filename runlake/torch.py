@@ -13,26 +13,5 @@ Example::
     ckpt = CheckpointManager(run, "ckpts", keep_last=3, metric="val/loss")
 """
 
-from runlake.emitter.integrations.torch import (
-    CheckpointInfo,
-    CheckpointManager,
-    Throughput,
-    TrackedDataset,
-    TrackedLoader,
-    WatchHandle,
-    init_distributed_run,
-    track,
-    watch,
-)
-
-__all__ = [
-    "CheckpointInfo",
-    "CheckpointManager",
-    "Throughput",
-    "TrackedDataset",
-    "TrackedLoader",
-    "WatchHandle",
-    "init_distributed_run",
-    "track",
-    "watch",
-]
+from runlake.emitter.integrations.torch import *  # noqa: F401,F403  (names declared there)
+from runlake.emitter.integrations.torch import __all__  # noqa: F401
