@@ -6,7 +6,9 @@ appends exactly one complete zstd frame (content size and checksum included) to
 ``<seq>.jsonl.zst.open`` and fsyncs it by policy; at the size or age threshold, and at
 ``close()``, the segment is sealed by renaming it to ``<seq>.jsonl.zst`` and fsyncing the
 directory. A frame is written with a single ``os.write`` of the whole frame, so a crash
-leaves at most one torn frame at the end, which readers skip.
+leaves at most one torn frame at the end, which readers skip. A write that fails (disk
+full, file size limit, I/O error) is cut back with ``ftruncate``, so the segment keeps whole
+frames only and the next flush appends to it again once there is room.
 
 Before each write the sink checks that its open segment is still the file at its path
 (``stat`` versus ``fstat``): a directory removed, renamed or replaced mid-run is detected
@@ -152,6 +154,18 @@ class FileSink:
             except OSError:
                 pass  # the descriptor is gone either way; nothing else to release
 
+    def _undo(self, size: int) -> None:
+        """After a failed write (disk full, I/O error): cut the segment back to ``size``.
+
+        A partial frame would otherwise sit between good frames. Truncating frees space, so
+        it works on a full disk; when it fails too, the segment is abandoned (its torn tail
+        is skipped by readers) and the next write starts a new one.
+        """
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            self._abandon()
+
     def write(self, events: list[Event], data: bytes) -> None:
         """Append ``data`` as one zstd frame; rotate when the segment is big or old.
 
@@ -173,7 +187,7 @@ class FileSink:
             if self.fsync == "flush":
                 os.fsync(self._fd)
         except OSError:
-            self._abandon()  # the torn frame stays at the end of that segment; readers skip it
+            self._undo(self._size)
             raise
         self._size += len(frame)
         if self._size >= self.rotate_bytes or self._clock() - self._opened_at >= self.rotate_seconds:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import zstandard
 
@@ -33,7 +34,7 @@ from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
 from runlake.ingest.store import read_store, write_store
-from runlake.schemas.errors import RootError
+from runlake.schemas.errors import RootError, StoreError
 from runlake.schemas.segments import FRAME_MAGIC, default_db, iter_frame_spans, resolve_root
 
 __all__ = ["CHUNK_POINTS", "run_pass"]
@@ -83,7 +84,10 @@ def _insert(con, table: str, tbl: pa.Table, verb: str = "INSERT") -> None:
     try:
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _runlake_in")
     finally:
-        con.unregister("_runlake_in")
+        try:
+            con.unregister("_runlake_in")
+        except duckdb.Error:
+            pass  # an aborted transaction refuses even this; the original error matters
 
 
 def _commit(db: Path, chunk: _Chunk) -> None:
@@ -112,8 +116,17 @@ def _commit(db: Path, chunk: _Chunk) -> None:
                     "updated_at", pa.array([_now_us()] * len(chunk.ledger), pa.timestamp("us"))),
                     "INSERT OR REPLACE")
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # after an I/O error DuckDB may have rolled back (or given up) itself
+            if isinstance(exc, duckdb.Error):
+                detail = " ".join(str(exc).split())
+                raise StoreError(
+                    f"cannot write the store {db}: {detail}; nothing of this chunk was "
+                    f"committed (free disk space, then run ingest again: it resumes where "
+                    f"the last commit ended)") from exc
             raise
 
 
