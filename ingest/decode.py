@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import msgspec
 import numpy as np
@@ -50,9 +50,13 @@ class Problem:
 
 
 class _LeanMetrics(msgspec.Struct, tag_field="kind", tag="metrics", gc=False):
-    """Metrics without the envelope fields the store does not keep (writer, seq)."""
+    """Metrics without the envelope fields the store does not keep (writer, seq).
 
-    v: int
+    ``v`` must be the current version: anything else fails validation, and the frame takes
+    the line-by-line path that upcasts older versions and quarantines newer ones.
+    """
+
+    v: Literal[CURRENT_VERSIONS["metrics"]]  # type: ignore[valid-type]
     run_id: str
     ts: int | float
     rank: int
@@ -69,7 +73,6 @@ _FAST = msgspec.json.Decoder(
     ]
 )
 _CURRENT = dict(CURRENT_VERSIONS)
-_METRICS_V = _CURRENT["metrics"]
 _METRICS_PREFIX = b'{"kind":"metrics"'
 
 
@@ -105,12 +108,13 @@ class FrameDecoder:
         line, an older or newer version) falls back to :func:`decode_lines`, which decodes
         line by line, upcasts and reports ``(line_no, reason, excerpt)`` per bad line.
         """
-        lines = content.count(b"\n") + (0 if content.endswith(b"\n") else 1)
-        tagged = content.count(_METRICS_PREFIX)
         try:
-            if tagged == lines:
-                metrics, others = _LEAN.decode_lines(content), []
-            elif tagged == 0:
+            if content.startswith(_METRICS_PREFIX):
+                try:  # the common frame: metrics only, current version (checked by the struct)
+                    return _LEAN.decode_lines(content), [], []
+                except msgspec.ValidationError:
+                    pass  # another kind or version in the frame: split it below
+            if content.find(_METRICS_PREFIX) < 0:
                 metrics, others = [], _FAST.decode_lines(content)
             else:
                 m, o = [], []
@@ -124,9 +128,7 @@ class FrameDecoder:
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
-            if all(ev.v == _METRICS_V for ev in metrics) and all(
-                ev.v == _CURRENT[ev.__struct_config__.tag] for ev in others
-            ):
+            if all(ev.v == _CURRENT[ev.__struct_config__.tag] for ev in others):
                 return metrics, others, []
         events, problems = decode_lines(content)
         metrics = [ev for ev in events if ev.__class__ is E.Metrics]
@@ -184,6 +186,7 @@ _ROW_TABLES = ("datasets", "checkpoints", "samples", "logs", "alerts")
 CONTROL_KINDS = (E.RunStart, E.Heartbeat, E.RunEnd)
 _RANK, _STEP, _EPOCH = attrgetter("rank"), attrgetter("step"), attrgetter("epoch")
 _TS_OF, _VALUES = attrgetter("ts"), attrgetter("values")
+_RUN_ID = attrgetter("run_id")
 
 
 @dataclass(slots=True)
@@ -270,8 +273,9 @@ class TableBuilder:
         run = self._run_index(run_id)
         self._m_frames.append((len(self._m_vals), segment, offset))
         total = len(metrics) + len(others)
-        mismatched = [ev for ev in metrics if ev.run_id != run_id]
-        if mismatched:
+        mismatched = []
+        if metrics and set(map(_RUN_ID, metrics)) != {run_id}:  # C-level scan; rare mismatch
+            mismatched = [ev for ev in metrics if ev.run_id != run_id]
             metrics = [ev for ev in metrics if ev.run_id == run_id]
         if metrics:
             self._add_metrics(metrics, run)

@@ -81,6 +81,7 @@ class LineProblem:
     """A line that could not become an event; ingest quarantines it."""
 
     line_no: int
+    """1-based line number within the frame."""
     reason: str
     text: str
 
@@ -133,7 +134,7 @@ def decode_lines(buf: bytes) -> tuple[list[Event], list[LineProblem]]:
         else:
             return events, []
     events, problems = [], []
-    for i, line in enumerate(buf.split(b"\n")):
+    for i, line in enumerate(buf.split(b"\n"), start=1):  # 1-based, as editors count
         if not line.strip():
             continue
         try:

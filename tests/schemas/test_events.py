@@ -142,7 +142,7 @@ def test_bad_lines_are_reported_and_the_rest_kept(bad, reason):
     good = _line(seq=1)
     events, problems = decode_lines(good + bad + _line(seq=2))
     assert [e.seq for e in events] == [1, 2]
-    assert len(problems) == 1 and problems[0].line_no == 1
+    assert len(problems) == 1 and problems[0].line_no == 2  # 1-based
     assert reason in problems[0].reason
 
 
