@@ -74,6 +74,14 @@ class OnlineChecks:
             hit = self._watch_cache[key] = watched(key)
         return hit
 
+    def _raise(self, alerts: list[Event], kind: str, severity: str, key: str, value: float,
+               step: int | None, message: str, suggestion: str) -> None:
+        """One online alert event, and one console warning per (kind, key)."""
+        alerts.append(self._make_alert(message, severity=severity, kind=kind, key=key,
+                                       value=value, suggestion=suggestion, step=step,
+                                       source="online"))
+        self._warn(f"{kind}:{key}", f"{message}: {suggestion}")
+
     def review(self, batch: list[Event], nonfinite: list[tuple[Event, str, float]]) -> None:
         alerts: list[Event] = []
         for ev, key, value in nonfinite:
@@ -82,19 +90,8 @@ class OnlineChecks:
             self._nonfinite_seen.add(key)
             step = getattr(ev, "step", None)
             message = f"{key} is {value!r} at step {step}"
-            alerts.append(
-                self._make_alert(
-                    message,
-                    severity="critical",
-                    kind="nonfinite",
-                    key=key,
-                    value=value,
-                    suggestion=NONFINITE_SUGGESTION,
-                    step=step,
-                    source="online",
-                )
-            )
-            self._warn(f"nonfinite:{key}", f"{message}: {NONFINITE_SUGGESTION}")
+            self._raise(alerts, "nonfinite", "critical", key, value, step, message,
+                        NONFINITE_SUGGESTION)
         latest = self._latest(batch)
         for key, (value, step) in latest.items():
             self.latest[key] = value
@@ -113,19 +110,8 @@ class OnlineChecks:
                         f"{key} = {value:.6g} at step {step}, more than {EXPLODE_FACTOR:g}x "
                         f"its recent median {median:.6g}"
                     )
-                    alerts.append(
-                        self._make_alert(
-                            message,
-                            severity="warning",
-                            kind="exploding",
-                            key=key,
-                            value=value,
-                            suggestion=suggestion,
-                            step=step,
-                            source="online",
-                        )
-                    )
-                    self._warn(f"exploding:{key}", f"{message}: {suggestion}")
+                    self._raise(alerts, "exploding", "warning", key, value, step, message,
+                                suggestion)
                 elif not exploded:
                     self._armed[key] = True
             hist.append(value)
