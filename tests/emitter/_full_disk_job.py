@@ -2,10 +2,13 @@
 
 argv: mode ("tmpfs": ``root`` lies on a small tmpfs that a filler file fills;
 "rlimit": RLIMIT_FSIZE caps the segment's size), root, filler path. Prints a JSON summary.
+Values are ~incompressible (8 bytes a point) so a phase's frame (~8 KB) can never fit in the
+slack of the segment's last tmpfs page.
 """
 
 import errno
 import json
+import math
 import os
 import resource
 import signal
@@ -22,7 +25,7 @@ run = runlake.init("disk", "full", root=root, console=False, system_interval=0,
 
 def phase(steps) -> bool:
     for step in steps:
-        run.log({f"k{k}": step + k / 8 for k in range(10)}, step=step)
+        run.log({f"k{k}": math.sin(step * 1.1 + k) for k in range(10)}, step=step)  # ~8 B/point
     return run.flush()
 
 
