@@ -3,9 +3,10 @@
 :class:`RunlakeHandler` turns each record into a ``log`` event (level name and number,
 logger name, message with exception text, the run's current step). ``runlake.init(...,
 capture_logging=True)`` attaches one to the root logger for the run's lifetime and removes
-it at ``finish()``; that handler forwards a record only while its run is the current run
-(the newest live one), so with several runs open in one process each line lands in one run; nothing is installed at import time, and the root logger's level is
-left alone (records below it are filtered by logging before they reach the handler).
+it at ``finish()``. That handler forwards a record only while its run is the current run
+(the newest live one), so with several runs open in one process each line lands in one
+run. Nothing is installed at import time, and the root logger's level is left alone
+(records below it are filtered by logging before they reach the handler).
 Messages longer than :data:`runlake.emitter.values.MAX_TEXT_CHARS` are truncated.
 """
 
@@ -51,6 +52,9 @@ class RunlakeHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from runlake.schemas.events import Log
 
+        run = self.run
+        if run._ended or (self.current_only and lifecycle.current() is not run):
+            return
         try:
             message = record.getMessage()
             if record.exc_info:
@@ -60,9 +64,6 @@ class RunlakeHandler(logging.Handler):
                 message = f"{message}\n{record.exc_text}"
             if record.stack_info:
                 message = f"{message}\n{record.stack_info}"
-            run = self.run
-            if run._ended or (self.current_only and lifecycle.current() is not run):
-                return
             run._emit(
                 Log,
                 level=record.levelname,
