@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,6 +176,18 @@ def _child(argv: list[str]) -> None:
     train(Path(root), name, SWEEP[name], group=group, run_id=run_id, crash_at=CRASH_AT_STEP)
 
 
+def _cli_name() -> str:
+    """``runlake`` when that is on PATH, else the path of this environment's script."""
+    script = Path(sys.executable).with_name("runlake")
+    found = shutil.which("runlake")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "runlake"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def main(root: str | Path | None = None, *, out=None) -> int:
     """Run the whole demo into ``root`` (default store) and print what happened."""
     from runlake.schemas.segments import default_db, resolve_root
@@ -228,15 +241,16 @@ def main(root: str | Path | None = None, *, out=None) -> int:
                   f"{row['kind']} {row['key'] or ''} steps {row['step_start']}-{row['step_end']}: "
                   f"{row['message']}\n      suggestion: {row['suggestion']}", file=out)
     ids = " ".join(run_ids[n] for n in list(SWEEP)[:3])
+    cli = _cli_name()
     print(
         f"\nfinished in {time.perf_counter() - t0:.0f}s. Try next:\n"
-        f"  runlake runs --project {PROJECT}\n"
-        f"  runlake sql \"select key, max(value) from metrics group by key order by key\"\n"
-        f"  runlake anomalies --severity warning\n"
-        f"  runlake compare {ids} --metric val/acc --by seed\n"
-        f"  runlake lineage run {run_ids[RESUMED]} --checkpoint {CRASH_AT_STEP}\n"
-        f"  runlake report {' '.join(run_ids.values())} -o report.html\n"
-        f"  runlake ui\n",
+        f"  {cli} runs --project {PROJECT}\n"
+        f"  {cli} sql \"select key, max(value) from metrics group by key order by key\"\n"
+        f"  {cli} anomalies --severity warning\n"
+        f"  {cli} compare {ids} --metric val/acc --by seed\n"
+        f"  {cli} lineage run {run_ids[RESUMED]} --checkpoint {CRASH_AT_STEP}\n"
+        f"  {cli} report {' '.join(run_ids.values())} -o report.html\n"
+        f"  {cli} ui\n",
         file=out,
     )
     return 0
