@@ -42,7 +42,12 @@ def render(db: str, token: tuple) -> None:
         return
     found = found.filter(pl.col("severity").is_in(list(severities))) if severities else found.clear()
     labels = widgets.run_labels(db, token)
-    found = found.with_columns(pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
+    found = found.with_columns(
+        pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"),
+        pl.col("severity").replace_strict(
+            {s: i for i, s in enumerate(SEVERITIES)}, default=len(SEVERITIES),
+            return_dtype=pl.Int32).alias("_rank"),
+    ).sort(["_rank", "run", "step_start"], nulls_last=True).drop("_rank")  # worst first
     counts = {s: found.filter(pl.col("severity") == s).height for s in SEVERITIES}
     st.markdown(" · ".join(f":{_COLORS[s]}[**{counts[s]} {s}**]" for s in SEVERITIES))
     cols = [c for c in ("severity", "run", "kind", "key", "step_start", "step_end", "message", "suggestion")
