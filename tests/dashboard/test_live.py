@@ -1,5 +1,6 @@
 """Live updates: a training subprocess logs while `runlake ingest --watch` runs; the app keeps
-answering and shows the new steps, and the idle change token stays put."""
+answering and shows the new steps (in AppTest, and in headless Chromium without a reload,
+read over the DevTools protocol), and the idle change token stays put."""
 
 from __future__ import annotations
 
@@ -113,3 +114,100 @@ def test_change_token_is_stable_when_idle_and_moves_on_ingest(tmp_path):
     run.finish()
     ingest(root=root, db=db)
     assert data.change_token(db) != first
+
+
+# -- the same in a real browser: one page load, the Runs table's step cell moves by itself --
+
+_STEP_OF_TRAINER = """(() => {
+  const head = {};
+  document.querySelectorAll('th[role=columnheader]').forEach(
+      h => { head[h.textContent.trim()] = +h.getAttribute('aria-colindex') - 1; });
+  const cell = {};
+  document.querySelectorAll('[data-testid^="glide-cell-"]').forEach(e => {
+      const [c, r] = e.dataset.testid.split('-').slice(2).map(Number);
+      cell[c + ',' + r] = e.textContent.trim(); });
+  if (!('step' in head)) return null;
+  for (let r = 0; cell['0,' + r] !== undefined; r++)
+      if (cell['0,' + r] === 'trainer') return cell[head['step'] + ',' + r] ?? null;
+  return null;
+})()"""
+
+
+def _devtools_page(chromium: subprocess.Popen, url: str, deadline: float) -> str:
+    """The DevTools websocket URL of the page chromium opened for ``url``."""
+    import json
+    import re
+    import urllib.request
+
+    port = None
+    while port is None and time.monotonic() < deadline:
+        line = chromium.stderr.readline()
+        match = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+        port = match and match.group(1)
+    assert port, "chromium did not open its DevTools port"
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as resp:
+            pages = [t for t in json.load(resp) if t.get("type") == "page"]
+        if pages:
+            return pages[0]["webSocketDebuggerUrl"]
+        time.sleep(0.2)
+    raise AssertionError("chromium has no page target")
+
+
+def _watch_page(ws_url: str, expression: str, seconds: float) -> list:
+    """Evaluate ``expression`` in the page twice a second (no reload); its values in order."""
+    import json
+
+    from websockets.sync.client import connect  # streamlit's server stack brings it
+
+    values, msg_id = [], 0
+    with connect(ws_url, max_size=64 << 20) as conn:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            msg_id += 1
+            conn.send(json.dumps({"id": msg_id, "method": "Runtime.evaluate",
+                                  "params": {"expression": expression, "returnByValue": True}}))
+            while True:
+                reply = json.loads(conn.recv(timeout=30))
+                if reply.get("id") == msg_id:
+                    break
+            values.append(reply["result"]["result"].get("value"))
+            time.sleep(0.5)
+    return values
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="chromium is not installed")
+def test_browser_page_shows_new_steps_without_reload(tmp_path, port):
+    """`runlake ui` in headless Chromium, Runs view loaded once with a 1 s live refresh: while
+    a training process logs and `ingest --watch` loads, the trainer's step cell grows."""
+    root, db = tmp_path / "lake", tmp_path / "lake" / "runlake.duckdb"
+    root.mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    watcher = _ingest_watch(root, db)
+    ui = subprocess.Popen([sys.executable, "-m", "runlake.cli", "ui", "--db", str(db),
+                           "--port", str(port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/?view=runs&refresh=1"
+    chromium = None
+    try:
+        assert writer.stdout.readline().strip(), writer.stderr.read()
+        deadline = time.monotonic() + 90
+        while not db.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        chromium = subprocess.Popen(
+            ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+             "--remote-debugging-port=0", f"--user-data-dir={tmp_path / 'profile'}",
+             "--window-size=1400,1000", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        ws_url = _devtools_page(chromium, url, deadline)
+        values = _watch_page(ws_url, _STEP_OF_TRAINER, 40)
+        steps = [int(v) for v in values if v not in (None, "")]
+        assert len(set(steps)) >= 3, f"step cell over 40 s without reload: {values}"
+        assert steps == sorted(steps)
+    finally:
+        for proc in (chromium, ui, writer, watcher):
+            if proc is not None:
+                _stop(proc)
