@@ -83,8 +83,11 @@ _HOME = {
 if _typing.TYPE_CHECKING:
     from runlake.analysis.anomalies import CATALOG, Roles, detect, find, list_anomalies
     from runlake.analysis.curves import align, downsample, ema
-    from runlake.analysis.compare import best_config, config_diff, hparam_impact, metric_table, run_configs, seed_groups
-    from runlake.analysis.lineage import augmentation_breakdown, coverage, data_diff, duplicates_within_epoch, item_runs, leakage, never_seen, run_items
+    from runlake.analysis.compare import (
+        best_config, config_diff, hparam_impact, metric_table, run_configs, seed_groups)
+    from runlake.analysis.lineage import (
+        augmentation_breakdown, coverage, data_diff, duplicates_within_epoch, item_runs, leakage,
+        never_seen, run_items)
     from runlake.analysis.runs import list_runs, resolve_run, resolve_runs
     from runlake.analysis.sql import check_query, run_readonly
     from runlake.analysis.report import build_report, write_report

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from runlake.ingest.ddl import TABLES, VIEWS
 from runlake.analysis.runs import resolve_runs
+from runlake.ingest.ddl import TABLES, VIEWS
 from runlake.ingest.store import read_store
 from runlake.schemas.errors import ConfigError
 

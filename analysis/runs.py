@@ -8,7 +8,6 @@ that order. Anything else is a :class:`RunNotFoundError` whose message says what
 from __future__ import annotations
 
 import json
-
 from typing import Any, Iterable
 
 import duckdb
@@ -93,8 +92,8 @@ def list_runs(
     Returns:
         One dict per run: run_id, project, name, group_name, status, started_at,
         ended_at, last_seen_at, duration_s, last_step, total_steps, progress (0..1 or
-        None), eta_s, attempts, world_size, tags, config (a dict), and ``metrics``: up to 3 keys whose name
-        contains "loss" or "acc" mapped to their value at the last step.
+        None), eta_s, attempts, world_size, tags, config (a dict), and ``metrics``: up to
+        3 keys whose name contains "loss" or "acc" mapped to their value at the last step.
     """
     where, params = [], []
     if project is not None:

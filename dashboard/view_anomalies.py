@@ -9,7 +9,7 @@ import streamlit as st
 from runlake.analysis.anomalies import list_anomalies
 from runlake.dashboard import data, selection, widgets
 
-__all__ = ["render"]
+__all__ = ["render", "worst_first"]
 
 TITLE = "Anomalies"
 SEVERITIES = ("critical", "warning", "info")
@@ -24,6 +24,13 @@ def _margin(start: int | None, end: int | None) -> tuple[int | None, int | None]
     end = start if end is None else end
     pad = max(10, (end - start) * 2)
     return max(0, start - pad), end + pad
+
+
+def worst_first(found: pl.DataFrame) -> pl.DataFrame:
+    """Findings ordered by severity (critical first), then run label, then step."""
+    rank = pl.col("severity").replace_strict(
+        {s: i for i, s in enumerate(SEVERITIES)}, default=len(SEVERITIES), return_dtype=pl.Int32)
+    return found.sort([rank, "run", "step_start"], nulls_last=True)
 
 
 def render(db: str, token: tuple) -> None:
@@ -42,12 +49,8 @@ def render(db: str, token: tuple) -> None:
         return
     found = found.filter(pl.col("severity").is_in(list(severities))) if severities else found.clear()
     labels = widgets.run_labels(db, token)
-    found = found.with_columns(
-        pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"),
-        pl.col("severity").replace_strict(
-            {s: i for i, s in enumerate(SEVERITIES)}, default=len(SEVERITIES),
-            return_dtype=pl.Int32).alias("_rank"),
-    ).sort(["_rank", "run", "step_start"], nulls_last=True).drop("_rank")  # worst first
+    found = worst_first(found.with_columns(
+        pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run")))
     counts = {s: found.filter(pl.col("severity") == s).height for s in SEVERITIES}
     st.markdown(" · ".join(f":{_COLORS[s]}[**{counts[s]} {s}**]" for s in SEVERITIES))
     cols = [c for c in ("severity", "run", "kind", "key", "step_start", "step_end", "message", "suggestion")

@@ -186,13 +186,9 @@ class WatchHandle:
         """
         torch = self._torch
         norms = torch._foreach_norm(tensors)
-        zero = torch.zeros((), dtype=torch.float32)
         lows, highs = [], []
         for t in tensors:
-            if t.numel():
-                lo, hi = torch.aminmax(t)
-            else:
-                lo = hi = zero.to(t.device)
+            lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros((), dtype=torch.float32),) * 2
             lows.append(lo)
             highs.append(hi)
         sums = [t.sum() for t in tensors]

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from runlake.cli._ui import is_loopback, streamlit_command
+from runlake.dashboard.view_anomalies import worst_first
 from runlake.dashboard.view_charts import curves, zoom_points
 from runlake.dashboard.view_runs import filter_runs, status_text
 from runlake.dashboard.widgets import RUN_SCHEMA, human_duration
@@ -101,3 +102,16 @@ def test_curves_drop_nonfinite_smooth_and_clip():
     logged = curves(pl.DataFrame({"run_id": ["r"] * 3, "x": [0.0, 1, 2], "value": [-1.0, 0.0, 2.0]}),
                     {}, smoothing=0.0, x="step", log_y=True)
     assert logged["value"].to_list() == [2.0]
+
+
+def test_anomalies_worst_first_across_runs():
+    """Critical findings of any run come before warnings and infos; then run, then step."""
+    found = pl.DataFrame({
+        "severity": ["info", "warning", "critical", "warning", "critical"],
+        "run": ["a", "a", "b", "b", "a"],
+        "step_start": [5, 1, 9, None, 3],
+    })
+    ordered = worst_first(found)
+    assert list(zip(ordered["severity"], ordered["run"], ordered["step_start"])) == [
+        ("critical", "a", 3), ("critical", "b", 9), ("warning", "a", 1),
+        ("warning", "b", None), ("info", "a", 5)]

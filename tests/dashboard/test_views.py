@@ -161,8 +161,6 @@ def test_anomalies_view_lists_findings_and_opens_chart(app, store, page_text):
     spike = table[(table["run"].str.contains("alpha")) & (table["key"] == "loss")]
     assert len(spike), table
     assert spike["suggestion"].notna().any()
-    rank = {"critical": 0, "warning": 1, "info": 2}
-    assert list(table["severity"].map(rank)) == sorted(table["severity"].map(rank))  # worst first
     assert "Suggestion" in page_text(at)
     buttons = [b for b in at.button if b.label == "Open chart"]
     target = None
