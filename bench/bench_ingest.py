@@ -5,11 +5,14 @@ One command (from the repository root):
     .venv/bin/python bench/bench_ingest.py            # 20 runs x 50k steps x 10 keys = 10M points
     .venv/bin/python bench/bench_ingest.py --quick    # 2M points
 
-Generates segments with the real framing (event structs -> ENCODER.encode_lines -> one zstd
-frame with checksum per flush of 1,000 steps, 64 MB segments sealed by rename), then times
+Generates segments with the real framing (event structs -> the emitter's encode_batch, which
+packs a flush's metrics into one metrics_block line -> one zstd frame with checksum per
+flush of 1,000 steps, 64 MB segments sealed by rename; --rows writes one line per event,
+as runlake wrote before blocks and still reads), then times
 ``runlake.ingest.ingest()`` end to end on a fresh store (median of --repeat runs) and,
 in the same run, two baselines over the same data: raw zstd decompression of the segments,
-and DuckDB loading the same rows from an equivalent Parquet file. Then measures freshness:
+DuckDB loading the same rows from an equivalent Parquet file, and ingest of the same
+points written one metrics event per line (the format before blocks). Then measures freshness:
 a live writer flushing one frame per second while ``watch()`` runs; the delay from the
 flush to the row being visible to a read-only query.
 """
@@ -30,6 +33,7 @@ import zstandard
 
 from runlake.ingest import ingest, read_store, watch
 from runlake.schemas import events as E
+from runlake.emitter.writer import encode_batch
 from runlake.schemas.codec import ENCODER
 from runlake.schemas.segments import segment_name
 
@@ -37,7 +41,8 @@ FLUSH_STEPS = 1000
 SEGMENT_BYTES = 64 << 20
 
 
-def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0) -> int:
+def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0,
+             rows: bool = False) -> int:
     """Write runs x steps x keys random float points; returns the point count."""
     rng = random.Random(seed)
     cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
@@ -61,7 +66,9 @@ def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0) -> int
                 if step == steps - 1:
                     events.append(E.RunEnd(v=1, run_id=run_id, writer=writer, seq=seq + 1,
                                            ts=ts + steps * 1_000_000, rank=0, status="finished"))
-                data = cctx.compress(ENCODER.encode_lines(events))
+                lines = ENCODER.encode_lines(events) if rows else encode_batch(
+                    events, lambda ev, exc: None)[0]
+                data = cctx.compress(lines)
                 out.write(data)
                 size += len(data)
                 events = []
@@ -155,23 +162,34 @@ def main() -> None:
         seg_bytes = sum(p.stat().st_size for p in root.rglob("*.jsonl.zst"))
         print(f"generated {points:,} points in {seg_bytes / 1e6:,.1f} MB of segments "
               f"({time.perf_counter() - t:.1f}s)")
-        times = []
+        rows_root = work / "lake-rows"
+        generate(rows_root, args.runs, args.steps, args.keys, rows=True)
+        rows_bytes = sum(p.stat().st_size for p in rows_root.rglob("*.jsonl.zst"))
+        times, rows_times = [], []
         for i in range(args.repeat):
-            db = work / f"store{i}.duckdb"
-            report = ingest(root, db)
-            assert report.points == points, (report.points, points)
-            times.append(report.seconds)
-            print(f"  ingest run {i + 1}: {report.seconds:.2f}s  "
-                  f"{points / report.seconds / 1e6:.2f}M points/s  ({report.commits} commits)")
-            if i:
-                db.unlink()
+            for lake, label, out in ((root, "blocks", times), (rows_root, "line per event",
+                                                                rows_times)):
+                db = work / f"store{i}-{len(out)}-{lake.name}.duckdb"
+                report = ingest(lake, db)
+                assert report.points == points, (report.points, points)
+                out.append(report.seconds)
+                print(f"  ingest run {i + 1} ({label}): {report.seconds:.2f}s  "
+                      f"{points / report.seconds / 1e6:.2f}M points/s  ({report.commits} commits)")
+                if i or lake is rows_root:
+                    db.unlink()
+                else:
+                    store0 = db
         ingest_s = statistics.median(times)
+        rows_s = statistics.median(rows_times)
         decomp_s = statistics.median(baseline_decompress(root) for _ in range(args.repeat))
         parquet_s = statistics.median(
-            baseline_parquet(work / "store0.duckdb", work) for _ in range(args.repeat))
+            baseline_parquet(store0, work) for _ in range(args.repeat))
         rate = points / ingest_s
         print(f"ingest (segments -> committed rows): median {ingest_s:.2f}s = "
               f"{rate / 1e6:.2f}M points/s (target >= 3M)")
+        print(f"baseline one event per line:         median {rows_s:.2f}s = "
+              f"{points / rows_s / 1e6:.2f}M points/s ({rows_bytes / points:.2f} B/point vs "
+              f"{seg_bytes / points:.2f}); blocks are {rows_s / ingest_s:.2f}x faster")
         print(f"baseline zstd decompress only:       median {decomp_s:.2f}s = "
               f"{points / decomp_s / 1e6:.2f}M points/s; ingest takes {ingest_s / decomp_s:.1f}x")
         print(f"baseline DuckDB from Parquet:        median {parquet_s:.2f}s = "

@@ -1,12 +1,13 @@
 """Turning segment frames into Arrow tables, one per store table.
 
 A frame is decompressed (its zstd checksum is verified) and decoded in one C call into
-event structs; metrics take a lean struct that skips the envelope fields the store does
-not keep. :class:`TableBuilder` then appends the events' fields to plain Python lists per
-column, in bulk (a metrics event extends the key and value lists with its whole mapping),
-and :meth:`TableBuilder.to_arrow` builds the columns at once: per-event columns are
-gathered with one ``take`` over an index array, metric values become float64 in one numpy
-call (non-finite tokens, booleans and nulls included). Nothing here raises on content:
+event structs. The emitter writes a flush's metrics as one ``metrics_block`` line, already
+column-wise: :class:`TableBuilder` turns each of its groups into numpy columns with a few
+vectorised calls (values in one float64 conversion, steps and timestamps gathered by row
+index). Metrics written one event per line (older segments, single events) take a lean
+struct that skips the envelope fields the store does not keep; their fields are appended
+to plain Python lists in bulk and become columns at :meth:`TableBuilder.to_arrow`.
+Non-finite tokens, booleans and nulls become floats; nothing here raises on content:
 every problem becomes a :class:`Problem` that ingest quarantines.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import msgspec
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow as pa
 import zstandard
 
 from runlake.schemas import events as E
-from runlake.schemas.codec import CURRENT_VERSIONS, decode_lines, to_float
+from runlake.schemas.codec import CURRENT_VERSIONS, block_error, decode_lines, to_float
 from runlake.schemas.events import MetricValue
 
 __all__ = ["ARROW_SCHEMAS", "FrameDecoder", "Problem", "TableBuilder", "ts_us"]
@@ -65,15 +66,13 @@ class _LeanMetrics(msgspec.Struct, tag_field="kind", tag="metrics", gc=False):
     epoch: int | None = None
 
 
-_LEAN = msgspec.json.Decoder(_LeanMetrics)
 _FAST = msgspec.json.Decoder(
     Union[
-        E.RunStart, E.Metrics, E.System, E.Data, E.Dataset, E.Checkpoint, E.Sample,
-        E.Log, E.Alert, E.Heartbeat, E.RunEnd,
+        _LeanMetrics, E.MetricsBlock, E.RunStart, E.System, E.Data, E.Dataset, E.Checkpoint,
+        E.Sample, E.Log, E.Alert, E.Heartbeat, E.RunEnd,
     ]
 )
 _CURRENT = dict(CURRENT_VERSIONS)
-_METRICS_PREFIX = b'{"kind":"metrics"'
 
 
 def ts_us(ts: int | float | None) -> int | None:
@@ -101,34 +100,26 @@ class FrameDecoder:
         return self._dctx.decompress(frame)
 
     def decode(self, content: bytes) -> tuple[list[Any], list[Any], list[tuple[int, str, str]]]:
-        """Decode a frame's content: (metrics events, other events, bad lines).
+        """Decode a frame's content: (metrics events, other events and blocks, bad lines).
 
-        Metrics lines (written tag first by the emitter) go through a lean metrics-only
-        decoder, the rest through the tagged union, each in one C call; any surprise (a bad
-        line, an older or newer version) falls back to :func:`decode_lines`, which decodes
-        line by line, upcasts and reports ``(line_no, reason, excerpt)`` per bad line.
+        The whole frame is decoded in one C call, ``metrics`` lines through a lean struct
+        and ``metrics_block`` lines as blocks (loaded column-wise by :class:`TableBuilder`);
+        any surprise (a bad line, an older or newer version, an inconsistent block) falls
+        back to :func:`decode_lines`, which decodes line by line, upcasts, unpacks blocks
+        into events and reports ``(line_no, reason, excerpt)`` per bad line.
         """
         try:
-            if content.startswith(_METRICS_PREFIX):
-                try:  # the common frame: metrics only, current version (checked by the struct)
-                    return _LEAN.decode_lines(content), [], []
-                except msgspec.ValidationError:
-                    pass  # another kind or version in the frame: split it below
-            if content.find(_METRICS_PREFIX) < 0:
-                metrics, others = [], _FAST.decode_lines(content)
-            else:
-                m, o = [], []
-                for line in content.split(b"\n"):
-                    if line.startswith(_METRICS_PREFIX):
-                        m.append(line)
-                    elif line.strip():
-                        o.append(line)
-                metrics = _LEAN.decode_lines(b"\n".join(m))
-                others = _FAST.decode_lines(b"\n".join(o))
+            events = _FAST.decode_lines(content)
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
-            if all(ev.v == _CURRENT[ev.__struct_config__.tag] for ev in others):
+            metrics = [ev for ev in events if ev.__class__ is _LeanMetrics]
+            if len(metrics) == len(events):
+                return metrics, [], []
+            others = [ev for ev in events if ev.__class__ is not _LeanMetrics]
+            if all(ev.v == _CURRENT[ev.__struct_config__.tag] and (
+                    ev.__class__ is not E.MetricsBlock or block_error(ev) is None)
+                   for ev in others):
                 return metrics, others, []
         events, problems = decode_lines(content)
         metrics = [ev for ev in events if ev.__class__ is E.Metrics]
@@ -189,6 +180,37 @@ _TS_OF, _VALUES = attrgetter("ts"), attrgetter("values")
 _RUN_ID = attrgetter("run_id")
 
 
+def _timestamps_us(ts: list[int | float]) -> np.ndarray:
+    """Event timestamps (int ns, or float seconds) as int64 microseconds."""
+    arr = np.array(ts)
+    if arr.dtype.kind == "i":  # all ints (one C pass; a float anywhere makes it float64)
+        return arr // 1000
+    return np.array([ts_us(t) for t in ts], dtype=np.int64)
+
+
+def _floats(values: list[Any], describe: Callable[[int], tuple[str, int, str]],
+            problems: list[Problem]) -> np.ndarray:
+    """Metric values as float64 (tokens, bools and nulls included) in one call when possible.
+
+    A value that is not a number becomes NaN and a problem naming ``describe(i)``'s
+    (segment, offset, key).
+    """
+    try:
+        return np.array(values, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        try:
+            out[i] = to_float(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            segment, offset, key = describe(i)
+            problems.append(Problem(segment, offset, None, None,
+                                    f"metric {key!r}: {exc}; stored as NaN", repr(value)[:200]))
+            out[i] = np.nan
+    return out
+
+
 @dataclass(slots=True)
 class FrameSummary:
     """What status tracking needs from a frame: liveness, progress and control events."""
@@ -214,8 +236,9 @@ class TableBuilder:
     def __init__(self) -> None:
         self.points = 0
         self._runs: dict[str, int] = {}
-        # metrics: per event (run, rank, step, epoch, ts), per point (value), and the key
-        # sequence as runs of consecutive events sharing one key tuple
+        self._key_ids: dict[str, int] = {}  # metric key -> dictionary code, for all parts
+        # metrics events (one per line): per event (run, rank, step, epoch, ts), per point
+        # (value), and the key sequence as runs of consecutive events sharing one key tuple
         self._m_run: list[int] = []
         self._m_rank: list[int] = []
         self._m_step: list[int | None] = []
@@ -226,6 +249,10 @@ class TableBuilder:
         self._ks_runs: list[list[int]] = []  # [keyset id, events]
         self._last_ks: tuple[str, ...] | None = None
         self._m_frames: list[tuple[int, str, int]] = []  # (first point, segment, offset)
+        # metrics blocks: finished columns per group
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._part_epochs: list[pa.Array] = []
+        self._block_points = 0
         self._d: dict[str, list[Any]] = {f.name: [] for f in ARROW_SCHEMAS["data_items"]}
         self._d_run: list[int] = []
         self._rows: dict[str, list[tuple]] = {t: [] for t in _ROW_TABLES}
@@ -236,6 +263,10 @@ class TableBuilder:
         if idx is None:
             idx = self._runs[run_id] = len(self._runs)
         return idx
+
+    def _key_codes(self, keys: list[str] | tuple[str, ...]) -> np.ndarray:
+        ids = self._key_ids
+        return np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int32)
 
     def _keys(self, ks: tuple[str, ...], runs: list[list[int]]) -> None:
         if ks == self._last_ks:
@@ -264,6 +295,35 @@ class TableBuilder:
             else:
                 keys(ks, runs)
 
+    def _add_block(self, block: E.MetricsBlock, run: int, segment: str, offset: int) -> None:
+        """A block's groups as finished columns (rows ordered by group, then row)."""
+        n = len(block.steps)
+        try:
+            steps = np.array(block.steps, dtype=np.int64)
+            ts = _timestamps_us(block.times)
+            epochs = None if block.epochs is None else pa.array(block.epochs, pa.int32())
+            rank = np.int32(block.rank)
+        except (OverflowError, ValueError, TypeError, pa.ArrowException) as exc:
+            self.problems.append(Problem(segment, offset, None, None,
+                                         f"metrics_block of {n} rows skipped: {exc}", ""))
+            return
+        for g in block.groups:
+            k = len(g.keys)
+            if not k:
+                continue
+            rows = np.arange(n) if g.rows is None else np.array(g.rows, dtype=np.int64)
+            idx = np.repeat(rows, k)
+            m = len(idx)
+            values = _floats(g.values, lambda i, keys=g.keys: (segment, offset, keys[i % k]),
+                             self.problems)
+            self._parts.append((
+                np.full(m, run, dtype=np.int32), np.full(m, rank, dtype=np.int32),
+                steps[idx], ts[idx], np.tile(self._key_codes(g.keys), len(rows)), values,
+            ))
+            self._part_epochs.append(pa.nulls(m, pa.int32()) if epochs is None
+                                     else epochs.take(pa.array(idx)))
+            self._block_points += m
+
     def add(self, metrics: list[Any], others: list[Any], run_id: str, segment: str,
             offset: int) -> FrameSummary:
         """Append a frame's events; rows take ``run_id`` (the run folder they were found in).
@@ -274,6 +334,7 @@ class TableBuilder:
         self._m_frames.append((len(self._m_vals), segment, offset))
         total = len(metrics) + len(others)
         mismatched = []
+        last_block = None
         if metrics and set(map(_RUN_ID, metrics)) != {run_id}:  # C-level scan; rare mismatch
             mismatched = [ev for ev in metrics if ev.run_id != run_id]
             metrics = [ev for ev in metrics if ev.run_id == run_id]
@@ -288,6 +349,10 @@ class TableBuilder:
             cls = ev.__class__
             if ev.run_id != run_id:
                 mismatched.append(ev)
+            elif cls is E.MetricsBlock:
+                self._add_block(ev, run, segment, offset)
+                total += len(ev.steps) - 1
+                last_block = ev
             elif cls is E.System:
                 systems.append(ev)
             elif cls in CONTROL_KINDS:
@@ -303,7 +368,11 @@ class TableBuilder:
                 segment, offset, None, None,
                 f"{len(mismatched)} event(s) name another run_id ({mismatched[0].run_id!r}) "
                 f"than their folder {run_id!r}; skipped", ""))
-        self.points = len(self._m_vals)
+        if last_block is not None and last_block.steps:
+            last_step = last_block.steps[-1] if last_step is None else max(
+                last_step, last_block.steps[-1])
+            last_ts = max(last_ts, last_block.times[-1])
+        self.points = len(self._m_vals) + self._block_points
         return FrameSummary(total, ts_us(last_ts), last_step, control)
 
     def _add_other(self, ev: Any, run_id: str, run: int, segment: str, offset: int) -> None:
@@ -363,54 +432,56 @@ class TableBuilder:
 
     def rows(self) -> dict[str, int]:
         """Row counts per table so far."""
-        out = {"metrics": len(self._m_vals), "data_items": len(self._d_run)}
+        out = {"metrics": self.points, "data_items": len(self._d_run)}
         out.update({t: len(r) for t, r in self._rows.items()})
         return out
 
-    def _metric_values(self, names: list[str], key_codes: np.ndarray) -> np.ndarray:
-        try:
-            return np.array(self._m_vals, dtype=np.float64)
-        except (ValueError, TypeError, OverflowError):
-            pass
-        starts = [f[0] for f in self._m_frames]
-        out = np.empty(len(self._m_vals), dtype=np.float64)
-        for i, value in enumerate(self._m_vals):
-            try:
-                out[i] = to_float(value)
-            except (ValueError, TypeError, OverflowError) as exc:
-                _, segment, offset = self._m_frames[bisect.bisect_right(starts, i) - 1]
-                self.problems.append(Problem(
-                    segment, offset, None, None,
-                    f"metric {names[key_codes[i]]!r}: {exc}; stored as NaN", repr(value)[:200]))
-                out[i] = np.nan
-        return out
-
-    def _timestamps(self, ts: list[int | float]) -> pa.Array:
-        if all(t.__class__ is int for t in ts):
-            return pa.array(np.array(ts, dtype=np.int64) // 1000, _TS)
-        return pa.array([ts_us(t) for t in ts], _TS)
-
-    def _metrics_table(self, runs: pa.Array) -> pa.Table:
+    def _line_part(self) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array, np.ndarray,
+                                  np.ndarray, np.ndarray]:
+        """Columns of the metrics that came one event per line."""
         keysets = list(self._keysets)
-        names: dict[str, int] = {}
-        codes = [np.array([names.setdefault(k, len(names)) for k in ks], dtype=np.int32)
-                 for ks in keysets]
+        codes = [self._key_codes(ks) for ks in keysets]
         key_codes = np.concatenate([np.tile(codes[kid], n) for kid, n in self._ks_runs])
         per_event = np.repeat(
             np.array([len(keysets[kid]) for kid, _ in self._ks_runs], dtype=np.int64),
             np.array([n for _, n in self._ks_runs], dtype=np.int64))
-        idx = pa.array(np.repeat(np.arange(len(per_event), dtype=np.int64), per_event))
-        run_idx = pa.array(np.array(self._m_run, dtype=np.int32)).take(idx)
+        idx = np.repeat(np.arange(len(per_event), dtype=np.int64), per_event)
+        pidx = pa.array(idx)
+        names = list(self._key_ids)
+        starts = [f[0] for f in self._m_frames]
+
+        def describe(i: int) -> tuple[str, int, str]:
+            _, segment, offset = self._m_frames[bisect.bisect_right(starts, i) - 1]
+            return segment, offset, names[key_codes[i]]
+
+        return (
+            np.array(self._m_run, dtype=np.int32)[idx],
+            np.array(self._m_rank, dtype=np.int32)[idx],
+            pa.array(self._m_step, pa.int64()).take(pidx),
+            pa.array(self._m_epoch, pa.int32()).take(pidx),
+            _timestamps_us(self._m_ts)[idx],
+            key_codes,
+            _floats(self._m_vals, describe, self.problems),
+        )
+
+    def _metrics_table(self, runs: pa.Array) -> pa.Table:
+        parts = [
+            (r, k, pa.array(s), e, t, key, v)
+            for (r, k, s, t, key, v), e in zip(self._parts, self._part_epochs)
+        ]
+        if self._m_vals:
+            parts.append(self._line_part())
+        run, rank, step, epoch, ts, key, value = zip(*parts)
         return pa.table(
             [
-                pa.DictionaryArray.from_arrays(run_idx, runs),
-                pa.array(self._m_rank, pa.int32()).take(idx),
-                pa.array(self._m_step, pa.int64()).take(idx),
-                pa.array(self._m_epoch, pa.int32()).take(idx),
-                self._timestamps(self._m_ts).take(idx),
-                pa.DictionaryArray.from_arrays(pa.array(key_codes),
-                                               pa.array(list(names), pa.string())),
-                pa.array(self._metric_values(list(names), key_codes), pa.float64()),
+                pa.DictionaryArray.from_arrays(pa.array(np.concatenate(run)), runs),
+                pa.array(np.concatenate(rank)),
+                pa.concat_arrays(step),  # one array each: DuckDB scans chunked input slower
+                pa.concat_arrays(epoch),
+                pa.array(np.concatenate(ts), _TS),
+                pa.DictionaryArray.from_arrays(pa.array(np.concatenate(key)),
+                                               pa.array(list(self._key_ids), pa.string())),
+                pa.array(np.concatenate(value)),
             ],
             schema=ARROW_SCHEMAS["metrics"],
         )
@@ -419,7 +490,7 @@ class TableBuilder:
         """The chunk as Arrow tables (only tables that have rows)."""
         runs = pa.array(list(self._runs), pa.string())
         out: dict[str, pa.Table] = {}
-        if self._m_vals:
+        if self.points:
             out["metrics"] = self._metrics_table(runs)
         if self._d_run:
             cols = dict(self._d)

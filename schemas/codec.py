@@ -1,21 +1,32 @@
 """Encoding and decoding events, schema versions and upcasting.
 
-Writers encode with :data:`ENCODER` (``encode_lines``: one JSON object per line). Readers
-call :func:`decode_lines`, which decodes a whole frame in one C call when every line is a
-known kind at the current version, and otherwise falls back to line-by-line decoding that
-upcasts older versions and reports (never raises on) unknown kinds, newer versions and
-malformed lines, so one bad line never costs the rest of the frame.
+Writers encode with :data:`ENCODER` (``encode_lines``: one JSON object per line), packing
+the metrics events of a flush into one ``metrics_block`` line with :func:`pack_metrics`.
+Readers call :func:`decode_lines`, which decodes a whole frame in one C call when every line
+is a known kind at the current version, and otherwise falls back to line-by-line decoding
+that upcasts older versions and reports (never raises on) unknown kinds, newer versions and
+malformed lines, so one bad line never costs the rest of the frame. Blocks come out as the
+``metrics`` events they hold (:func:`unpack_metrics`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Callable
 
 import msgspec
 
-from runlake.schemas.events import EVENT_TYPES, AnyEvent, Event
+from runlake.schemas.events import (
+    EVENT_TYPES,
+    AnyLine,
+    Event,
+    Metrics,
+    MetricsBlock,
+    MetricsGroup,
+)
 
 __all__ = [
     "CURRENT_VERSIONS",
@@ -25,11 +36,16 @@ __all__ = [
     "NONFINITE_TOKENS",
     "UPCASTERS",
     "decode_lines",
+    "block_error",
     "encode_nonfinite",
+    "pack_metrics",
     "to_float",
+    "unpack_metrics",
 ]
 
-KINDS: dict[str, type[Event]] = {t.__struct_config__.tag: t for t in EVENT_TYPES}
+KINDS: dict[str, type[Event]] = {
+    t.__struct_config__.tag: t for t in (*EVENT_TYPES, MetricsBlock)
+}
 CURRENT_VERSIONS: dict[str, int] = {kind: 1 for kind in KINDS}
 """The version each kind is written at. Bump together with an upcaster from the old one."""
 
@@ -37,7 +53,7 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
 """``(kind, v) -> f(raw) -> raw at v+1``. Applied in chain until the current version."""
 
 ENCODER = msgspec.json.Encoder()
-_FAST = msgspec.json.Decoder(AnyEvent)
+_FAST = msgspec.json.Decoder(AnyLine)
 _RAW = msgspec.json.Decoder(dict[str, Any])
 
 NONFINITE_TOKENS: dict[str, float] = {
@@ -55,6 +71,110 @@ def encode_nonfinite(values: dict[str, Any]) -> dict[str, Any]:
         if v.__class__ is float and not math.isfinite(v):
             v = _TOKEN_OF[repr(v)]
         out[k] = v
+    return out
+
+
+_SEQ, _TS, _STEP = attrgetter("seq"), attrgetter("ts"), attrgetter("step")
+_EPOCH, _VALUES = attrgetter("epoch"), attrgetter("values")
+_WHO = attrgetter("v", "run_id", "writer", "rank")
+
+
+def pack_metrics(events: list[Metrics]) -> MetricsBlock | None:
+    """One block holding ``events`` (metrics of one writer), or None if they do not share one.
+
+    Rows keep the events' order; events logging the same keys in the same order share a
+    group (one key list, values row-major), so a training loop's flush is usually one group.
+    Costs a few C-level passes over the events (~0.04 µs per value on the writer thread).
+
+    Example:
+        >>> block = pack_metrics(events)      # on the writer thread, per flush
+        >>> unpack_metrics(block) == events   # what readers get back
+        True
+    """
+    n = len(events)
+    if not n:
+        return None
+    first = events[0]
+    who = _WHO(first)
+    if n > 1 and list(map(_WHO, events)).count(who) != n:
+        return None
+    dicts = list(map(_VALUES, events))
+    keysets = list(map(tuple, dicts))
+    if keysets.count(keysets[0]) == n:
+        groups = [MetricsGroup(list(keysets[0]), list(chain.from_iterable(map(dict.values, dicts))))]
+    else:
+        rows_of: dict[tuple[str, ...], list[int]] = {}
+        for i, ks in enumerate(keysets):
+            rows = rows_of.get(ks)
+            if rows is None:
+                rows = rows_of[ks] = []
+            rows.append(i)
+        groups = [
+            MetricsGroup(list(ks), [v for i in rows for v in dicts[i].values()], rows)
+            for ks, rows in rows_of.items()
+        ]
+    epochs = list(map(_EPOCH, events))
+    return MetricsBlock(
+        first.v, first.run_id, first.writer, first.seq, first.ts, first.rank,
+        seqs=list(map(_SEQ, events)), times=list(map(_TS, events)),
+        steps=list(map(_STEP, events)), groups=groups,
+        epochs=None if epochs.count(None) == n else epochs,
+    )
+
+
+def block_error(block: MetricsBlock) -> str | None:
+    """Why ``block`` is inconsistent (column lengths, row indices), or None when it is sound."""
+    n = len(block.seqs)
+    if len(block.times) != n or len(block.steps) != n or (
+        block.epochs is not None and len(block.epochs) != n
+    ):
+        return (f"metrics_block columns differ in length (seqs {n}, times {len(block.times)}, "
+                f"steps {len(block.steps)}, epochs "
+                f"{'null' if block.epochs is None else len(block.epochs)})")
+    covered = 0
+    for g in block.groups:
+        rows = n if g.rows is None else len(g.rows)
+        if g.rows is not None and g.rows and (min(g.rows) < 0 or max(g.rows) >= n):
+            return f"metrics_block group {g.keys[:3]}... indexes rows outside 0..{n - 1}"
+        if len(g.values) != rows * len(g.keys):
+            return (f"metrics_block group {g.keys[:3]}... has {len(g.values)} values for "
+                    f"{rows} rows x {len(g.keys)} keys")
+        covered += rows
+    if covered != n:
+        return f"metrics_block groups cover {covered} rows, the block has {n}"
+    return None
+
+
+def unpack_metrics(block: MetricsBlock) -> list[Metrics]:
+    """The ``metrics`` events a block holds, in row order.
+
+    Raises:
+        ValueError: the block is inconsistent (:func:`block_error`).
+    """
+    error = block_error(block)
+    if error is not None:
+        raise ValueError(error)
+    n = len(block.seqs)
+    values: list[dict[str, Any]] = [{} for _ in range(n)]
+    for g in block.groups:
+        k = len(g.keys)
+        rows = range(n) if g.rows is None else g.rows
+        for j, i in enumerate(rows):
+            values[i].update(zip(g.keys, g.values[j * k:(j + 1) * k]))
+    epochs = block.epochs or [None] * n
+    return [
+        Metrics(block.v, block.run_id, block.writer, seq, ts, block.rank, step, vals, epoch)
+        for seq, ts, step, vals, epoch in zip(block.seqs, block.times, block.steps, values, epochs)
+    ]
+
+
+def _unpacked(events: list[Any]) -> list[Event]:
+    out: list[Event] = []
+    for ev in events:
+        if ev.__class__ is MetricsBlock:
+            out.extend(unpack_metrics(ev))
+        else:
+            out.append(ev)
     return out
 
 
@@ -112,15 +232,16 @@ def _decode_one(line: bytes) -> Event:
         )
     if v < CURRENT_VERSIONS[kind]:
         raw = _upcast(raw)
-    return msgspec.convert(raw, AnyEvent)
+    return msgspec.convert(raw, AnyLine)
 
 
 def decode_lines(buf: bytes) -> tuple[list[Event], list[LineProblem]]:
     """Decode newline-delimited events; never raises for bad content.
 
     Returns:
-        The events in file order, and the problems (line number within ``buf``, reason,
-        the first 200 characters of the line).
+        The events in file order (a ``metrics_block`` line as the ``metrics`` events it
+        holds), and the problems (line number within ``buf``, reason, the first 200
+        characters of the line).
     """
     try:
         events = _FAST.decode_lines(buf)
@@ -129,16 +250,19 @@ def decode_lines(buf: bytes) -> tuple[list[Event], list[LineProblem]]:
     else:
         current = CURRENT_VERSIONS
         for ev in events:
-            if ev.v != current[ev.__struct_config__.tag]:
+            if ev.v != current[ev.__struct_config__.tag] or (
+                ev.__class__ is MetricsBlock and block_error(ev) is not None
+            ):
                 break
         else:
-            return events, []
+            return _unpacked(events), []
     events, problems = [], []
     for i, line in enumerate(buf.split(b"\n"), start=1):  # 1-based, as editors count
         if not line.strip():
             continue
         try:
-            events.append(_decode_one(line))
+            ev = _decode_one(line)
+            events.extend(unpack_metrics(ev) if ev.__class__ is MetricsBlock else (ev,))
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
             text = line[:200].decode("utf-8", "replace")
             problems.append(LineProblem(i, str(exc), text))

@@ -13,6 +13,12 @@ Evolution rules: within a version only additive changes (new optional fields) ar
 so old readers ignore what they do not know (``forbid_unknown_fields`` stays off). A new
 version of a kind registers an upcaster in :mod:`runlake.schemas.versions`.
 
+Packed metrics: the emitter's writer stores the ``metrics`` events of one flush as a single
+``metrics_block`` line (:class:`MetricsBlock`): the same events, column-wise, so that keys
+and envelope fields are written once per flush instead of once per step. It is an encoding
+of ``metrics`` events, not a kind of its own: :func:`runlake.schemas.decode_lines` hands
+readers the ``metrics`` events it holds, and ingest loads its columns without rebuilding them.
+
 Metric values: JSON has no NaN/Infinity literal and msgspec writes non-finite floats as
 ``null``. The emitter therefore writes non-finite values as the strings ``"NaN"``,
 ``"Infinity"`` and ``"-Infinity"``; readers map those strings (and a bare ``null``) back
@@ -28,6 +34,7 @@ import msgspec
 __all__ = [
     "Alert",
     "AnyEvent",
+    "AnyLine",
     "Checkpoint",
     "Data",
     "Dataset",
@@ -39,6 +46,8 @@ __all__ = [
     "Log",
     "MetricValue",
     "Metrics",
+    "MetricsBlock",
+    "MetricsGroup",
     "RunEnd",
     "RunStart",
     "Sample",
@@ -107,6 +116,33 @@ class Metrics(Event, tag="metrics"):
     step: int
     values: dict[str, MetricValue]
     epoch: int | None = None
+
+
+class MetricsGroup(msgspec.Struct, gc=False, omit_defaults=True):
+    """The rows of a block that log the same keys, in the same order.
+
+    ``values`` is row-major: ``len(rows) * len(keys)`` values, the first row's keys first.
+    ``rows`` indexes the block's rows; null means every row of the block.
+    """
+
+    keys: list[str]
+    values: list[MetricValue]
+    rows: list[int] | None = None
+
+
+class MetricsBlock(Event, tag="metrics_block"):
+    """Many ``metrics`` events of one writer, column-wise (see the module docstring).
+
+    Row ``i`` is the metrics event with ``seq=seqs[i]``, ``ts=times[i]``, ``step=steps[i]``
+    and ``epoch=epochs[i]`` (``epochs`` is null when no row has one); the envelope's ``seq``
+    and ``ts`` are the first row's. Every row belongs to exactly one group.
+    """
+
+    seqs: list[int]
+    times: list[int | float]
+    steps: list[int]
+    groups: list[MetricsGroup]
+    epochs: list[int | None] | None = None
 
 
 class System(Event, tag="system"):
@@ -228,4 +264,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 AnyEvent = Union[
     RunStart, Metrics, System, Data, Dataset, Checkpoint, Sample, Log, Alert, Heartbeat, RunEnd
 ]
-"""The tagged union every segment line decodes into."""
+"""The tagged union of every event kind."""
+
+AnyLine = Union[
+    RunStart, Metrics, MetricsBlock, System, Data, Dataset, Checkpoint, Sample, Log, Alert,
+    Heartbeat, RunEnd,
+]
+"""What one segment line decodes into: an event, or a block of ``metrics`` events."""

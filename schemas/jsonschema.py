@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from runlake.schemas.codec import CURRENT_VERSIONS
-from runlake.schemas.events import AnyEvent
+from runlake.schemas.events import AnyLine
 
 __all__ = ["json_schema"]
 
@@ -20,7 +20,7 @@ def json_schema() -> dict[str, Any]:
         A JSON-able dict: ``anyOf`` over the kinds, ``$defs`` per kind, and
         ``x-runlake-versions`` mapping kind -> the version written today.
     """
-    schema = msgspec.json.schema(AnyEvent)
+    schema = msgspec.json.schema(AnyLine)
     for definition in schema.get("$defs", {}).values():
         # msgspec versions differ in dedenting docstrings; pin one form
         if isinstance(definition.get("description"), str):
