@@ -50,14 +50,20 @@ _SEVERITIES = ("info", "warning", "critical")
 _STATUSES = ("finished", "failed", "killed")
 
 
-def _as_int(value: Any, what: str) -> int:
-    if value.__class__ is int:
-        return value
-    if isinstance(value, bool) or not (
-        isinstance(value, int) or (hasattr(value, "__index__") and hasattr(value, "item"))
-    ):
-        raise EventValueError(f"{what} must be an int, got {type(value).__name__} {value!r}")
-    return int(value)
+_I64, _I32 = 2**63, 2**31
+
+
+def _as_int(value: Any, what: str, bound: int = _I64) -> int:
+    """``value`` as a plain int within ±``bound`` (the store's BIGINT or INTEGER)."""
+    if value.__class__ is not int:
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (hasattr(value, "__index__") and hasattr(value, "item"))
+        ):
+            raise EventValueError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+        value = int(value)
+    if not -bound <= value < bound:
+        raise EventValueError(f"{what} must fit in {bound.bit_length()} bits (signed), got {value}")
+    return value
 
 
 class Run:
@@ -143,12 +149,12 @@ class Run:
                 values = slow(metrics)
             if step is None:
                 step = run.step + 1
-            elif step.__class__ is not _int:
+            elif step.__class__ is not _int or not -_I64 <= step < _I64:
                 step = _as_int(step, "step")
             run.step = step
             if epoch is not None:
-                if epoch.__class__ is not _int:
-                    epoch = _as_int(epoch, "epoch")
+                if epoch.__class__ is not _int or not -_I32 <= epoch < _I32:
+                    epoch = _as_int(epoch, "epoch", _I32)
                 run.epoch = epoch
             if len(buf) >= run._pressure_at and pressure():
                 return

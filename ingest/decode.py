@@ -59,11 +59,11 @@ class _LeanMetrics(msgspec.Struct, tag_field="kind", tag="metrics", gc=False):
 
     v: Literal[CURRENT_VERSIONS["metrics"]]  # type: ignore[valid-type]
     run_id: str
-    ts: int | float
-    rank: int
-    step: int
+    ts: E.Int64 | E.Seconds
+    rank: E.Int32
+    step: E.Int64
     values: dict[str, MetricValue]
-    epoch: int | None = None
+    epoch: E.Int32 | None = None
 
 
 _FAST = msgspec.json.Decoder(
@@ -296,17 +296,15 @@ class TableBuilder:
                 keys(ks, runs)
 
     def _add_block(self, block: E.MetricsBlock, run: int, segment: str, offset: int) -> None:
-        """A block's groups as finished columns (rows ordered by group, then row)."""
+        """A block's groups as finished columns (rows ordered by group, then row).
+
+        The schema bounds every integer to the store's types, so the columns always fit.
+        """
         n = len(block.steps)
-        try:
-            steps = np.array(block.steps, dtype=np.int64)
-            ts = _timestamps_us(block.times)
-            epochs = None if block.epochs is None else pa.array(block.epochs, pa.int32())
-            rank = np.int32(block.rank)
-        except (OverflowError, ValueError, TypeError, pa.ArrowException) as exc:
-            self.problems.append(Problem(segment, offset, None, None,
-                                         f"metrics_block of {n} rows skipped: {exc}", ""))
-            return
+        steps = np.array(block.steps, dtype=np.int64)
+        ts = _timestamps_us(block.times)
+        epochs = None if block.epochs is None else pa.array(block.epochs, pa.int32())
+        rank = np.int32(block.rank)
         for g in block.groups:
             k = len(g.keys)
             if not k:
@@ -350,8 +348,8 @@ class TableBuilder:
             if ev.run_id != run_id:
                 mismatched.append(ev)
             elif cls is E.MetricsBlock:
-                self._add_block(ev, run, segment, offset)
                 total += len(ev.steps) - 1
+                self._add_block(ev, run, segment, offset)
                 last_block = ev
             elif cls is E.System:
                 systems.append(ev)

@@ -41,6 +41,8 @@ from runlake.schemas.events import (
     Git,
     Heartbeat,
     Host,
+    Int32,
+    Int64,
     Log,
     Metrics,
     MetricsBlock,
@@ -49,6 +51,7 @@ from runlake.schemas.events import (
     RunEnd,
     RunStart,
     Sample,
+    Seconds,
     System,
 )
 from runlake.schemas.jsonschema import json_schema
@@ -86,6 +89,8 @@ __all__ = [
     "Git",
     "Heartbeat",
     "Host",
+    "Int32",
+    "Int64",
     "KINDS",
     "LineProblem",
     "Log",
@@ -104,6 +109,7 @@ __all__ = [
     "RunlakeError",
     "SEGMENT_SUFFIX",
     "Sample",
+    "Seconds",
     "StoreBusyError",
     "StoreError",
     "System",

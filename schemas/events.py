@@ -27,7 +27,7 @@ with :func:`runlake.schemas.values.to_float`. Booleans are accepted and read as 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
@@ -43,6 +43,8 @@ __all__ = [
     "Git",
     "Heartbeat",
     "Host",
+    "Int32",
+    "Int64",
     "Log",
     "MetricValue",
     "Metrics",
@@ -51,8 +53,16 @@ __all__ = [
     "RunEnd",
     "RunStart",
     "Sample",
+    "Seconds",
     "System",
 ]
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""An integer the store keeps as BIGINT: anything outside is a bad line, not a crash."""
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+"""An integer the store keeps as INTEGER (ranks, epochs, log levels)."""
+Seconds = Annotated[float, msgspec.Meta(ge=-1e11, le=1e11)]
+"""A wall-clock ``ts`` written as float seconds since the epoch (within ±3,000 years)."""
 
 MetricValue = Union[float, str, bool, None]
 """A scalar as it appears on disk: a float, a non-finite token string, a bool, or null."""
@@ -67,9 +77,9 @@ class Event(msgspec.Struct, tag_field="kind", gc=False, omit_defaults=True):
     v: int
     run_id: str
     writer: str
-    seq: int
-    ts: int | float
-    rank: int
+    seq: Int64
+    ts: Int64 | Seconds
+    rank: Int32
 
 
 class Git(msgspec.Struct, gc=False, omit_defaults=True):
@@ -80,11 +90,11 @@ class Git(msgspec.Struct, gc=False, omit_defaults=True):
 
 class Host(msgspec.Struct, gc=False, omit_defaults=True):
     hostname: str = ""
-    pid: int = 0
+    pid: Int64 = 0
     python: str = ""
     platform: str = ""
-    cpu_count: int | None = None
-    ram_bytes: int | None = None
+    cpu_count: Int64 | None = None
+    ram_bytes: Int64 | None = None
     torch: str | None = None
     cuda: str | None = None
     gpus: list[str] = []
@@ -101,21 +111,21 @@ class RunStart(Event, tag="run_start"):
     git: Git | None = None
     host: Host | None = None
     argv: list[str] = []
-    world_size: int = 1
-    local_rank: int = 0
-    attempt: int = 0
+    world_size: Int32 = 1
+    local_rank: Int32 = 0
+    attempt: Int32 = 0
     resumed_from: str | None = None
-    start_step: int = 0
-    total_steps: int | None = None
+    start_step: Int64 = 0
+    total_steps: Int64 | None = None
     heartbeat_s: float = 30.0
 
 
 class Metrics(Event, tag="metrics"):
     """Scalars at one step: ``values`` maps key -> float (NaN/Inf kept as tokens)."""
 
-    step: int
+    step: Int64
     values: dict[str, MetricValue]
-    epoch: int | None = None
+    epoch: Int32 | None = None
 
 
 class MetricsGroup(msgspec.Struct, gc=False, omit_defaults=True):
@@ -127,7 +137,7 @@ class MetricsGroup(msgspec.Struct, gc=False, omit_defaults=True):
 
     keys: list[str]
     values: list[MetricValue]
-    rows: list[int] | None = None
+    rows: list[Int64] | None = None
 
 
 class MetricsBlock(Event, tag="metrics_block"):
@@ -138,18 +148,18 @@ class MetricsBlock(Event, tag="metrics_block"):
     and ``ts`` are the first row's. Every row belongs to exactly one group.
     """
 
-    seqs: list[int]
-    times: list[int | float]
-    steps: list[int]
+    seqs: list[Int64]
+    times: list[Int64 | Seconds]
+    steps: list[Int64]
     groups: list[MetricsGroup]
-    epochs: list[int | None] | None = None
+    epochs: list[Int32 | None] | None = None
 
 
 class System(Event, tag="system"):
     """System stats sampled by the emitter; keys are stored under ``sys/`` in metrics."""
 
     values: dict[str, MetricValue]
-    step: int | None = None
+    step: Int64 | None = None
 
 
 class Data(Event, tag="data"):
@@ -161,8 +171,8 @@ class Data(Event, tag="data"):
 
     items: list[str]
     split: str = "train"
-    step: int | None = None
-    epoch: int | None = None
+    step: Int64 | None = None
+    epoch: Int32 | None = None
     source: str | None = None
     dataset: str | None = None
     augment: dict[str, Any] | list[dict[str, Any] | None] | None = None
@@ -176,17 +186,17 @@ class Dataset(Event, tag="dataset"):
     name: str
     version: str | None = None
     digest: str | None = None
-    items: int | None = None
+    items: Int64 | None = None
     source: str | None = None
     split: str | None = None
     meta: dict[str, Any] = {}
-    step: int | None = None
+    step: Int64 | None = None
 
 
 class Checkpoint(Event, tag="checkpoint"):
     uri: str
-    step: int | None = None
-    bytes: int | None = None
+    step: Int64 | None = None
+    bytes: Int64 | None = None
     sha256: str | None = None
     metrics: dict[str, MetricValue] = {}
     tags: list[str] = []
@@ -197,7 +207,7 @@ class Sample(Event, tag="sample"):
 
     name: str
     scores: dict[str, MetricValue]
-    step: int | None = None
+    step: Int64 | None = None
     uri: str | None = None
     split: str | None = None
     item_id: str | None = None
@@ -207,9 +217,9 @@ class Sample(Event, tag="sample"):
 class Log(Event, tag="log"):
     level: str
     message: str
-    levelno: int = 20
+    levelno: Int32 = 20
     logger: str = ""
-    step: int | None = None
+    step: Int64 | None = None
 
 
 class Alert(Event, tag="alert"):
@@ -221,19 +231,19 @@ class Alert(Event, tag="alert"):
     key: str | None = None
     value: MetricValue = None
     suggestion: str | None = None
-    step: int | None = None
+    step: Int64 | None = None
     source: str = "user"
 
 
 class Heartbeat(Event, tag="heartbeat"):
     """Liveness and progress, written by the writer thread at an interval."""
 
-    step: int | None = None
-    total_steps: int | None = None
+    step: Int64 | None = None
+    total_steps: Int64 | None = None
     steps_per_s: float | None = None
     eta_s: float | None = None
     interval_s: float = 30.0
-    events: int = 0
+    events: Int64 = 0
     dropped: dict[str, int] = {}
 
 
@@ -242,8 +252,8 @@ class RunEnd(Event, tag="run_end"):
     exit_reason: str | None = None
     traceback: str | None = None
     summary: dict[str, Any] = {}
-    step: int | None = None
-    events: int = 0
+    step: Int64 | None = None
+    events: Int64 = 0
     dropped: dict[str, int] = {}
 
 

@@ -94,6 +94,19 @@ def test_non_mapping_metrics_is_a_clear_error(root, quiet):
             run.log({"loss": 1.0}, step="3")
 
 
+def test_steps_and_epochs_the_store_cannot_hold_are_rejected_at_the_call(rl, root, quiet):
+    """A step beyond int64 or an epoch beyond int32 is an error at log(), so it never
+    reaches a segment where it would cost the other steps of its flush."""
+    with runlake.init("p", root=root, **quiet) as run:
+        with pytest.raises(runlake.EventValueError, match="step must fit in 64 bits"):
+            run.log({"loss": 1.0}, step=2**63)
+        with pytest.raises(runlake.EventValueError, match="epoch must fit in 32 bits"):
+            run.log({"loss": 1.0}, step=1, epoch=-(2**31) - 1)
+        run.log({"loss": 2.0}, step=2**63 - 1, epoch=2**31 - 1)
+    (ev,) = rl.of_kind(rl.read_run(run.dir), "metrics")
+    assert (ev.step, ev.epoch, ev.values) == (2**63 - 1, 2**31 - 1, {"loss": 2.0})
+
+
 def test_huge_text_is_truncated_not_rejected(rl, root, quiet):
     """A 1 MB alert message is stored truncated with a marker."""
     with runlake.init("p", root=root, **quiet) as run:

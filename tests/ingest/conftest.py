@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from runlake.emitter.writer import encode_batch
 from runlake.schemas import events as E
 from runlake.schemas.codec import ENCODER, encode_nonfinite
 from runlake.schemas.segments import segment_name
@@ -17,8 +18,11 @@ from runlake.schemas.segments import segment_name
 _CCTX = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
 
 
-def frame(events: list) -> bytes:
-    """One zstd frame holding the events as JSON lines."""
+def frame(events: list, packed: bool = False) -> bytes:
+    """One zstd frame holding the events as JSON lines; ``packed``: metrics in one
+    ``metrics_block`` line, encoded by the emitter's own writer code."""
+    if packed:
+        return _CCTX.compress(encode_batch(events, lambda ev, exc: None)[0])
     return _CCTX.compress(ENCODER.encode_lines(events))
 
 
@@ -66,8 +70,8 @@ class SegmentWriter:
         self.pending.append(E.RunEnd(**self.env(), status=status, **kw))
         return self
 
-    def flush(self) -> bytes:
-        data = frame(self.pending) if self.pending else b""
+    def flush(self, packed: bool = False) -> bytes:
+        data = frame(self.pending, packed) if self.pending else b""
         self.pending = []
         with open(self.path, "ab") as f:
             f.write(data)

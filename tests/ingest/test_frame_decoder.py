@@ -46,3 +46,15 @@ def test_decode_keeps_every_good_line_and_names_the_bad_ones(content, n_metrics,
     assert all(m.values["nan"] == "NaN" or math.isnan(m.values["nan"]) for m in metrics)
     assert [o.__struct_config__.tag for o in others] == kinds
     assert [line_no for line_no, _reason, _text in problems] == bad_lines
+
+
+def test_a_block_frame_takes_the_one_call_path_and_stays_a_block():
+    """The emitter's frames (a metrics_block and a heartbeat) decode in one call, the block
+    kept column-wise for the loader instead of unpacked into events."""
+    from runlake.schemas.codec import pack_metrics
+
+    block = pack_metrics([_metrics(i) for i in range(4)])
+    metrics, others, problems = FrameDecoder().decode(_lines(block, _heartbeat(4)))
+    assert metrics == [] and problems == []
+    assert [o.__struct_config__.tag for o in others] == ["metrics_block", "heartbeat"]
+    assert others[0] == block

@@ -44,9 +44,9 @@ _json = st.recursive(
 def _strategy(t: mi.Type) -> st.SearchStrategy:
     """A hypothesis strategy for a msgspec type (finite floats; tokens tested separately)."""
     if isinstance(t, mi.IntType):
-        return st.integers(-(2**63), 2**63 - 1)
+        return st.integers(-(2**63) if t.ge is None else t.ge, 2**63 - 1 if t.le is None else t.le)
     if isinstance(t, mi.FloatType):
-        return st.floats(allow_nan=False, allow_infinity=False)
+        return st.floats(t.ge, t.le, allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.StrType):
         return st.text(max_size=30)
     if isinstance(t, mi.BoolType):
