@@ -16,7 +16,7 @@ from pathlib import Path
 import zstandard
 
 from runlake.schemas.codec import decode_lines
-from runlake.schemas.events import Metrics, RunStart
+from runlake.schemas.events import Metrics, MetricsBlock, RunStart
 from runlake.schemas.segments import OPEN_SUFFIX, iter_frame_spans, segment_seq
 
 __all__ = ["ResumePoint", "find_latest_run", "read_events", "resume_point", "writer_dirs"]
@@ -56,7 +56,10 @@ def _segments(writer_dir: Path) -> list[Path]:
 
 
 def read_events(writer_dir: Path, *, first_frame_only: bool = False):
-    """Yield the events of a writer directory in order, skipping torn or damaged frames."""
+    """Yield the events of a writer directory in order, skipping torn or damaged frames.
+
+    Metrics blocks come as :class:`MetricsBlock` (their columns), not unpacked.
+    """
     dctx = zstandard.ZstdDecompressor()
     for path in _segments(writer_dir):
         try:
@@ -71,7 +74,7 @@ def read_events(writer_dir: Path, *, first_frame_only: bool = False):
                 data = dctx.decompress(buf[span.offset : span.end])
             except zstandard.ZstdError:
                 continue  # checksum mismatch: ingest quarantines it; resume just skips it
-            events, _problems = decode_lines(data)
+            events, _problems = decode_lines(data, unpack=False)
             yield from events
             if first_frame_only:
                 return
@@ -119,8 +122,14 @@ def resume_point(run_dir: Path, rank: int) -> ResumePoint:
     last: int | None = None
     for _r, _a, wdir in mine:
         for ev in read_events(wdir):
-            if ev.__class__ is Metrics and (last is None or ev.step > last):
-                last = ev.step
+            if ev.__class__ is MetricsBlock:
+                step = max(ev.steps, default=None)
+            elif ev.__class__ is Metrics:
+                step = ev.step
+            else:
+                continue
+            if step is not None and (last is None or step > last):
+                last = step
     return ResumePoint(
         attempt=top + 1,
         resumed_from=previous[2].name,

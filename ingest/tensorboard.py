@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runlake.schemas.codec import ENCODER, encode_nonfinite
+from runlake.schemas.codec import ENCODER, encode_nonfinite, pack_metrics
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart
 from runlake.schemas.segments import check_name, resolve_root, segment_name
@@ -175,7 +175,12 @@ def _write_segment(writer_dir: Path, events: list[Event]) -> Path:
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
     with open(tmp, "wb") as f:
         for start in range(0, len(events), _EVENTS_PER_FRAME):
-            f.write(cctx.compress(ENCODER.encode_lines(events[start : start + _EVENTS_PER_FRAME])))
+            chunk = events[start : start + _EVENTS_PER_FRAME]
+            metrics = [ev for ev in chunk if ev.__class__ is Metrics]
+            block = pack_metrics(metrics)  # as the emitter writes them (architecture.md)
+            if block is not None:
+                chunk = [block, *(ev for ev in chunk if ev.__class__ is not Metrics)]
+            f.write(cctx.compress(ENCODER.encode_lines(chunk)))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)

@@ -168,6 +168,13 @@ def unpack_metrics(block: MetricsBlock) -> list[Metrics]:
     ]
 
 
+def _checked(block: MetricsBlock) -> MetricsBlock:
+    error = block_error(block)
+    if error is not None:
+        raise ValueError(error)
+    return block
+
+
 def _unpacked(events: list[Any]) -> list[Event]:
     out: list[Event] = []
     for ev in events:
@@ -235,13 +242,18 @@ def _decode_one(line: bytes) -> Event:
     return msgspec.convert(raw, AnyLine)
 
 
-def decode_lines(buf: bytes) -> tuple[list[Event], list[LineProblem]]:
+def decode_lines(buf: bytes, *, unpack: bool = True) -> tuple[list[Event], list[LineProblem]]:
     """Decode newline-delimited events; never raises for bad content.
 
+    Args:
+        buf: a frame's content.
+        unpack: give a ``metrics_block`` line as the ``metrics`` events it holds (default),
+            or as the (consistent) :class:`MetricsBlock` itself, for readers that want
+            its columns.
+
     Returns:
-        The events in file order (a ``metrics_block`` line as the ``metrics`` events it
-        holds), and the problems (line number within ``buf``, reason, the first 200
-        characters of the line).
+        The events in file order, and the problems (line number within ``buf``, reason,
+        the first 200 characters of the line).
     """
     try:
         events = _FAST.decode_lines(buf)
@@ -255,14 +267,17 @@ def decode_lines(buf: bytes) -> tuple[list[Event], list[LineProblem]]:
             ):
                 break
         else:
-            return _unpacked(events), []
+            return (_unpacked(events) if unpack else events), []
     events, problems = [], []
     for i, line in enumerate(buf.split(b"\n"), start=1):  # 1-based, as editors count
         if not line.strip():
             continue
         try:
             ev = _decode_one(line)
-            events.extend(unpack_metrics(ev) if ev.__class__ is MetricsBlock else (ev,))
+            if ev.__class__ is MetricsBlock:
+                events.extend(unpack_metrics(ev) if unpack else (_checked(ev),))
+            else:
+                events.append(ev)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
             text = line[:200].decode("utf-8", "replace")
             problems.append(LineProblem(i, str(exc), text))

@@ -106,3 +106,14 @@ def test_nonfinite_tokens_in_a_block_come_back_as_tokens():
     assert problems == [] and len(events) == 2
     assert back.values == {"a": "NaN", "b": "-Infinity"}
     assert not math.isfinite(float(back.values["b"]))
+
+
+def test_readers_that_want_columns_can_keep_the_block():
+    """decode_lines(unpack=False) hands the block itself (resume reads its steps column);
+    a damaged block is still a problem, not a block."""
+    events = [Metrics(1, "r", "w", i, i, 0, 10 + i, {"a": 1.0}) for i in range(3)]
+    good = pack_metrics(events)
+    bad = _block(steps=[0])
+    out, problems = decode_lines(ENCODER.encode_lines([good, bad]), unpack=False)
+    assert out == [good] and out[0].steps == [10, 11, 12]
+    assert [p.line_no for p in problems] == [2]
