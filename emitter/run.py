@@ -51,6 +51,7 @@ _STATUSES = ("finished", "failed", "killed")
 
 
 _I64, _I32 = 2**63, 2**31
+_I64_MIN, _I32_MIN = -_I64, -_I32  # constants, so the hot path negates nothing
 
 
 def _as_int(value: Any, what: str, bound: int = _I64) -> int:
@@ -149,11 +150,11 @@ class Run:
                 values = slow(metrics)
             if step is None:
                 step = run.step + 1
-            elif step.__class__ is not _int or not -_I64 <= step < _I64:
+            elif step.__class__ is not _int or not _I64_MIN <= step < _I64:
                 step = _as_int(step, "step")
             run.step = step
             if epoch is not None:
-                if epoch.__class__ is not _int or not -_I32 <= epoch < _I32:
+                if epoch.__class__ is not _int or not _I32_MIN <= epoch < _I32:
                     epoch = _as_int(epoch, "epoch", _I32)
                 run.epoch = epoch
             if len(buf) >= run._pressure_at and pressure():

@@ -9,8 +9,8 @@ Guarantees:
   :data:`CHUNK` events, and zstd compression (in the sink) releases the GIL.
 * The metrics events of a chunk are packed into one ``metrics_block`` line
   (:func:`runlake.schemas.codec.pack_metrics`): keys and envelope written once per chunk,
-  which makes segments smaller and ingest several times faster for ~0.01 µs more per value
-  here.
+  which makes segments ~18 % smaller and ingest ~1.5x faster for ~0.04 µs more per
+  10-value step here (packing costs about what the shorter encoding saves).
 * Non-finite floats: msgspec writes them as ``null``, so after encoding a chunk the writer
   looks for ``b"null"`` (cheap) and only then re-encodes the events holding NaN/±Inf with
   the schema's tokens ("NaN", "Infinity", "-Infinity"). The events found are passed to the
