@@ -7,12 +7,12 @@ One command (from the repository root):
 
 Generates segments with the real framing (event structs -> the emitter's encode_batch, which
 packs a flush's metrics into one metrics_block line -> one zstd frame with checksum per
-flush of 1,000 steps, 64 MB segments sealed by rename; --rows writes one line per event,
-as runlake wrote before blocks and still reads), then times
+flush of 1,000 steps, 64 MB segments sealed by rename), then times
 ``runlake.ingest.ingest()`` end to end on a fresh store (median of --repeat runs) and,
-in the same run, two baselines over the same data: raw zstd decompression of the segments,
-DuckDB loading the same rows from an equivalent Parquet file, and ingest of the same
-points written one metrics event per line (the format before blocks). Then measures freshness:
+in the same run, three baselines over the same points: ingest of the same points written
+one metrics event per line (the format before blocks, still read), raw zstd decompression
+of the segments, and DuckDB loading the same rows from an equivalent Parquet file. Then
+measures freshness:
 a live writer flushing one frame per second while ``watch()`` runs; the delay from the
 flush to the row being visible to a read-only query.
 """
