@@ -71,6 +71,14 @@ def _newer_version(w, make_frame):
     _line(w, make_frame, b'{"kind":"metrics","v":99,"run_id":"run-a","writer":"x","seq":9,"ts":1,"rank":0,"step":1,"values":{}}')
 
 
+def _step_beyond_int64(w, make_frame):  # crashed the whole pass before the schema bounds
+    _line(w, make_frame, b'{"kind":"metrics","v":1,"run_id":"run-a","writer":"x","seq":9,"ts":1,"rank":0,"step":18446744073709551616,"values":{"loss":1.0}}')
+
+
+def _rank_beyond_int32(w, make_frame):
+    _line(w, make_frame, b'{"kind":"log","v":1,"run_id":"run-a","writer":"x","seq":9,"ts":1,"rank":4294967296,"level":"INFO","message":"m"}')
+
+
 def _not_json(w, make_frame):
     _line(w, make_frame, b"{this is not json")
 
@@ -85,6 +93,8 @@ CASES = {
     "unknown kind": (_unknown_kind, 10, "unknown event kind"),
     "newer schema version": (_newer_version, 10, "upgrade runlake"),
     "line that is not JSON": (_not_json, 10, "JSON"),
+    "step beyond int64": (_step_beyond_int64, 10, "Expected `int` <= 9223372036854775807"),
+    "rank beyond int32": (_rank_beyond_int32, 10, "Expected `int` <= 2147483647"),
 }
 
 
