@@ -35,8 +35,8 @@ __all__ = [
     "LineProblem",
     "NONFINITE_TOKENS",
     "UPCASTERS",
-    "decode_lines",
     "block_error",
+    "decode_lines",
     "encode_nonfinite",
     "pack_metrics",
     "to_float",
@@ -151,10 +151,7 @@ def unpack_metrics(block: MetricsBlock) -> list[Metrics]:
     Raises:
         ValueError: the block is inconsistent (:func:`block_error`).
     """
-    error = block_error(block)
-    if error is not None:
-        raise ValueError(error)
-    n = len(block.seqs)
+    n = len(_checked(block).seqs)
     values: list[dict[str, Any]] = [{} for _ in range(n)]
     for g in block.groups:
         k = len(g.keys)
@@ -169,6 +166,7 @@ def unpack_metrics(block: MetricsBlock) -> list[Metrics]:
 
 
 def _checked(block: MetricsBlock) -> MetricsBlock:
+    """``block``, or ValueError naming its inconsistency."""
     error = block_error(block)
     if error is not None:
         raise ValueError(error)
