@@ -74,7 +74,7 @@ def run_readonly(
         StoreError: there is no store (run ``runlake ingest`` first).
 
     Example:
-        >>> cols, rows = run_readonly("runlake/runlake.duckdb",
+        >>> cols, rows = run_readonly("runlake-data/runlake.duckdb",
         ...                           "SELECT run_id, status FROM runs")  # doctest: +SKIP
     """
     with read_store(db, root=root) as con:

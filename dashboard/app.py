@@ -2,7 +2,7 @@
 
 Run it with ``runlake ui`` (or ``streamlit run dashboard/app.py -- --db PATH``). The store
 comes from ``--db`` after ``--``, else ``$RUNLAKE_DB``, else ``<$RUNLAKE_DIR or
-./runlake>/runlake.duckdb``. Each view is reachable by URL (``?view=charts``); the app
+./runlake-data>/runlake.duckdb``. Each view is reachable by URL (``?view=charts``); the app
 only reads the store, through short-lived read-only connections, so ingest keeps writing
 while it is open.
 """

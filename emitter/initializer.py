@@ -103,7 +103,7 @@ def init(
         project: folder under the root grouping runs.
         name: display name (default: the run id); may repeat across runs.
         config: hyperparameters (a mapping, dataclass or argparse namespace; JSON-able).
-        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake``).
+        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake-data``).
         run_id: shared by every rank of one run (default: ``$RUNLAKE_RUN_ID``, then
             ``$TORCHELASTIC_RUN_ID``, else a new time-sortable id).
         resume: False; True (resume ``run_id``, else the latest run of this project with

@@ -25,7 +25,7 @@ def ingest(
     quarantined (see ``IngestReport.problems``) and never stop the rest.
 
     Args:
-        root: the storage root (default ``$RUNLAKE_DIR`` or ``./runlake``).
+        root: the storage root (default ``$RUNLAKE_DIR`` or ``./runlake-data``).
         db: the store file (default ``<root>/runlake.duckdb``); created if missing.
         progress: draw a progress line on stderr during long passes.
         stale_after: seconds of silence after which a writer without run_end counts as
@@ -40,7 +40,7 @@ def ingest(
         StoreError: the store cannot be opened or written.
 
     Example:
-        >>> report = ingest("runlake")  # doctest: +SKIP
+        >>> report = ingest("runlake-data")  # doctest: +SKIP
         >>> print(report.summary())     # doctest: +SKIP
     """
     path = check_root(root)

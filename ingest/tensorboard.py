@@ -200,7 +200,7 @@ def import_tensorboard(
     Args:
         logdir: a TensorBoard log directory (as passed to ``tensorboard --logdir``).
         project: the runlake project of the imported runs.
-        root: the storage root receiving the segments (default ``$RUNLAKE_DIR``/``./runlake``).
+        root: the storage root receiving the segments (default ``$RUNLAKE_DIR``/``./runlake-data``).
         db: the store file (default ``<root>/runlake.duckdb``).
         ingest: run ingest afterwards so the runs are queryable right away.
 

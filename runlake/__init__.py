@@ -102,7 +102,7 @@ def connect(db: str | _Path | None = None, *, root: str | _Path | None = None):
 
     Args:
         db: the store file (default ``<root>/runlake.duckdb``).
-        root: the storage root (default ``$RUNLAKE_DIR``, else ``./runlake``).
+        root: the storage root (default ``$RUNLAKE_DIR``, else ``./runlake-data``).
 
     Raises:
         StoreError: there is no store yet (run ``runlake ingest``).

@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = [
+    "DEFAULT_ROOT",
     "FRAME_MAGIC",
     "FrameSpan",
+    "LEGACY_ROOT",
     "OPEN_SUFFIX",
     "SEGMENT_SUFFIX",
+    "STORE_FILE",
     "check_name",
     "default_db",
     "frame_length",
@@ -196,15 +199,53 @@ def iter_frame_spans(
         pos += length
 
 
+# The default storage root, relative to the working directory. It is not a valid module
+# name, so a data folder next to a user's script can never shadow the ``runlake`` package
+# (``./runlake`` did, under an editable install: "module 'runlake' has no attribute 'init'").
+DEFAULT_ROOT = "runlake-data"
+# The v0.1 default. Still used (with a notice) where it holds a store and DEFAULT_ROOT does
+# not exist yet, so nobody's existing runs disappear on upgrade.
+LEGACY_ROOT = "runlake"
+STORE_FILE = "runlake.duckdb"
+_legacy_noticed = False
+
+
+def _legacy_root() -> Path | None:
+    """``./runlake`` when it is an old data folder (a store, not a Python package) and
+    ``./runlake-data`` does not exist."""
+    legacy = Path(LEGACY_ROOT)
+    if Path(DEFAULT_ROOT).exists() or (legacy / "__init__.py").exists():
+        return None
+    return legacy if (legacy / STORE_FILE).is_file() else None
+
+
 def resolve_root(root: str | Path | None = None) -> Path:
-    """The storage root: ``root`` if given, else ``$RUNLAKE_DIR``, else ``./runlake``."""
+    """The storage root: ``root`` if given, else ``$RUNLAKE_DIR``, else ``./runlake-data``.
+
+    A v0.1 data folder ``./runlake`` holding a store keeps being used while
+    ``./runlake-data`` does not exist; a one-time notice on stderr says how to move it.
+    """
     import os
 
     if root is None:
-        root = os.environ.get("RUNLAKE_DIR") or "runlake"
+        root = os.environ.get("RUNLAKE_DIR")
+    if not root:
+        legacy = _legacy_root()
+        if legacy is None:
+            return Path(DEFAULT_ROOT)
+        global _legacy_noticed
+        if not _legacy_noticed:
+            _legacy_noticed = True
+            import sys
+
+            print(f"runlake: note: using the old default data folder ./{LEGACY_ROOT} (it holds "
+                  f"{STORE_FILE}); the default is now ./{DEFAULT_ROOT}, which cannot shadow "
+                  f"the runlake package: `mv {LEGACY_ROOT} {DEFAULT_ROOT}` or set RUNLAKE_DIR",
+                  file=sys.stderr)
+        return legacy
     return Path(root).expanduser()
 
 
 def default_db(root: str | Path | None = None) -> Path:
     """The default store file: ``<root>/runlake.duckdb``."""
-    return resolve_root(root) / "runlake.duckdb"
+    return resolve_root(root) / STORE_FILE

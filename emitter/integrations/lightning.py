@@ -57,7 +57,7 @@ class RunlakeLogger(Logger):
         project: runlake project.
         name: run name (default: the run id).
         run: an existing live Run to log into instead of creating one.
-        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake``).
+        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake-data``).
         **init_kwargs: passed to ``runlake.init`` (``config``, ``tags``, ``group``,
             ``run_id``, ``resume``...). ``config`` is merged under the hyperparameters.
 

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="runlake",
         description="runlake: local-first metrics pipeline for ML training.",
         epilog="Every command finds the store from --root/--db or $RUNLAKE_DIR "
-        "(default ./runlake/runlake.duckdb). `runlake COMMAND --help` shows an example.",
+        "(default ./runlake-data/runlake.duckdb). `runlake COMMAND --help` shows an example.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _MODULES:

@@ -26,7 +26,7 @@ def subcommand(sub, name: str, help: str, example: str) -> argparse.ArgumentPars
 
 
 def add_store_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", help="storage root (default $RUNLAKE_DIR or ./runlake)")
+    parser.add_argument("--root", help="storage root (default $RUNLAKE_DIR or ./runlake-data)")
     parser.add_argument("--db", help="store file (default <root>/runlake.duckdb)")
 
 

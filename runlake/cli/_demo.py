@@ -9,9 +9,9 @@ def register(sub) -> None:
     p = subcommand(
         sub, "demo",
         "train MLPs on scikit-learn digits (one unstable, one crashed and resumed), ingest, analyse",
-        "runlake demo            # writes ./runlake/digits/... and ./runlake/runlake.duckdb",
+        "runlake demo            # writes ./runlake-data/digits/... and ./runlake-data/runlake.duckdb",
     )
-    p.add_argument("--root", help="storage root (default $RUNLAKE_DIR or ./runlake)")
+    p.add_argument("--root", help="storage root (default $RUNLAKE_DIR or ./runlake-data)")
     p.set_defaults(func=_run)
 
 

@@ -23,7 +23,7 @@ def register(sub) -> None:
         sub,
         "ui",
         "open the dashboard (Streamlit) over the store; localhost only unless --host",
-        "runlake ui --root ./runlake --port 8501",
+        "runlake ui --root ./runlake-data --port 8501",
     )
     add_store_args(p)
     p.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")

@@ -1,4 +1,4 @@
-"""`runlake demo` as a user runs it: in an empty folder, on the default store ./runlake."""
+"""`runlake demo` as a user runs it: in an empty folder, on the default store ./runlake-data."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from runlake.ingest.store import read_store  # noqa: E402
 
 @pytest.mark.slow
 def test_demo_trains_crashes_resumes_and_flags_only_the_unstable_run(tmp_path):
-    """The demo's five runs land in ./runlake/runlake.duckdb; the killed run is resumed as a
+    """The demo's five runs land in ./runlake-data/runlake.duckdb; the killed run is resumed as a
     second attempt; only the unstable run has warning or critical findings."""
     runlake_cli = Path(sys.executable).with_name("runlake")
     done = subprocess.run([str(runlake_cli), "demo"], cwd=tmp_path, capture_output=True,
@@ -25,7 +25,7 @@ def test_demo_trains_crashes_resumes_and_flags_only_the_unstable_run(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{RESUMED:24s} killed with SIGKILL" in done.stdout, done.stdout
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    db = tmp_path / "runlake" / "runlake.duckdb"
+    db = tmp_path / "runlake-data" / "runlake.duckdb"
     with read_store(db) as con:
         runs = dict(con.execute("SELECT name, (status, attempts) FROM runs").fetchall())
         flagged = {name for (name,) in con.execute(
