@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (first time) and run the whole test suite, browser tests included.
+# Set up (first time) and run the whole test suite, browser tests included, on the locked
+# versions (RUNLAKE_DEPS/RUNLAKE_VENV as in scripts/setup.sh pick another set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -9,4 +10,4 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     || echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+exec "${RUNLAKE_VENV:-.venv}/bin/python" -m pytest "$@"
