@@ -50,23 +50,32 @@ FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
 SEGMENT_SUFFIX = ".jsonl.zst"
 OPEN_SUFFIX = ".open"
 _SKIPPABLE_LO, _SKIPPABLE_HI = 0x184D2A50, 0x184D2A5F
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
+_RESERVED_ENDINGS = (SEGMENT_SUFFIX, OPEN_SUFFIX, ".duckdb", ".wal")
+"""Endings a folder name may not have: ingest would take it for a segment, or it would
+collide with the store file (``runlake.duckdb`` and its ``.wal``)."""
 
 
 def check_name(value: str, what: str) -> str:
     """Validate a project / run id / writer name used as one path component.
 
-    Names never escape the storage root: no separators, no ``..``, no leading dot, at most
-    128 characters from ``[A-Za-z0-9._+=@-]``.
+    This is the one rule for every name that becomes a folder under the storage root
+    (emitter, TensorBoard import, ingest's view of the layout). Names never escape the
+    root and never look like runlake's own files: 1-128 characters from
+    ``[A-Za-z0-9._+=@-]`` (so no separator, control character, space or newline), starting
+    with a letter or digit (no leading dot), without ``..``, and not ending like a segment
+    or store file (:data:`_RESERVED_ENDINGS`). The whole string must match: a trailing
+    newline is refused too.
 
     Raises:
         ValueError: naming what was expected and what was received.
     """
-    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
+    if (not isinstance(value, str) or _NAME_RE.fullmatch(value) is None or ".." in value
+            or value.lower().endswith(_RESERVED_ENDINGS)):
         raise ValueError(
             f"invalid {what} {value!r}: expected 1-128 characters from letters, digits and "
-            f"'._+=@-', starting with a letter or digit, without '..' (it names a folder "
-            f"under the storage root)"
+            f"'._+=@-', starting with a letter or digit, without '..' and not ending in "
+            f"{'/'.join(_RESERVED_ENDINGS)} (it names a folder under the storage root)"
         )
     return value
 
