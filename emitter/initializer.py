@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,9 +25,10 @@ from runlake.emitter.resume import ResumePoint, find_latest_run, resume_point
 from runlake.emitter.run import FLUSH_AT, Run
 from runlake.emitter.sink import FSYNC_POLICIES, FileSink, active_capture
 from runlake.emitter.system import SystemSampler
-from runlake.emitter.values import jsonable, truncate
+from runlake.emitter.jsonable import jsonable
+from runlake.emitter.values import describe, truncate
 from runlake.emitter.writer import Periodic, Writer
-from runlake.schemas.errors import ConfigError, RootError, RunNotFoundError
+from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning, RunNotFoundError
 from runlake.schemas.events import RunStart
 from runlake.schemas.segments import check_name, new_writer_id, resolve_root
 
@@ -50,6 +52,25 @@ def _positive(value: Any, what: str, *, allow_zero: bool = False) -> float:
     if not (x > 0 or (allow_zero and x == 0)):
         raise ConfigError(f"{what} must be > 0, got {value!r}")
     return x
+
+
+def _config(config: Any, strict: bool) -> dict:
+    """The config as a JSON object; strict=False repairs (and warns once per cause)."""
+    warned: set[str] = set()
+
+    def fix(cause: str, message: str) -> None:
+        if cause not in warned:
+            warned.add(cause)
+            warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=4)
+
+    out = jsonable({} if config is None else config, strict=strict, what="config", on_fix=fix)
+    if isinstance(out, dict):
+        return out
+    message = f"config must be a mapping (or dataclass/namespace), got {describe(config)}"
+    if strict:
+        raise ConfigError(f"{message}; pass e.g. config={{'lr': 3e-4}}")
+    fix("config", f"{message}; stored under the key 'value'")
+    return {"value": out}
 
 
 def _check_root(root: Path) -> None:
@@ -148,9 +169,7 @@ def init(
     if tensorboard is not False and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("tensorboard= needs the tensorboard package: pip install 'runlake[tensorboard]'")
     project = _name(project, "project")
-    config_json = jsonable({} if config is None else config, strict=strict, what="config")
-    if not isinstance(config_json, dict):
-        raise ConfigError(f"config must be a mapping (or dataclass/namespace), got {type(config)}")
+    config_json = _config(config, strict)
     tags = [str(t) for t in ([tags] if isinstance(tags, str) else tags)]
     tags_given = bool(tags)
     r = ranks()

@@ -1,24 +1,88 @@
-"""Building the lineage and checkpoint records: item ids, per-item fields, file facts.
+"""Building the fields of every event except metrics: lineage, checkpoints, samples, alerts.
 
 Kept apart from :mod:`runlake.emitter.run` because the conversions are many and none of
-them is on the metrics hot path. Item ids are stored as strings: ``str`` as is, ints (also
-numpy/torch integers and 1-D integer tensors/arrays via ``tolist()``) in decimal, paths via
-``os.fspath``, bytes as hex (content hashes).
+them is on the metrics hot path. Each builder takes the run (for ``strict``, the default
+step and the drop counter) and applies one rule per bad argument: ``strict=True`` raises
+:class:`EventValueError` naming the argument and the type; ``strict=False`` drops only that
+argument (a count and one warning per cause) and keeps the rest of the event.
+
+Item ids are stored as strings: ``str`` as is, ints (also numpy/torch integers and 1-D
+integer tensors/arrays via ``tolist()``) in decimal, paths via ``os.fspath``, bytes as hex
+(content hashes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, Callable
 
-from runlake.emitter.values import jsonable, truncate
+from runlake.emitter.jsonable import jsonable
+from runlake.emitter.values import (
+    TENSOR_MODULES,
+    as_int,
+    coerce_metrics,
+    coerce_scalar,
+    describe,
+    safe_repr,
+    safe_str,
+    truncate,
+)
 from runlake.schemas.errors import EventValueError
 
-__all__ = ["data_fields", "file_facts", "item_ids"]
+__all__ = [
+    "alert_fields",
+    "bad",
+    "checkpoint_fields",
+    "data_fields",
+    "dataset_fields",
+    "file_facts",
+    "item_ids",
+    "sample_fields",
+]
 
 MAX_ID_CHARS = 4096
-_TENSOR_MODULES = ("torch", "numpy", "jax", "jaxlib", "tensorflow", "cupy")
+SEVERITIES = ("info", "warning", "critical")
+_I32 = 2**31
+
+
+def bad(run, cause: str, message: str, default: Any = None) -> Any:
+    """Strict: raise ``EventValueError(message)``; else count a drop and return ``default``."""
+    if run.strict:
+        raise EventValueError(message)
+    run._drop(cause, message)
+    return default
+
+
+def _step(run, step: Any, default: int | None, what: str = "step") -> int | None:
+    if step is None:
+        return default
+    try:
+        return as_int(step, what)
+    except EventValueError as exc:
+        return bad(run, "bad_step", f"{exc}; recorded without a {what}")
+
+
+def _epoch(run, epoch: Any) -> int | None:
+    if epoch is None:
+        return run.epoch
+    try:
+        return as_int(epoch, "epoch", _I32)
+    except EventValueError as exc:
+        return bad(run, "bad_epoch", f"{exc}; recorded without an epoch")
+
+
+def _text(run, value: Any, what: str, limit: int = 4096) -> str | None:
+    """Optional free text: str kept, paths via fspath, other objects as their str()."""
+    if value is None or value.__class__ is str:
+        return None if value is None else truncate(value, limit)
+    if isinstance(value, os.PathLike):
+        try:
+            return truncate(os.fspath(value), limit)
+        except Exception as exc:
+            return bad(run, "bad_value", f"{what}: cannot read the path of {describe(value)} "
+                       f"({type(exc).__name__})")
+    return truncate(safe_str(value), limit)
 
 
 def _one_id(item: Any, strict: bool) -> str:
@@ -27,87 +91,182 @@ def _one_id(item: Any, strict: bool) -> str:
         return item if len(item) <= MAX_ID_CHARS else truncate(item, MAX_ID_CHARS)
     if cls is int:
         return str(item)
-    if isinstance(item, os.PathLike):
-        return os.fspath(item)
-    if isinstance(item, (bytes, bytearray)):
-        return bytes(item).hex()
-    if isinstance(item, (str, int)) and not isinstance(item, bool):
-        return str(item) if isinstance(item, str) else str(int(item))
-    root = cls.__module__.partition(".")[0]
-    if root in _TENSOR_MODULES and hasattr(item, "item"):
-        value = item.item()
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+    try:
+        if isinstance(item, os.PathLike):
+            return truncate(os.fspath(item), MAX_ID_CHARS)
+        if isinstance(item, (bytes, bytearray)):
+            return truncate(bytes(item).hex(), MAX_ID_CHARS)
+        if isinstance(item, (str, int)) and not isinstance(item, bool):
+            return truncate(str.__str__(item) if isinstance(item, str) else str(int(item)),
+                            MAX_ID_CHARS)
+        root = cls.__module__.partition(".")[0]
+        if root in TENSOR_MODULES and hasattr(item, "item"):
+            value = item.item()
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+    except Exception:  # a meta tensor, a broken __fspath__: said below
+        pass
     if strict:
         raise EventValueError(
-            f"item ids must be str, int, path or bytes, got {cls.__module__}.{cls.__qualname__} "
-            f"{truncate(repr(item), 80)}; pass an id (e.g. the file path or sample index)"
+            f"item ids must be str, int, path or bytes, got {describe(item)} "
+            f"{safe_repr(item)}; pass an id (e.g. the file path or sample index)"
         )
-    return truncate(str(item), MAX_ID_CHARS)
+    return truncate(safe_str(item), MAX_ID_CHARS)
 
 
 def item_ids(items: Any, *, strict: bool) -> list[str]:
     """Normalise one id or an iterable of ids to a list of strings.
 
     Raises:
-        EventValueError: (strict) an id of an unsupported type.
+        EventValueError: ``items`` is neither an id nor iterable, or (strict) an id of an
+            unsupported type.
     """
     if isinstance(items, (str, bytes, bytearray, int, os.PathLike)):
         return [_one_id(items, strict)]
     root = items.__class__.__module__.partition(".")[0]
-    if root in _TENSOR_MODULES and hasattr(items, "tolist"):
-        items = items.tolist()
-        if not isinstance(items, list):
-            items = [items]
     try:
-        iterator = iter(items)
-    except TypeError:
+        if root in TENSOR_MODULES and hasattr(items, "tolist"):
+            items = items.tolist()
+            if not isinstance(items, list):
+                items = [items]
+        return [_one_id(item, strict) for item in iter(items)]
+    except EventValueError:
+        raise
+    except Exception as exc:
         raise EventValueError(
-            f"items must be an id or an iterable of ids, got {type(items).__name__}"
+            f"items must be an id or an iterable of ids, got {describe(items)} "
+            f"({type(exc).__name__}: {truncate(safe_str(exc), 120)})"
         ) from None
-    return [_one_id(item, strict) for item in iterator]
 
 
-def _per_item(value: Any, n: int, what: str, convert) -> Any:
+def _per_item(run, value: Any, n: int, what: str, convert: Callable[[Any], Any]) -> Any:
+    def one(v: Any) -> Any:
+        if v is None:
+            return None
+        try:
+            return convert(v)
+        except Exception as exc:
+            return bad(run, "bad_value", f"{what}: {exc}")
+
     if isinstance(value, (list, tuple)):
         if len(value) != n:
-            raise EventValueError(
-                f"{what} has {len(value)} entries but items has {n}; pass one entry per item "
-                f"or a single value shared by all items"
-            )
-        return [None if v is None else convert(v) for v in value]
-    return None if value is None else convert(value)
+            return bad(run, "bad_value", f"{what} has {len(value)} entries but items has {n}; "
+                       f"pass one entry per item or a single value shared by all items")
+        return [one(v) for v in value]
+    return one(value)
 
 
 def data_fields(run, items: Any, *, split, step, epoch, source, dataset, augment, cache_hit,
                 load_ms) -> dict[str, Any]:
     """The fields of the ``data`` event for :meth:`Run.log_data` (see there for arguments)."""
-    strict = run.strict
-    ids = item_ids(items, strict=strict)
+    ids = item_ids(items, strict=run.strict)
     n = len(ids)
 
     def aug(v: Any) -> dict:
         if not hasattr(v, "items"):
-            raise EventValueError(f"augment entries must be dicts, got {type(v).__name__}")
-        return jsonable(dict(v), strict=strict, what="augment")
+            raise EventValueError(f"augment entries must be dicts, got {describe(v)}")
+        return jsonable(v, strict=run.strict, what="augment", on_fix=run._drop)
 
-    if step is None:
-        step = run.step + 1
-    elif step.__class__ is not int:
-        step = int(step)
-    if epoch is not None and epoch.__class__ is not int:
-        epoch = int(epoch)
     return dict(
         items=ids,
-        split=str(split),
-        step=step,
-        epoch=run.epoch if epoch is None else epoch,
-        source=None if source is None else truncate(os.fspath(source), MAX_ID_CHARS),
-        dataset=None if dataset is None else str(dataset),
-        augment=_per_item(augment, n, "augment", aug),
-        cache_hit=_per_item(cache_hit, n, "cache_hit", bool),
-        load_ms=_per_item(load_ms, n, "load_ms", float),
+        split=_text(run, split, "split", 256) or "train",
+        step=_step(run, step, run.step + 1),
+        epoch=_epoch(run, epoch),
+        source=_text(run, source, "source", MAX_ID_CHARS),
+        dataset=_text(run, dataset, "dataset", 1024),
+        augment=_per_item(run, augment, n, "augment", aug),
+        cache_hit=_per_item(run, cache_hit, n, "cache_hit", bool),
+        load_ms=_per_item(run, load_ms, n, "load_ms", coerce_scalar),
     )
+
+
+def _meta(run, meta: Any) -> dict:
+    out = jsonable({} if meta is None else meta, strict=run.strict, what="meta",
+                   on_fix=run._drop)
+    if isinstance(out, dict):
+        return out
+    return bad(run, "bad_value", f"meta must be a mapping, got {describe(meta)}", {})
+
+
+def _count(run, items: Any) -> int | None:
+    if items is None:
+        return None
+    try:
+        n = items if isinstance(items, int) else (
+            len(items) if hasattr(items, "__len__") else sum(1 for _ in items))
+        return as_int(n, "items")
+    except Exception as exc:
+        return bad(run, "bad_value", f"items must be a count or a sized collection, got "
+                   f"{describe(items)} ({type(exc).__name__}: {truncate(safe_str(exc), 120)})")
+
+
+def dataset_fields(run, name: Any, *, version, digest, items, source, split,
+                   meta) -> dict[str, Any]:
+    """The fields of the ``dataset`` event for :meth:`Run.log_dataset`."""
+    return dict(name=truncate(safe_str(name), 1024), version=_text(run, version, "version"),
+                digest=_text(run, digest, "digest"), items=_count(run, items),
+                source=_text(run, source, "source"), split=_text(run, split, "split"),
+                meta=_meta(run, meta), step=run._default_step())
+
+
+def checkpoint_fields(run, uri: Any, *, step, metrics, bytes, sha256, tags) -> dict[str, Any]:
+    """The fields of the ``checkpoint`` event for :meth:`Run.log_checkpoint`."""
+    try:
+        uri = os.fspath(uri)
+    except Exception:
+        raise EventValueError(f"uri must be a str or path, got {describe(uri)} "
+                              f"{safe_repr(uri)}") from None
+    if not isinstance(uri, str):
+        uri = os.fsdecode(uri)
+    uri = truncate(uri, MAX_ID_CHARS)
+    size = digest = None
+    if bytes is None or sha256 is None:
+        size, digest = file_facts(uri, want_hash=sha256 is None)
+    if bytes is not None:
+        try:
+            size = as_int(bytes, "bytes")
+        except EventValueError as exc:
+            size = bad(run, "bad_value", f"{exc}; recorded without a size")
+    if isinstance(tags, str):
+        tags = [tags]
+    try:
+        tags = [truncate(safe_str(t), 256) for t in tags]
+    except Exception as exc:
+        tags = bad(run, "bad_value", f"tags must be an iterable of str, got {describe(tags)} "
+                   f"({type(exc).__name__})", [])
+    return dict(uri=uri, step=_step(run, step, run._default_step()), bytes=size,
+                sha256=digest if sha256 is None else _text(run, sha256, "sha256", 128),
+                metrics=coerce_metrics({} if metrics is None else metrics, strict=run.strict,
+                                       on_drop=run._drop),
+                tags=tags)
+
+
+def sample_fields(run, name: Any, *, scores, step, uri, split, item_id, meta) -> dict[str, Any]:
+    """The fields of the ``sample`` event for :meth:`Run.log_sample`."""
+    return dict(name=truncate(safe_str(name), 1024),
+                scores=coerce_metrics(scores, strict=run.strict, on_drop=run._drop,
+                                      what="score"),
+                step=_step(run, step, run._default_step()), uri=_text(run, uri, "uri"),
+                split=_text(run, split, "split"),
+                item_id=None if item_id is None else _one_id(item_id, run.strict),
+                meta=_meta(run, meta))
+
+
+def alert_fields(run, message: Any, *, severity, kind, key, value, suggestion,
+                 step) -> dict[str, Any]:
+    """The fields of a user ``alert`` event for :meth:`Run.alert`."""
+    if severity not in SEVERITIES:
+        severity = bad(run, "bad_value", f"severity must be one of {SEVERITIES}, got "
+                       f"{safe_repr(severity)}; recorded as 'warning'", "warning")
+    if value is not None:
+        try:
+            value = coerce_scalar(value)
+        except (TypeError, ValueError) as exc:
+            value = bad(run, "bad_value", f"alert value: {exc}")
+    return dict(message=truncate(safe_str(message)), severity=severity,
+                alert=truncate(safe_str(kind), 256), key=_text(run, key, "key", 1024),
+                value=value, suggestion=_text(run, suggestion, "suggestion", 65536),
+                step=_step(run, step, run._default_step()), source="user")
 
 
 def file_facts(uri: str, *, want_hash: bool) -> tuple[int | None, str | None]:
@@ -126,5 +285,5 @@ def file_facts(uri: str, *, want_hash: bool) -> tuple[int | None, str | None]:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         return size, h.hexdigest()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None, None

@@ -5,9 +5,19 @@ every name a local). For a dict of plain floats whose keys were seen before it d
 ``sum`` of the values (a float result proves they are all numbers without a Python loop),
 a C-level subset test of the keys, ``dict.copy``, a sequence number, ``time.time_ns``, one
 msgspec struct and one ``list.append``; no locks, no I/O. Anything else - new keys, ints,
-numpy/torch scalars, bad input - goes through :func:`runlake.emitter.values.coerce_metrics`
-once, which either converts, raises a clear :class:`EventValueError` (strict) or drops and
-counts (``strict=False``).
+numpy/torch scalars, nested dicts, bad input - goes through
+:func:`runlake.emitter.values.coerce_metrics` once, which either converts, raises a clear
+:class:`EventValueError` (strict) or drops and counts (``strict=False``). A value the fast
+path lets through without converting (a float subclass or ``Fraction``: ``0.0 + x`` is a
+float) is converted by the writer thread, value by value (:func:`values.clean_values`).
+
+``strict=False`` means no argument of any type makes a logging call raise: each bad key,
+value, step or argument is one warning per cause and a count in ``run.dropped``, and the
+rest of the event is kept. ``strict=True`` raises :class:`EventValueError` naming it.
+
+Steps: ``step=None`` is one past the highest step logged so far (``run.step``), so an
+out-of-order point (``step=1`` after step 10) is kept where it was put and the next
+automatic step is 11, never a step that already holds data.
 
 Every other event kind goes through :meth:`Run._emit`, which also enforces the buffer cap
 (beyond it events are dropped and counted, never allowed to eat the machine's memory).
@@ -24,9 +34,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from runlake.emitter import lifecycle
-from runlake.emitter.values import coerce_metrics, coerce_scalar, jsonable, truncate
-from runlake.schemas.errors import EventValueError, RunlakeWarning, RunStateError
+from runlake.emitter import lifecycle, records
+from runlake.emitter.jsonable import jsonable
+from runlake.emitter.values import as_int, coerce_metrics, describe, safe_str, truncate
+from runlake.schemas.errors import EventValueError, RunlakeError, RunlakeWarning, RunStateError
 from runlake.schemas.events import (
     Alert,
     Checkpoint,
@@ -46,25 +57,11 @@ BUFFER_CAP = 2_000_000
 """Buffered events beyond which new events are dropped (and counted)."""
 FINISH_TIMEOUT_S = 60.0
 
-_SEVERITIES = ("info", "warning", "critical")
 _STATUSES = ("finished", "failed", "killed")
 
 
 _I64, _I32 = 2**63, 2**31
 _I64_MIN, _I32_MIN = -_I64, -_I32  # constants, so the hot path negates nothing
-
-
-def _as_int(value: Any, what: str, bound: int = _I64) -> int:
-    """``value`` as a plain int within ±``bound`` (the store's BIGINT or INTEGER)."""
-    if value.__class__ is not int:
-        if isinstance(value, bool) or not (
-            isinstance(value, int) or (hasattr(value, "__index__") and hasattr(value, "item"))
-        ):
-            raise EventValueError(f"{what} must be an int, got {type(value).__name__} {value!r}")
-        value = int(value)
-    if not -bound <= value < bound:
-        raise EventValueError(f"{what} must fit in {bound.bit_length()} bits (signed), got {value}")
-    return value
 
 
 class Run:
@@ -74,7 +71,8 @@ class Run:
         id, name, project: identity of the run.
         root: the storage root; dir: ``<root>/<project>/<id>``.
         writer: this process's writer id; rank, world_size, attempt: where it sits.
-        step: the last step logged (``start_step - 1`` before the first ``log``).
+        step: the highest step logged (``start_step - 1`` before the first ``log``);
+            ``log()`` without a step records ``step + 1``.
         dropped: events or values dropped so far, by cause.
     """
 
@@ -142,7 +140,7 @@ class Run:
             """
             try:
                 s = sum(metrics.values(), 0.0)
-            except (TypeError, AttributeError):
+            except Exception:  # not numbers, not a dict, 10**400: the slow path says which
                 s = None
             if s.__class__ is _float and metrics.__class__ is _dict and issuperset(metrics):
                 values = metrics.copy()
@@ -150,12 +148,17 @@ class Run:
                 values = slow(metrics)
             if step is None:
                 step = run.step + 1
-            elif step.__class__ is not _int or not _I64_MIN <= step < _I64:
-                step = _as_int(step, "step")
-            run.step = step
+                if step >= _I64:
+                    step = run._step_arg(step)
+                run.step = step
+            else:
+                if step.__class__ is not _int or not _I64_MIN <= step < _I64:
+                    step = run._step_arg(step)
+                if step > run.step:
+                    run.step = step
             if epoch is not None:
                 if epoch.__class__ is not _int or not _I32_MIN <= epoch < _I32:
-                    epoch = _as_int(epoch, "epoch", _I32)
+                    epoch = run._epoch_arg(epoch)
                 run.epoch = epoch
             if len(buf) >= run._pressure_at and pressure():
                 return
@@ -167,6 +170,21 @@ class Run:
         values = coerce_metrics(metrics, strict=self.strict, on_drop=self._drop)
         self._known.update(values)
         return values
+
+    def _step_arg(self, step: Any) -> int:
+        """A ``step=`` the hot path did not accept: converted, or (non-strict) the next step."""
+        try:
+            return as_int(step, "step")
+        except EventValueError as exc:
+            auto = self.step + 1 if self.step + 1 < _I64 else self.step
+            return records.bad(self, "bad_step", f"{exc}; logged at step {auto} instead", auto)
+
+    def _epoch_arg(self, epoch: Any) -> int | None:
+        try:
+            return as_int(epoch, "epoch", _I32)
+        except EventValueError as exc:
+            return records.bad(self, "bad_epoch", f"{exc}; logged with the previous epoch "
+                               f"({self.epoch})", self.epoch)
 
     def _pressure(self) -> bool:
         """Called when the buffer passed its threshold: wake the writer, or drop past the cap."""
@@ -224,6 +242,34 @@ class Run:
         return self.step if self.step >= 0 else None
 
     # -- other event kinds -------------------------------------------------------------------
+    def _record(self, call: str, cls: type[Event], build: Callable[..., dict], *args: Any,
+                **kw: Any) -> dict | None:
+        """Build an event's fields and emit it; returns the fields, or None when refused.
+
+        A bad argument is handled inside ``build`` (:mod:`records`: raise in strict mode,
+        else drop only that argument). Whatever escapes it - an argument that cannot be
+        read at all, like ``items=object()`` - is an :class:`EventValueError` in strict
+        mode and, with ``strict=False``, one warning and a counted drop of this event.
+        """
+        if self._ended:
+            self._closed()
+        try:
+            fields = build(self, *args, **kw)
+        except Exception as exc:
+            if self.strict and isinstance(exc, RunlakeError):
+                raise
+            if isinstance(exc, RunlakeError):
+                message = f"{call}(): {exc}"
+            else:
+                message = (f"{call}() could not read its arguments ({type(exc).__name__}: "
+                           f"{truncate(safe_str(exc), 200)})")
+            if self.strict:
+                raise EventValueError(message) from exc
+            self._drop("bad_event", message + "; the event was dropped")
+            return None
+        self._emit(cls, **fields)
+        return fields
+
     def log_data(
         self,
         items: Any,
@@ -247,17 +293,16 @@ class Run:
             cache_hit, load_ms: shared by every item, or one value per item.
 
         Raises:
-            EventValueError: an id of an unsupported type, or per-item lists whose length
-                differs from ``items``.
+            EventValueError: (strict) an id of an unsupported type, or per-item lists whose
+                length differs from ``items``.
         """
-        from runlake.emitter.records import data_fields
-
-        fields = data_fields(self, items, split=split, step=step, epoch=epoch, source=source,
-                             dataset=dataset, augment=augment, cache_hit=cache_hit,
-                             load_ms=load_ms)
+        fields = self._record("log_data", Data, records.data_fields, items, split=split,
+                              step=step, epoch=epoch, source=source, dataset=dataset,
+                              augment=augment, cache_hit=cache_hit, load_ms=load_ms)
+        if fields is None:
+            return
         n = len(fields["items"])
         aug = fields["augment"]
-        self._emit(Data, **fields)
         self._items += n
         if isinstance(aug, list):
             self._augmented += sum(1 for a in aug if a)
@@ -268,12 +313,8 @@ class Run:
                     items: int | Iterable[Any] | None = None, source: str | None = None,
                     split: str | None = None, meta: Mapping[str, Any] | None = None) -> None:
         """Register a dataset: name, version/digest, item count (or a sized collection)."""
-        if items is not None and not isinstance(items, int):
-            items = len(items) if hasattr(items, "__len__") else sum(1 for _ in items)
-        self._emit(Dataset, name=truncate(name, 1024), version=_opt_str(version),
-                   digest=_opt_str(digest), items=items, source=_opt_str(source),
-                   split=_opt_str(split), meta=self._jsonable(meta or {}, "meta"),
-                   step=self._default_step())
+        self._record("log_dataset", Dataset, records.dataset_fields, name, version=version,
+                     digest=digest, items=items, source=source, split=split, meta=meta)
 
     def log_checkpoint(self, uri: str | os.PathLike, *, step: int | None = None,
                        metrics: Mapping[str, Any] | None = None, bytes: int | None = None,
@@ -282,50 +323,35 @@ class Run:
 
         Hashing reads the file on the calling thread; pass ``sha256`` to skip it.
         """
-        from runlake.emitter.records import file_facts
-
-        uri = os.fspath(uri)
-        if bytes is None or sha256 is None:
-            size, digest = file_facts(uri, want_hash=sha256 is None)
-            bytes = size if bytes is None else bytes
-            sha256 = digest if sha256 is None else sha256
-        step = self._default_step() if step is None else _as_int(step, "step")
-        values = self._values(metrics or {}, "metric")
-        self._emit(Checkpoint, uri=uri, step=step, bytes=bytes, sha256=sha256, metrics=values,
-                   tags=[str(t) for t in tags])
+        self._record("log_checkpoint", Checkpoint, records.checkpoint_fields, uri, step=step,
+                     metrics=metrics, bytes=bytes, sha256=sha256, tags=tags)
 
     def log_sample(self, name: str, *, scores: Mapping[str, Any], step: int | None = None,
                    uri: str | None = None, split: str | None = None, item_id: Any = None,
                    meta: Mapping[str, Any] | None = None) -> None:
         """Record a generated or evaluated sample and its quality scores."""
-        step = self._default_step() if step is None else _as_int(step, "step")
-        self._emit(Sample, name=truncate(name, 1024), scores=self._values(scores, "score"),
-                   step=step, uri=None if uri is None else os.fspath(uri), split=_opt_str(split),
-                   item_id=None if item_id is None else str(item_id),
-                   meta=self._jsonable(meta or {}, "meta"))
+        self._record("log_sample", Sample, records.sample_fields, name, scores=scores,
+                     step=step, uri=uri, split=split, item_id=item_id, meta=meta)
 
     def alert(self, message: str, *, severity: str = "warning", kind: str = "user",
               key: str | None = None, value: Any = None, suggestion: str | None = None,
               step: int | None = None) -> None:
-        """Raise an alert (stored with the run; shown by `runlake anomalies`)."""
-        if severity not in _SEVERITIES:
-            raise EventValueError(f"severity must be one of {_SEVERITIES}, got {severity!r}")
-        if value is not None:
-            value = coerce_scalar(value)
-        step = self._default_step() if step is None else _as_int(step, "step")
-        self._emit(Alert, **_alert_fields(message, severity=severity, kind=kind, key=key,
-                                          value=value, suggestion=suggestion, step=step,
-                                          source="user"))
+        """Raise an alert (stored with the run; shown by `runlake anomalies`).
 
-    def _make_alert(self, message: str, **kw: Any) -> Alert:
-        """An alert event built on the writer thread (online checks)."""
-        return Alert(*self._envelope(), **_alert_fields(message, **kw))
+        Raises:
+            EventValueError: (strict) an unknown severity, or a value that is not a number.
+        """
+        self._record("alert", Alert, records.alert_fields, message, severity=severity,
+                     kind=kind, key=key, value=value, suggestion=suggestion, step=step)
 
-    def _values(self, mapping: Any, what: str) -> dict[str, float]:
-        return coerce_metrics(mapping, strict=self.strict, on_drop=self._drop, what=what)
-
-    def _jsonable(self, value: Any, what: str) -> Any:
-        return jsonable(value, strict=self.strict, what=what)
+    def _make_alert(self, message: str, *, severity: str, kind: str, key: str | None,
+                    value: Any, suggestion: str | None, step: int | None,
+                    source: str) -> Alert:
+        """An alert event built on the writer thread (online checks: trusted values)."""
+        return Alert(*self._envelope(), message=truncate(message), severity=severity,
+                     alert=kind, key=None if key is None else truncate(key, 1024), value=value,
+                     suggestion=None if suggestion is None else truncate(suggestion),
+                     step=step, source=source)
 
     # -- flushing and ending -----------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
@@ -360,7 +386,11 @@ class Run:
         if self._handler is not None:
             self._handler.detach()
         lifecycle.unregister(self)
-        summary = jsonable(dict(summary or {}), strict=False, what="summary")
+        summary = jsonable(summary or {}, strict=False, what="summary", on_fix=self._warn)
+        if not isinstance(summary, dict):
+            self._warn("bad_summary", f"summary must be a mapping, got {describe(summary)}; "
+                       f"stored under 'value'")
+            summary = {"value": summary}
         seq = next(self._seq)
         end = RunEnd(1, self.id, self.writer, seq, time.time_ns(), self.rank, status=status,
                      exit_reason=None if exit_reason is None else truncate(exit_reason),
@@ -408,16 +438,3 @@ class Run:
     def __repr__(self) -> str:
         state = self.status or "live"
         return f"<runlake.Run {self.project}/{self.id} name={self.name!r} step={self.step} {state}>"
-
-
-def _alert_fields(message: str, *, severity: str, kind: str, key: str | None, value: Any,
-                  suggestion: str | None, step: int | None, source: str) -> dict[str, Any]:
-    return dict(message=truncate(message), severity=severity, alert=str(kind),
-                key=None if key is None else truncate(key, 1024), value=value,
-                suggestion=None if suggestion is None else truncate(suggestion), step=step,
-                source=source)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else truncate(value, 4096)
-

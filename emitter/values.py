@@ -2,98 +2,192 @@
 
 The hot path in :mod:`runlake.emitter.run` handles the common case (a dict of plain floats
 with keys seen before) without calling anything here. This module is the slow path: it
-converts ints, bools, numpy scalars and 0-dim torch tensors to floats, validates keys, and
-produces clear errors (strict mode) or counted drops (non-strict mode). numpy and torch are
-recognised by the module name of the value's type, never imported.
+converts ints, bools, float/int subclasses, ``Fraction``/``Decimal``, numpy scalars and
+single-element torch tensors to floats, flattens nested dicts (``{"train": {"loss": 1}}``
+is ``train/loss``), validates keys, and produces clear errors (strict mode) or counted
+drops (non-strict mode). numpy and torch are recognised by the module name of the value's
+type, never imported.
+
+The guarantee behind ``strict=False``: nothing a user passes makes these functions raise.
+:func:`coerce_scalar` raises only ``TypeError``/``ValueError`` with a message naming the
+type (whatever the value's own methods raise: a meta tensor's ``.item()``, an overflowing
+``float()``), and :func:`coerce_metrics` turns each bad key or value into one ``on_drop``
+call, keeping the rest. Config-like values go through :func:`runlake.emitter.jsonable`.
 
 Limits (documented in docs/emitter.md): metric keys are strings of at most
-:data:`MAX_KEY_CHARS` characters; free text (log messages, alert text) longer than
-:data:`MAX_TEXT_CHARS` is truncated with :data:`TRUNCATION_MARKER`, never rejected.
+:data:`MAX_KEY_CHARS` characters; nested metric dicts at most :data:`MAX_NESTING` levels;
+free text (log messages, alert text) longer than :data:`MAX_TEXT_CHARS` is truncated with
+:data:`TRUNCATION_MARKER`, never rejected.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from runlake.schemas.errors import ConfigError, EventValueError
+from runlake.schemas.errors import EventValueError
 
 __all__ = [
     "MAX_KEY_CHARS",
+    "MAX_NESTING",
     "MAX_TEXT_CHARS",
+    "TENSOR_MODULES",
     "TRUNCATION_MARKER",
-    "coerce_scalar",
+    "as_int",
+    "clean_values",
     "coerce_metrics",
-    "jsonable",
+    "coerce_scalar",
+    "describe",
+    "safe_repr",
+    "safe_str",
     "truncate",
 ]
 
 MAX_KEY_CHARS = 256
+MAX_NESTING = 16
+"""Levels of nested metric dicts flattened into ``a/b/c`` keys; deeper ones are bad values."""
 MAX_TEXT_CHARS = 64 * 1024
 TRUNCATION_MARKER = "…[truncated by runlake: {n} more characters]"
 
-_TENSOR_MODULES = ("torch", "numpy", "jax", "jaxlib", "tensorflow", "mlx", "cupy")
+TENSOR_MODULES = ("torch", "numpy", "jax", "jaxlib", "tensorflow", "mlx", "cupy", "ml_dtypes")
+"""Top-level modules whose array/scalar types are read through ``.item()``/``.tolist()``."""
 
 
-def truncate(text: Any, limit: int = MAX_TEXT_CHARS) -> str:
-    """``str(text)`` cut to ``limit`` characters plus a marker saying how much was cut."""
-    if text.__class__ is not str:
-        text = str(text)
-    if len(text) <= limit:
-        return text
-    return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
-
-
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """The qualified name of ``value``'s type (``float``, ``numpy.float32``)."""
     t = type(value)
     mod = t.__module__
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-def coerce_scalar(value: Any) -> float:
-    """One metric value as a float.
-
-    Accepts float (and subclasses such as numpy.float64), int, bool, numpy scalars and
-    single-element numpy arrays / torch tensors (through ``.item()``). NaN and ±Inf are kept.
-
-    Raises:
-        TypeError: the value is not a number (message names the type).
-        ValueError: a tensor/array with more than one element.
-    """
-    cls = value.__class__
-    if cls is float:
+def safe_str(value: Any) -> str:
+    """``str(value)``, or a placeholder naming the type when ``__str__`` itself fails."""
+    if value.__class__ is str:
         return value
-    if cls is int or cls is bool:
+    try:
+        return str(value)
+    except Exception as exc:  # a user __str__ raising, a 3000-deep dict (RecursionError)
+        return f"<{describe(value)} (str() failed: {type(exc).__name__})>"
+
+
+def safe_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters; never raises."""
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<{describe(value)} (repr() failed: {type(exc).__name__})>"
+    return truncate(text, limit)
+
+
+def truncate(text: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    """``str(text)`` cut to ``limit`` characters plus a marker saying how much was cut."""
+    if text.__class__ is not str:
+        text = safe_str(text)
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
+
+
+def _int_to_float(value: int) -> float:
+    try:
         return float(value)
-    if isinstance(value, float):
+    except OverflowError:
+        raise ValueError(
+            f"int with {len(str(abs(value))) if value.bit_length() < 40_000 else 'over 12,000'} "
+            f"digits is too large for a float64 (max ~1.8e308)"
+        ) from None
+
+
+def _convert(value: Any, cls: type) -> float:
+    if isinstance(value, (str, bytes, bytearray, complex)) or value is None:
+        raise TypeError(f"expected a number, got {describe(value)}")
+    if isinstance(value, float):  # float subclasses, numpy.float64
         return float(value)
-    if isinstance(value, int):  # int subclasses, IntEnum
-        return float(value)
+    if isinstance(value, int):  # bool, int subclasses, IntEnum
+        return _int_to_float(int(value))
     root = cls.__module__.partition(".")[0]
-    if root in _TENSOR_MODULES and hasattr(value, "item"):
+    if root in TENSOR_MODULES and hasattr(value, "item"):
         numel = getattr(value, "numel", None)
         size = numel() if callable(numel) else getattr(value, "size", 1)
         if size != 1:
             shape = tuple(getattr(value, "shape", ()))
             raise ValueError(
-                f"expected a scalar, got a {_describe(value)} of shape {shape}; "
+                f"expected a scalar, got a {describe(value)} of shape {shape}; "
                 f"log one element (e.g. x.mean()) or use separate keys"
             )
-        item = value.item()
+        item = value.item()  # a meta tensor raises here; the caller words it
         if isinstance(item, (int, float)) and not isinstance(item, complex):
-            return float(item)
-        raise TypeError(f"expected a real number, got {_describe(value)} holding {item!r}")
-    raise TypeError(f"expected a number, got {_describe(value)}")
+            return float(item) if isinstance(item, float) else _int_to_float(int(item))
+        raise TypeError(f"expected a real number, got {describe(value)} holding {safe_repr(item)}")
+    if hasattr(cls, "__float__") and not isinstance(value, Mapping):
+        return float(value)  # Fraction, Decimal, other numeric types
+    raise TypeError(f"expected a number, got {describe(value)}")
+
+
+def coerce_scalar(value: Any) -> float:
+    """One metric value as a float.
+
+    Accepts float and int (and their subclasses: bool, IntEnum, numpy.float64), Fraction,
+    Decimal and other types with ``__float__``, numpy scalars and single-element numpy
+    arrays / torch tensors of any real dtype (bfloat16, bool, ints) through ``.item()``.
+    NaN and ±Inf are kept.
+
+    Raises:
+        TypeError: the value is not a real number (message names the type).
+        ValueError: a tensor/array with more than one element, an int beyond float range,
+            or a value whose own conversion failed (e.g. a meta tensor has no data).
+    """
+    cls = value.__class__
+    if cls is float:
+        return value
+    if cls is int or cls is bool:
+        return _int_to_float(value)
+    try:
+        return _convert(value, cls)
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:  # the value's own __float__/item() failed: say which and why
+        detail = "too large for a float64" if isinstance(exc, OverflowError) else safe_str(exc)
+        raise ValueError(
+            f"cannot read a number from {describe(value)} ({type(exc).__name__}: "
+            f"{truncate(detail, 120)})"
+        ) from None
+
+
+def as_int(value: Any, what: str, bound: int = 2**63) -> int:
+    """``value`` as a plain int within ±``bound`` (the store's BIGINT or INTEGER).
+
+    Accepts ints and numpy/torch integers (anything with ``__index__``), not bools or floats.
+
+    Raises:
+        EventValueError: another type, or out of range (message names both).
+    """
+    if value.__class__ is not int:
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise EventValueError(
+                f"{what} must be an int, got {describe(value)} {safe_repr(value)}"
+            )
+        try:
+            value = int(value.__index__())
+        except Exception as exc:  # a meta tensor, a multi-element array
+            raise EventValueError(
+                f"{what} must be an int, got {describe(value)} that cannot be read as one "
+                f"({type(exc).__name__}: {truncate(safe_str(exc), 120)})"
+            ) from None
+    if not -bound <= value < bound:
+        raise EventValueError(
+            f"{what} must fit in {bound.bit_length()} bits (signed), got "
+            f"{truncate(safe_str(value), 40)}"
+        )
+    return value
 
 
 def _check_key(key: Any) -> str:
     if key.__class__ is not str:
         if isinstance(key, str):
-            return str(key)
+            return str.__str__(key)
         raise EventValueError(
-            f"metric keys must be str, got {_describe(key)} key {truncate(repr(key), 80)}; "
+            f"metric keys must be str, got {describe(key)} key {safe_repr(key)}; "
             f"convert it, e.g. str(key)"
         )
     if len(key) > MAX_KEY_CHARS or not key:
@@ -111,98 +205,82 @@ def coerce_metrics(
     on_drop: Callable[[str, str], None],
     what: str = "metric",
 ) -> dict[str, float]:
-    """Validate and convert a mapping of key -> scalar.
+    """Validate and convert a mapping of key -> scalar; nested mappings become ``a/b`` keys.
 
     Args:
         metrics: the mapping passed by the user.
         strict: raise on the first bad key or value; else drop it and call ``on_drop``.
-        on_drop: ``on_drop(cause, message)`` for each dropped entry (non-strict only).
+        on_drop: ``on_drop(cause, message)`` for each dropped entry (non-strict only);
+            causes are ``bad_key`` and ``bad_value``.
         what: noun used in messages ("metric", "score").
 
     Returns:
         A new dict of str -> float (NaN/Inf kept).
 
     Raises:
-        EventValueError: ``metrics`` is not a mapping, or (strict) a key or value is bad.
+        EventValueError: (strict only) ``metrics`` is not a mapping, or a key or value is
+            bad. With ``strict=False`` nothing raises: a non-mapping gives ``{}``.
     """
-    if not isinstance(metrics, Mapping):
-        raise EventValueError(
-            f"expected a mapping of {what} name -> number, got {_describe(metrics)}; "
-            f"pass e.g. {{'loss': 0.5}}"
-        )
     out: dict[str, float] = {}
-    for key, value in metrics.items():
+
+    def bad(cause: str, message: str) -> None:
+        if strict:
+            raise EventValueError(message + "; pass strict=False to runlake.init() to drop "
+                                  "such values")
+        on_drop(cause, message)
+
+    if not isinstance(metrics, Mapping):
+        bad("bad_value", f"expected a mapping of {what} name -> number, got "
+            f"{describe(metrics)}; pass e.g. {{'loss': 0.5}}")
+        return out
+    try:
+        _flatten(metrics, "", (id(metrics),), out, bad, what)
+    except EventValueError:
+        if strict:
+            raise
+    except Exception as exc:  # a Mapping whose items() raises: keep what was read
+        bad("bad_value", f"cannot read the {what}s from {describe(metrics)} "
+            f"({type(exc).__name__}: {truncate(safe_str(exc), 120)})")
+    return out
+
+
+def _flatten(mapping: Mapping, prefix: str, path: tuple[int, ...], out: dict[str, float],
+             bad: Callable[[str, str], None], what: str) -> None:
+    for key, value in mapping.items():
         try:
-            k = _check_key(key)
+            k = prefix + _check_key(key)
+            if prefix:
+                _check_key(k)
         except EventValueError as exc:
-            if strict:
-                raise
-            on_drop("bad_key", str(exc))
+            bad("bad_key", f"{what} key {safe_repr(key)}"
+                + (f" under {prefix[:-1]!r}" if prefix else "") + f": {exc}")
+            continue
+        if isinstance(value, Mapping):
+            if id(value) in path:
+                bad("bad_value", f"{what} {truncate(k, 80)!r}: the dict contains itself")
+            elif len(path) >= MAX_NESTING:
+                bad("bad_value", f"{what} {truncate(k, 80)!r}: dicts nested more than "
+                    f"{MAX_NESTING} levels deep; flatten the keys")
+            else:
+                _flatten(value, k + "/", (*path, id(value)), out, bad, what)
+            continue
+        if k in out:
+            bad("bad_key", f"{what} key {truncate(k, 80)!r} given twice (a nested dict "
+                f"flattens to the same key); the first value is kept")
             continue
         try:
             out[k] = coerce_scalar(value)
         except (TypeError, ValueError) as exc:
-            message = (
-                f"{what} {truncate(k, 80)!r}: {exc}"
-                + ("" if isinstance(value, (int, float)) else f" (value {truncate(repr(value), 80)})")
-            )
-            if strict:
-                raise EventValueError(
-                    message + "; pass strict=False to runlake.init() to drop such values"
-                ) from None
-            on_drop("bad_value", message)
-    return out
+            bad("bad_value", f"{what} {truncate(k, 80)!r}: {exc}"
+                + ("" if isinstance(value, (int, float)) else f" (value {safe_repr(value)})"))
 
 
-def _config_hook(strict: bool) -> Callable[[Any], Any]:
-    def hook(obj: Any) -> Any:
-        if isinstance(obj, os.PathLike):
-            return os.fspath(obj)
-        root = type(obj).__module__.partition(".")[0]
-        if root in _TENSOR_MODULES and hasattr(obj, "tolist"):
-            return obj.tolist()
-        if hasattr(obj, "__dict__") and type(obj).__name__ == "Namespace":
-            return vars(obj)
-        if strict:
-            raise ConfigError(
-                f"config value of type {_describe(obj)} is not JSON-able "
-                f"({truncate(repr(obj), 80)}); convert it (e.g. str()) or pass strict=False "
-                f"to store str(value)"
-            )
-        return str(obj)
+def clean_values(values: Mapping) -> tuple[dict[str, float], list[str]]:
+    """``values`` with every key a str and every value a float, and why the others went.
 
-    return hook
-
-
-def jsonable(value: Any, *, strict: bool, what: str = "config") -> Any:
-    """A JSON-able copy of ``value`` (dicts, lists, str, numbers, bool, None).
-
-    Dataclasses, msgspec structs, enums, datetimes, paths, argparse namespaces and
-    numpy/torch values are converted; anything else raises (strict) or becomes ``str()``.
-
-    Raises:
-        ConfigError: strict mode and a value cannot be represented in JSON.
+    For the writer thread: a value that slipped past ``Run.log``'s fast path (a float
+    subclass, a Fraction) is converted here, so one odd value never costs its event.
     """
-    import msgspec
-
-    if hasattr(value, "__dict__") and type(value).__name__ == "Namespace":
-        value = vars(value)
-    try:
-        out = msgspec.to_builtins(value, str_keys=True, enc_hook=_config_hook(strict))
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        if strict:
-            raise ConfigError(f"{what} is not JSON-able: {exc}") from None
-        return truncate(value)
-    return _nonfinite_to_str(out)
-
-
-def _nonfinite_to_str(value: Any) -> Any:
-    if value.__class__ is float and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {k: _nonfinite_to_str(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nonfinite_to_str(v) for v in value]
-    return value
+    problems: list[str] = []
+    out = coerce_metrics(values, strict=False, on_drop=lambda _c, m: problems.append(m))
+    return out, problems

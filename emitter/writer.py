@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import msgspec
 
+from runlake.emitter.values import clean_values
 from runlake.schemas.codec import ENCODER, encode_nonfinite, pack_metrics
 from runlake.schemas.events import Alert, Checkpoint, Event, Metrics, Sample, System
 
@@ -98,14 +99,38 @@ def _encode_chunk(chunk: list[Event]) -> bytes:
     return ENCODER.encode_lines([*chunk[:at], block, *rest])
 
 
+def _salvaged(ev: Event, on_value: Callable[[str], None] | None) -> Event | None:
+    """``ev`` with its values converted one by one (bad ones left out), or None if it still fails.
+
+    A float subclass or a ``Fraction`` passes ``Run.log``'s fast path (``0.0 + x`` is a float)
+    but msgspec cannot encode it: the event is kept, only what cannot be a float is dropped.
+    """
+    field = _FLOAT_FIELDS.get(ev.__class__)
+    if field is None:
+        return None
+    values, problems = clean_values(getattr(ev, field))
+    fixed = msgspec.structs.replace(ev, **{field: values})
+    try:
+        ENCODER.encode(fixed)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return None
+    if on_value is not None:
+        for problem in problems:
+            on_value(problem)
+    return fixed
+
+
 def encode_batch(
-    batch: list[Event], on_bad: Callable[[Event, Exception], None]
+    batch: list[Event], on_bad: Callable[[Event, Exception], None],
+    on_value: Callable[[str], None] | None = None,
 ) -> tuple[bytes, list[Event], list[tuple[Event, str, float]]]:
     """Encode events as JSON lines (metrics packed in blocks), non-finite floats as tokens.
 
     Args:
         batch: the events, in buffer order.
         on_bad: called for each event that cannot be encoded (it is left out).
+        on_value: called with a message for each value left out of an event that could be
+            encoded without it (the rest of that event is kept).
 
     Returns:
         ``(data, kept, nonfinite)``: the encoded lines, the events they hold, and
@@ -124,7 +149,11 @@ def encode_batch(
                 try:
                     ENCODER.encode(ev)
                 except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-                    on_bad(ev, exc)
+                    fixed = _salvaged(ev, on_value)
+                    if fixed is None:
+                        on_bad(ev, exc)
+                    else:
+                        good.append(fixed)
                 else:
                     good.append(ev)
             if kept is batch:
@@ -297,7 +326,7 @@ class Writer:
         batch = buf.copy()
         del buf[: len(batch)]
         self.on_swap()
-        data, kept, found = encode_batch(batch, self._drop_unencodable)
+        data, kept, found = encode_batch(batch, self._drop_unencodable, self._drop_value)
         if self._review is not None:
             self._review(kept, found)
         try:
@@ -313,6 +342,9 @@ class Writer:
             except Exception as exc:  # the segments hold the data; the mirror is a courtesy
                 self._on_failure("mirror_error", f"cannot mirror events: {exc!r}", 0)
         return len(kept) == len(batch)
+
+    def _drop_value(self, message: str) -> None:
+        self._on_failure("bad_value", f"{message}; the rest of its event was kept", 1)
 
     def _drop_unencodable(self, ev: Event, exc: Exception) -> None:
         kind = ev.__struct_config__.tag

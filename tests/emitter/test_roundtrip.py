@@ -49,7 +49,7 @@ def test_nonfinite_values_are_kept(rl, root, quiet, value):
 
 
 def test_steps_auto_increment_and_explicit_steps_kept(rl, root, quiet):
-    """step=None continues from the last step; out-of-order and repeated steps stay as given."""
+    """step=None continues from the highest step; out-of-order and repeated steps stay as given."""
     with runlake.init("p", root=root, **quiet) as run:
         run.log({"a": 1.0})
         run.log({"a": 1.0})
@@ -58,9 +58,9 @@ def test_steps_auto_increment_and_explicit_steps_kept(rl, root, quiet):
         run.log({"a": 1.0}, step=3)
         run.log({"a": 1.0})
         run.log({"a": 1.0}, step=7, epoch=2)
-        assert run.step == 7
+        assert run.step == 11
     m = rl.of_kind(rl.read_run(run.dir), "metrics")
-    assert [e.step for e in m] == [0, 1, 10, 10, 3, 4, 7]
+    assert [e.step for e in m] == [0, 1, 10, 10, 3, 11, 7]
     assert m[-1].epoch == 2 and m[0].epoch is None
 
 
