@@ -27,7 +27,9 @@ def test_two_ranks_write_one_run_without_duplicating_rank0_data(tmp_path, script
     items = store_rows(root, "SELECT epoch, count(*), count(DISTINCT item_id), count(DISTINCT rank) "
                              "FROM data_items GROUP BY epoch ORDER BY epoch")
     assert items == [(0, 64, 64, 2), (1, 64, 64, 2)]
-    assert store_rows(root, "SELECT rank, count(*) FROM checkpoints GROUP BY rank") == [(0, 2)]
+    assert store_rows(root, "SELECT rank, count(*) FROM checkpoints WHERE NOT list_contains(tags, 'deleted') "
+                            "GROUP BY rank") == [(0, 2)]
+    assert store_rows(root, "SELECT step FROM checkpoints WHERE list_contains(tags, 'deleted')") == [(3,)]
     assert store_rows(root, "SELECT rank, count(*) FROM datasets GROUP BY rank") == [(0, 1)]
     assert store_rows(root, "SELECT rank, count(*) FROM samples GROUP BY rank") == [(0, 2)]
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("ckpt-*.pt")) == ["ckpt-000000007.pt"]
