@@ -1,4 +1,13 @@
-"""Small helpers shared by the analysis modules: run selection, config flattening, direction.
+"""Small helpers shared by the analysis modules: queries, run selection, config flattening,
+direction.
+
+Queries: every read in ``analysis``, the CLI and the dashboard goes through :func:`frame`,
+:func:`rows`, :func:`records` or :func:`scalar`. Each runs one statement as a DuckDB
+relation and fetches its whole result, so nothing is left pending on the connection. Why:
+on DuckDB 2 an ``execute(...).fetchone()`` leaves an unfinished result, and the next
+``con.sql(...)`` on that connection raises ``ResourceInUseException`` (``runlake compare``
+and ``lineage run`` with full run ids crashed that way). Mixing the two styles is the bug
+class; one style that always consumes its result rules it out.
 
 Private: the public names live in ``anomalies``, ``compare``, ``lineage`` and ``report``.
 """
@@ -8,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from runlake.schemas.errors import ConfigError
 
@@ -18,8 +27,11 @@ __all__ = [
     "frame",
     "json_cell",
     "lower_is_better",
+    "records",
+    "rows",
     "run_ids_list",
     "run_scope",
+    "scalar",
 ]
 
 # Patterns of metric names where a smaller value is better (besides every loss).
@@ -29,12 +41,45 @@ LOWER_IS_BETTER = (
 )
 
 
-def frame(con, sql: str, params: Sequence[Any] | None = None):
-    """Run one SELECT and return a polars DataFrame (the whole result is fetched)."""
-    rel = con.sql(sql, params=list(params) if params else None)
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+def _relation(con, sql: str, params: Params):
+    """One query as a relation: it holds no result between calls, so it never blocks ``con``."""
+    if isinstance(params, Mapping):
+        bound = dict(params) or None
+    else:
+        bound = list(params) if params else None
+    rel = con.sql(sql, params=bound)
     if rel is None:
-        raise ValueError("frame() needs a SELECT statement")
-    return rel.pl()
+        raise ValueError("a read helper needs a statement that returns rows (a SELECT)")
+    return rel
+
+
+def frame(con, sql: str, params: Params = None):
+    """Run one query and return its whole result as a polars DataFrame.
+
+    ``params`` binds ``?`` (a sequence) or ``$name`` (a mapping) placeholders.
+    """
+    return _relation(con, sql, params).pl()
+
+
+def rows(con, sql: str, params: Params = None) -> list[tuple]:
+    """Run one query and return every row as a tuple (the result is fully consumed)."""
+    return _relation(con, sql, params).fetchall()
+
+
+def records(con, sql: str, params: Params = None) -> list[dict[str, Any]]:
+    """Run one query and return every row as a dict keyed by column name."""
+    rel = _relation(con, sql, params)
+    columns = rel.columns
+    return [dict(zip(columns, row)) for row in rel.fetchall()]
+
+
+def scalar(con, sql: str, params: Params = None) -> Any:
+    """The first column of the first row of one query, or None when it returns no rows."""
+    found = _relation(con, sql, params).limit(1).fetchall()
+    return found[0][0] if found else None
 
 
 def run_ids_list(run_ids: str | Iterable[str] | None) -> list[str] | None:

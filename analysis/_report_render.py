@@ -55,7 +55,7 @@ def _dict_table(records: list[dict], columns: Sequence[str] | None = None) -> tu
 
 
 def _names(report: dict) -> dict[str, str]:
-    return {r["run_id"]: r["name"] or r["run_id"] for r in report["runs"]}
+    return {r["run_id"]: r.get("label") or r["name"] or r["run_id"] for r in report["runs"]}
 
 
 def render_html(report: dict, chart: Callable[..., str]) -> str:
