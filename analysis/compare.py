@@ -21,6 +21,7 @@ from runlake.analysis._common import (
     frame,
     json_cell,
     lower_is_better,
+    rows,
     run_ids_list,
     run_scope,
 )
@@ -106,18 +107,19 @@ def run_configs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None) -
     """
     ids = run_ids_list(run_ids)
     scope, params = run_scope(ids)
-    rows = con.execute(
+    listed = rows(
+        con,
         f"SELECT run_id, config, group_name FROM runs WHERE {scope} ORDER BY started_at, run_id",
         params,
-    ).fetchall()
-    found = {r: (c, g) for r, c, g in rows}
+    )
+    found = {r: (c, g) for r, c, g in listed}
     if ids is not None:
         missing = [r for r in ids if r not in found]
         if missing:
             raise RunNotFoundError(
                 f"no run with id {', '.join(missing)} in the store; list runs with `runlake runs`"
             )
-    order = ids if ids is not None else [r for r, _, _ in rows]
+    order = ids if ids is not None else [r for r, _, _ in listed]
     out = {}
     for rid in order:
         config, group = found[rid]
@@ -314,9 +316,7 @@ def best_config(
         return {}
     low = lower_is_better(metric, mode)
     row = table.sort("best", descending=not low).row(0, named=True)
-    found = con.execute(
-        "SELECT name, config FROM runs WHERE run_id = ?", [row["run_id"]]
-    ).fetchall()
+    found = rows(con, "SELECT name, config FROM runs WHERE run_id = ?", [row["run_id"]])
     name, config = found[0] if found else (None, None)
     return {
         "run_id": row["run_id"],

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from runlake.analysis._common import rows, scalar
 from runlake.analysis.runs import resolve_runs
 from runlake.ingest.ddl import TABLES, VIEWS
 from runlake.ingest.store import read_store
@@ -65,9 +66,23 @@ def export_table(con, table: str, run_ids: list[str], path: Path, fmt: str) -> i
     order = _ORDER.get(table, "run_id, rank, ts")
     options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
     target = str(path).replace("'", "''")
-    query = f"SELECT * FROM {table} WHERE run_id IN (SELECT unnest($ids)) ORDER BY {order}"
-    con.execute(f"COPY ({query}) TO '{target}' ({options})", {"ids": run_ids})
-    return con.execute(f"SELECT count(*) FROM {table} WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids}).fetchone()[0]
+    query = f"SELECT {_select_list(con, table)} FROM {table} WHERE run_id IN (SELECT unnest($ids)) ORDER BY {order}"
+    con.execute(f"COPY ({query}) TO '{target}' ({options})", {"ids": run_ids})  # a write: no result
+    return scalar(con, f"SELECT count(*) FROM {table} WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids})
+
+
+def _select_list(con, table: str) -> str:
+    """Every column of ``table``, JSON columns cast to text.
+
+    Why: DuckDB writes a JSON column to Parquet as binary with a JSON annotation that most
+    readers (polars, pandas without pyarrow's extension types) load as raw bytes; a JSON
+    string is what a user of ``config`` or ``augment`` expects.
+    """
+    out = []
+    for name, kind, *_ in rows(con, f"DESCRIBE SELECT * FROM {table}"):
+        col = '"' + name.replace('"', '""') + '"'
+        out.append(f"{col}::VARCHAR AS {col}" if str(kind).upper() == "JSON" else col)
+    return ", ".join(out)
 
 
 def export_tables(
@@ -125,16 +140,17 @@ def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> 
     out = Path(out)
     with read_store(db) as con:
         run_ids = resolve_runs(con, refs)
-        runs = con.execute(
-            "SELECT run_id, name, config FROM runs WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids}
-        ).fetchall()
+        runs = rows(
+            con, "SELECT run_id, name, config FROM runs WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids}
+        )
     names = [r[1] for r in runs]
     results = []
     for run_id, name, config in sorted(runs, key=lambda r: run_ids.index(r[0])):
         dirname = run_id if not name else (name if names.count(name) == 1 else f"{name}-{run_id}")
         base = out / _safe_dir(dirname)
         with read_store(db) as con:
-            rows = con.execute(
+            points_rows = rows(
+                con,
                 """
                 SELECT rank,
                        coalesce(step, row_number() OVER (PARTITION BY rank, key ORDER BY ts) - 1) AS s,
@@ -142,7 +158,7 @@ def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> 
                 FROM metrics WHERE run_id = ? ORDER BY rank, s, ts, key
                 """,
                 [run_id],
-            ).fetchall()
+            )
         writers: dict[int, EventFileWriter] = {}
         points = 0
         try:
@@ -153,7 +169,7 @@ def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> 
                 head.text("config", "```json\n" + json.dumps(cfg, indent=2, sort_keys=True) + "\n```")
             batch: dict[str, float] = {}
             current = None
-            for rank, step, wall, key, value in rows:
+            for rank, step, wall, key, value in points_rows:
                 if (rank, step, wall) != current:
                     if batch:
                         writers[current[0]].scalars(current[1], batch, current[2])

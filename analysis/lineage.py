@@ -14,7 +14,7 @@ from typing import Sequence
 import duckdb
 import polars as pl
 
-from runlake.analysis._common import frame, run_ids_list, run_scope
+from runlake.analysis._common import frame, rows, run_ids_list, run_scope, scalar
 from runlake.schemas.errors import ConfigError
 
 __all__ = [
@@ -42,6 +42,28 @@ def eval_split_sql(column: str = "split") -> str:
     )
 
 
+def _upto(con, run_id: str, upto_step: int | None, checkpoint_step: int | None) -> int | None:
+    """The last step a question about ``run_id`` covers: ``upto_step``, capped at
+    ``checkpoint_step`` once that is checked to be one of the run's checkpoints.
+
+    Raises:
+        ConfigError: ``checkpoint_step`` names no checkpoint of the run.
+    """
+    if checkpoint_step is None:
+        return upto_step
+    found = scalar(con, "SELECT count(*) FROM checkpoints WHERE run_id = ? AND step = ?",
+                   [run_id, checkpoint_step])
+    if not found:
+        steps = [r[0] for r in rows(
+            con, "SELECT DISTINCT step FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id]
+        )]
+        raise ConfigError(
+            f"run {run_id} has no checkpoint at step {checkpoint_step}; its checkpoints are "
+            f"at steps {steps or 'none'} (list them with `runlake lineage run {run_id}`)"
+        )
+    return checkpoint_step if upto_step is None else min(upto_step, checkpoint_step)
+
+
 def run_items(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -67,20 +89,7 @@ def run_items(
     Raises:
         ConfigError: ``checkpoint_step`` names no checkpoint of the run.
     """
-    if checkpoint_step is not None:
-        found = con.execute(
-            "SELECT count(*) FROM checkpoints WHERE run_id = ? AND step = ?",
-            [run_id, checkpoint_step],
-        ).fetchall()[0][0]
-        if not found:
-            steps = [r[0] for r in con.execute(
-                "SELECT DISTINCT step FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id]
-            ).fetchall()]
-            raise ConfigError(
-                f"run {run_id} has no checkpoint at step {checkpoint_step}; its checkpoints are "
-                f"at steps {steps or 'none'} (list them with `runlake lineage run {run_id}`)"
-            )
-        upto_step = checkpoint_step if upto_step is None else min(upto_step, checkpoint_step)
+    upto_step = _upto(con, run_id, upto_step, checkpoint_step)
     conds, params = ["run_id = ?"], [run_id]
     if upto_step is not None:
         conds.append("step <= ?")
@@ -125,12 +134,12 @@ def item_runs(con: duckdb.DuckDBPyConnection, item_id: str) -> pl.DataFrame:
 
 
 def _dataset_size(con, run_id: str, split: str | None) -> int | None:
-    rows = con.execute(
+    sizes = dict(rows(
+        con,
         """SELECT split, max(items) FROM datasets WHERE run_id = ? AND items IS NOT NULL
            GROUP BY split""",
         [run_id],
-    ).fetchall()
-    sizes = {s: n for s, n in rows}
+    ))
     if split in sizes:
         return sizes[split]
     if None in sizes:
@@ -139,7 +148,12 @@ def _dataset_size(con, run_id: str, split: str | None) -> int | None:
 
 
 def coverage(
-    con: duckdb.DuckDBPyConnection, run_id: str, *, dataset_size: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    dataset_size: int | None = None,
+    upto_step: int | None = None,
+    checkpoint_step: int | None = None,
 ) -> pl.DataFrame:
     """Per epoch and split: distinct items, total draws and (when known) coverage fraction.
 
@@ -148,17 +162,24 @@ def coverage(
         run_id: the run.
         dataset_size: number of items in the dataset; default from the run's ``datasets``
             rows (matching split, else the row without a split).
+        upto_step, checkpoint_step: only draws up to this step / this checkpoint, as in
+            :func:`run_items` (what a checkpoint had seen).
 
     Returns:
         epoch, split, distinct_items, draws, duplicates (draws - distinct), dataset_size,
         coverage (distinct / dataset_size, null when unknown).
+
+    Raises:
+        ConfigError: ``checkpoint_step`` names no checkpoint of the run.
     """
+    upto_step = _upto(con, run_id, upto_step, checkpoint_step)
+    step_pred = "TRUE" if upto_step is None else "step <= ?"
     df = frame(
         con,
-        """SELECT epoch, split, count(DISTINCT item_id) AS distinct_items, count(*) AS draws
-           FROM data_items WHERE run_id = ? GROUP BY epoch, split
-           ORDER BY split, epoch NULLS FIRST""",
-        [run_id],
+        f"""SELECT epoch, split, count(DISTINCT item_id) AS distinct_items, count(*) AS draws
+            FROM data_items WHERE run_id = ? AND {step_pred} GROUP BY epoch, split
+            ORDER BY split, epoch NULLS FIRST""",
+        [run_id] if upto_step is None else [run_id, upto_step],
     )
     sizes = {
         s: (dataset_size if dataset_size is not None else _dataset_size(con, run_id, s))
@@ -178,18 +199,17 @@ def augmentation_breakdown(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.Da
     Returns:
         split, param, value (as JSON text), draws, items (distinct), fraction (of the split's
         draws) — sorted by split, param, draws descending. Draws without augmentation appear
-        as param "(none)".
+        as param "(none)". Parameter names are read with ``json_each``, never spliced into a
+        JSON path, so any key (quotes, dots, ``$``) is counted as written.
     """
     return frame(
         con,
         """WITH d AS (SELECT split, item_id, augment FROM data_items WHERE run_id = ?),
              tot AS (SELECT split, count(*) AS n FROM d GROUP BY split),
-             kv AS (
-               SELECT split, item_id, unnest(json_keys(augment)) AS param, augment
-               FROM d WHERE augment IS NOT NULL AND json_type(augment) = 'OBJECT'),
+             obj AS (SELECT * FROM d WHERE augment IS NOT NULL AND json_type(augment) = 'OBJECT'),
              vals AS (
-               SELECT split, item_id, param, json_extract(augment, '$."' || param || '"')::VARCHAR AS value
-               FROM kv
+               SELECT obj.split, obj.item_id, j.key AS param, j.value::VARCHAR AS value
+               FROM obj, json_each(obj.augment) j
                UNION ALL
                SELECT split, item_id, '(none)', NULL FROM d
                WHERE augment IS NULL OR json_type(augment) <> 'OBJECT')
@@ -201,14 +221,26 @@ def augmentation_breakdown(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.Da
     )
 
 
-def leakage(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+def leakage(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str] | None = None,
+    *,
+    upto_step: int | None = None,
+) -> pl.DataFrame:
     """Items that appear in both a training split and an eval split of the same run.
+
+    Args:
+        con: an open store connection.
+        run_ids: the runs (None: all).
+        upto_step: only draws at step <= this (what a checkpoint had seen).
 
     Returns:
         run_id, item_id, train_splits (list), eval_splits (list), train_draws, eval_draws,
         first_train_step, first_eval_step — sorted by run and item.
     """
     scope, params = run_scope(run_ids_list(run_ids))
+    if upto_step is not None:
+        scope, params = f"{scope} AND step <= ?", [*params, upto_step]
     ev = eval_split_sql()
     return frame(
         con,
@@ -260,11 +292,12 @@ def never_seen(
         ``{"dataset_size", "seen", "never_seen"}`` (never_seen None when the size is unknown).
     """
     if universe is None:
-        seen = con.execute(
+        seen = scalar(
+            con,
             f"""SELECT count(DISTINCT item_id) FROM data_items
                 WHERE run_id = ? AND NOT {eval_split_sql()}""",
             [run_id],
-        ).fetchall()[0][0]
+        )
         size = _dataset_size(con, run_id, "train")
         return {
             "dataset_size": size,
@@ -285,7 +318,8 @@ def data_diff(
         {"run_a", "run_b", "only_a", "only_b", "both" (counts), "examples_only_a",
         "examples_only_b", "examples_both" (up to ``examples`` sorted ids each)}.
     """
-    rows = con.execute(
+    sides = rows(
+        con,
         """WITH a AS (SELECT DISTINCT item_id FROM data_items WHERE run_id = ?),
                 b AS (SELECT DISTINCT item_id FROM data_items WHERE run_id = ?),
                 j AS (SELECT coalesce(a.item_id, b.item_id) AS item_id,
@@ -294,10 +328,10 @@ def data_diff(
                       FROM a FULL OUTER JOIN b ON a.item_id = b.item_id)
            SELECT side, count(*), list_sort(list(item_id))[1:?] FROM j GROUP BY side""",
         [run_a, run_b, examples],
-    ).fetchall()
+    )
     out = {"run_a": run_a, "run_b": run_b, "only_a": 0, "only_b": 0, "both": 0,
            "examples_only_a": [], "examples_only_b": [], "examples_both": []}
-    for side, n, ex in rows:
+    for side, n, ex in sides:
         out[side] = n
         out[f"examples_{side}"] = ex
     return out

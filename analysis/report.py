@@ -16,8 +16,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from runlake.analysis._common import lower_is_better
+from runlake.analysis._common import lower_is_better, rows
 from runlake.analysis.charts import PALETTE, line_chart
+from runlake.analysis.runs import run_labels
 from runlake.schemas.errors import ConfigError
 
 __all__ = ["build_report", "write_report"]
@@ -45,9 +46,9 @@ def _records(df) -> list[dict]:
 def _default_metrics(con, run_ids: list[str]) -> list[str]:
     from runlake.analysis.roles import Roles
 
-    keys = [r[0] for r in con.execute(
-        """SELECT key FROM metrics WHERE run_id IN (SELECT unnest(?::VARCHAR[]))
-           AND key NOT LIKE 'sys/%' GROUP BY key ORDER BY key""", [run_ids]).fetchall()]
+    keys = [r[0] for r in rows(
+        con, """SELECT key FROM metrics WHERE run_id IN (SELECT unnest(?::VARCHAR[]))
+                AND key NOT LIKE 'sys/%' GROUP BY key ORDER BY key""", [run_ids])]
     order = {"val_loss": 0, "train_loss": 1, "accuracy": 2, "grad_norm": 3, "lr": 4, "throughput": 5}
     roles = Roles()
     keys.sort(key=lambda k: (order.get(roles.role_of(k) or "", 6), k))
@@ -75,7 +76,9 @@ def build_report(
 
     Returns:
         dict with title, generated_at, runs, metrics, primary, curves, table, best,
-        config_diff, groups, impact, anomalies, lineage.
+        config_diff, groups, impact, anomalies, lineage. Each run carries a ``label``
+        (``analysis.runs.run_labels``: its name, its id where names repeat) that the
+        rendered report shows for it.
 
     Raises:
         ConfigError: no run ids given.
@@ -91,9 +94,10 @@ def build_report(
         raise ConfigError("a report needs at least one run; pass run ids or names")
     with read_store(db, root=root) as con:
         configs = compare.run_configs(con, run_ids)  # raises for unknown runs
-        meta = {r[0]: r for r in con.execute(
-            """SELECT run_id, name, project, group_name, status, started_at, ended_at, last_step
-               FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""", [run_ids]).fetchall()}
+        meta = {r[0]: r for r in rows(
+            con, """SELECT run_id, name, project, group_name, status, started_at, ended_at, last_step
+                    FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""", [run_ids])}
+        labels = run_labels(con, run_ids)
         keys = list(metrics) if metrics else _default_metrics(con, run_ids)
         primary = next((k for k in keys if "loss" in k.lower() and "val" in k.lower()), None) \
             or next((k for k in keys if lower_is_better(k)), keys[0] if keys else None)
@@ -132,7 +136,7 @@ def build_report(
     for i, rid in enumerate(run_ids):
         m = meta.get(rid)
         runs.append(_jsonable({
-            "run_id": rid, "name": m[1] if m else rid, "project": m[2] if m else None,
+            "run_id": rid, "name": m[1] if m else rid, "label": labels[rid], "project": m[2] if m else None,
             "group": m[3] if m else None, "status": m[4] if m else None,
             "started_at": m[5] if m else None, "ended_at": m[6] if m else None,
             "last_step": m[7] if m else None, "color": PALETTE[i % len(PALETTE)],

@@ -12,9 +12,10 @@ from typing import Any, Iterable
 
 import duckdb
 
+from runlake.analysis._common import records, rows, scalar
 from runlake.schemas.errors import RunNotFoundError
 
-__all__ = ["list_runs", "resolve_run", "resolve_runs"]
+__all__ = ["list_runs", "resolve_run", "resolve_runs", "run_labels"]
 
 _HINT = "`runlake runs` lists them"
 _KEY_METRICS = 3
@@ -42,22 +43,23 @@ def resolve_run(con: duckdb.DuckDBPyConnection, ref: str) -> str:
     ref = (ref or "").strip()
     if not ref:
         raise RunNotFoundError(f"empty RUN reference: pass a run id, name or id prefix; {_HINT}")
-    if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
+    if scalar(con, "SELECT 1 FROM runs WHERE run_id = ?", [ref]):
         return ref
     for what, where, arg in (
         ("name", "name = ?", ref),
         ("id prefix", "starts_with(run_id, ?)", ref),
     ):
-        rows = con.execute(
+        found = rows(
+            con,
             f"SELECT run_id, name FROM runs WHERE {where} "
-            f"ORDER BY started_at DESC NULLS LAST, run_id LIMIT 6", [arg]
-        ).fetchall()
-        if len(rows) == 1:
-            return rows[0][0]
-        if rows:
-            count = con.execute(f"SELECT count(*) FROM runs WHERE {where}", [arg]).fetchone()[0]
+            f"ORDER BY started_at DESC NULLS LAST, run_id LIMIT 6", [arg],
+        )
+        if len(found) == 1:
+            return found[0][0]
+        if found:
+            count = scalar(con, f"SELECT count(*) FROM runs WHERE {where}", [arg])
             raise RunNotFoundError(
-                f"{count} runs match {what} {ref!r}: {_describe(rows)}; pass a longer id "
+                f"{count} runs match {what} {ref!r}: {_describe(found)}; pass a longer id "
                 f"prefix or the full run id")
     raise RunNotFoundError(f"no run matches {ref!r}; {_HINT}")
 
@@ -74,6 +76,27 @@ def resolve_runs(con: duckdb.DuckDBPyConnection, refs: Iterable[str]) -> list[st
         if run_id not in out:
             out.append(run_id)
     return out
+
+
+def run_labels(con: duckdb.DuckDBPyConnection, run_ids: Iterable[str]) -> dict[str, str]:
+    """How to show each of ``run_ids`` to a person: its name, or its id where the name is
+    missing or another of these runs has the same name.
+
+    One rule for every place that names runs side by side (``runlake compare``, reports):
+    a name is what people recognise, an id is what tells two same-named runs apart and can
+    be pasted back as RUN.
+
+    Returns:
+        run id -> label, for every id given (an id not in the store labels itself).
+    """
+    ids = list(dict.fromkeys(run_ids))
+    names = dict(rows(con, "SELECT run_id, name FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                      [ids]))
+    counts: dict[str, int] = {}
+    for rid in ids:
+        if names.get(rid):
+            counts[names[rid]] = counts.get(names[rid], 0) + 1
+    return {rid: names[rid] if names.get(rid) and counts[names[rid]] == 1 else rid for rid in ids}
 
 
 def list_runs(
@@ -112,16 +135,15 @@ def list_runs(
         FROM runs {'WHERE ' + ' AND '.join(where) if where else ''}
         ORDER BY started_at DESC NULLS LAST, run_id
         {'LIMIT ' + str(int(limit)) if limit is not None else ''}"""
-    cur = con.execute(sql, params)
-    columns = [d[0] for d in cur.description]
-    runs = [dict(zip(columns, row)) for row in cur.fetchall()]
+    runs = records(con, sql, params)
     for run in runs:
         run["metrics"] = {}
         if isinstance(run["config"], str):
             run["config"] = json.loads(run["config"])
     if runs:
         by_id = {r["run_id"]: r for r in runs}
-        rows = con.execute(
+        latest = rows(
+            con,
             """
             SELECT run_id, key, arg_max(value, step) AS last
             FROM metrics
@@ -129,8 +151,8 @@ def list_runs(
               AND (key ILIKE '%loss%' OR key ILIKE '%acc%') AND NOT starts_with(key, 'sys/')
             GROUP BY run_id, key ORDER BY run_id, (key ILIKE '%loss%') DESC, key""",
             [list(by_id)],
-        ).fetchall()
-        for run_id, key, last in rows:
+        )
+        for run_id, key, last in latest:
             metrics = by_id[run_id]["metrics"]
             if len(metrics) < _KEY_METRICS:
                 metrics[key] = last

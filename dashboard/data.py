@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import polars as pl
 import streamlit as st
 
+from runlake.analysis._common import frame, rows
 from runlake.ingest.store import read_store
 
 __all__ = [
@@ -97,7 +98,7 @@ def change_token(db: str | Path) -> tuple:
         if seen is not None and seen[0] == sig:
             return seen[1]
     with read_store(db) as con:
-        token = tuple(con.execute(_TOKEN_SQL).fetchone())
+        token = tuple(rows(con, _TOKEN_SQL)[0])
     with _lock:
         _last[db] = (sig, token)
     return token
@@ -138,7 +139,7 @@ def _hashable(value: Any) -> Any:
 
 def _query(db: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
     with read_store(db) as con:
-        return con.sql(sql, params=list(params) or None).pl()
+        return frame(con, sql, params)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -159,8 +160,8 @@ def metric_keys(db: str, token: tuple, run_ids: tuple[str, ...]) -> list[str]:
     if run_ids:
         where = f"WHERE run_id IN ({', '.join('?' * len(run_ids))})"
         params = list(run_ids)
-    frame = _query(db, f"SELECT DISTINCT key FROM metrics {where}", params)
-    keys = frame["key"].to_list() if frame.height else []
+    found = _query(db, f"SELECT DISTINCT key FROM metrics {where}", params)
+    keys = found["key"].to_list() if found.height else []
     return sorted(keys, key=lambda k: (k.startswith("sys/"), k))
 
 

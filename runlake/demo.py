@@ -217,6 +217,7 @@ def main(root: str | Path | None = None, *, out=None) -> int:
             run_ids[name] = train(root, name, config, group=group)
             print(f"  {name:24s} done ({time.perf_counter() - t:.1f}s)", file=out)
 
+    from runlake.analysis._common import scalar
     from runlake.analysis.anomalies import detect, list_anomalies
     from runlake.analysis.runs import list_runs
     from runlake.cli._common import emit_rows
@@ -230,6 +231,9 @@ def main(root: str | Path | None = None, *, out=None) -> int:
     with read_store(db) as con:
         runs = [r for r in list_runs(con, project=PROJECT) if r["run_id"] in run_ids.values()]
         anomalies = list_anomalies(con, run_ids=list(run_ids.values()), severity="warning")
+        # The last checkpoint the crashed attempt had saved: what the resume started from.
+        resumed_from = scalar(con, "SELECT max(step) FROM checkpoints WHERE run_id = ? AND step <= ?",
+                              [run_ids[RESUMED], CRASH_AT_STEP])
     emit_rows(["run_id", "name", "status", "attempts", "last_step"],
               [[r.get(c) for c in ("run_id", "name", "status", "attempts", "last_step")] for r in runs],
               "table", out)
@@ -241,6 +245,7 @@ def main(root: str | Path | None = None, *, out=None) -> int:
                   f"{row['kind']} {row['key'] or ''} steps {row['step_start']}-{row['step_end']}: "
                   f"{row['message']}\n      suggestion: {row['suggestion']}", file=out)
     ids = " ".join(run_ids[n] for n in list(SWEEP)[:3])
+    checkpoint = f" --checkpoint {resumed_from}" if resumed_from is not None else ""
     cli = _cli_name()
     print(
         f"\nfinished in {time.perf_counter() - t0:.0f}s. Try next:\n"
@@ -248,7 +253,7 @@ def main(root: str | Path | None = None, *, out=None) -> int:
         f"  {cli} sql \"select key, max(value) from metrics group by key order by key\"\n"
         f"  {cli} anomalies --severity warning\n"
         f"  {cli} compare {ids} --metric val/acc --by seed\n"
-        f"  {cli} lineage run {run_ids[RESUMED]} --checkpoint {CRASH_AT_STEP}\n"
+        f"  {cli} lineage run {run_ids[RESUMED]}{checkpoint}\n"
         f"  {cli} report {' '.join(run_ids.values())} -o report.html\n"
         f"  {cli} ui\n",
         file=out,

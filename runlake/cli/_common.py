@@ -57,6 +57,16 @@ def _cell(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _csv_cell(value: Any) -> Any:
+    """A CSV field: empty for None, JSON for lists, dicts and tuples (what another tool can
+    parse back; Python's repr, ``['a', 'b']``, is not JSON), the value itself otherwise."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, default=str)
+    return value
+
+
 def emit_rows(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, out=None
 ) -> None:
@@ -69,7 +79,7 @@ def emit_rows(
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in r] for r in rows])
+        writer.writerows([[_csv_cell(v) for v in r] for r in rows])
         return
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]

@@ -21,18 +21,29 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
-def _frame_rows(df):
-    return [[json.dumps(v) if isinstance(v, list) else v for v in row] for row in df.rows()]
+def _labelled(df, labels: dict[str, str], *, keep_id: bool):
+    """``df`` with a ``run`` label column first; ``run_id`` stays after it when ``keep_id``
+    (machine formats), else it is dropped (the table: names, ids only where names repeat)."""
+    if "run_id" not in df.columns:
+        return df
+    import polars as pl
+
+    named = df.with_columns(pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
+    rest = [c for c in df.columns if c not in ("run", "run_id")]
+    return named.select("run", *(["run_id"] if keep_id else []), *rest)
 
 
 def _run(args) -> int:
+    import polars as pl
+
     from runlake.analysis import compare
-    from runlake.analysis.runs import resolve_runs
+    from runlake.analysis.runs import resolve_runs, run_labels
     from runlake.ingest.store import read_store
 
     _, db = store_paths(args)
     with read_store(db) as con:
         run_ids = resolve_runs(con, args.runs)
+        labels = run_labels(con, run_ids)
         table = compare.metric_table(con, run_ids, [args.metric], k=args.k)
         diff = compare.config_diff(con, run_ids)
         groups = impact = None
@@ -40,9 +51,17 @@ def _run(args) -> int:
             groups = compare.seed_groups(con, run_ids, args.metric, k=args.k, by=args.by)
             impact = compare.hparam_impact(con, run_ids, args.metric)
         best = compare.best_config(con, run_ids, args.metric)
+    machine = args.fmt != "table"
+    table = _labelled(table, labels, keep_id=machine)
+    if groups is not None:
+        groups = groups.with_columns(
+            pl.col("run_ids").list.eval(pl.element().replace_strict(labels, default=pl.element()))
+            .alias("runs")).select("group", "runs", *[c for c in groups.columns if c != "group"])
+        if not machine:
+            groups = groups.drop("run_ids")
     if args.fmt == "json":
-        out = {"metric": args.metric, "table": table.to_dicts(), "config_diff": diff.to_dicts(),
-               "best": best}
+        out = {"metric": args.metric, "runs": [{"run_id": r, "run": labels[r]} for r in run_ids],
+               "table": table.to_dicts(), "config_diff": diff.to_dicts(), "best": best}
         if groups is not None:
             out["groups"] = groups.to_dicts()
             out["impact"] = impact.to_dicts()
@@ -55,13 +74,15 @@ def _run(args) -> int:
     print(f"# {args.metric}")
     emit_rows(table.columns, table.rows(), "table")
     print("\n# config differences")
-    emit_rows(diff.columns, diff.rows(), "table")
+    emit_rows([labels.get(c, c) for c in diff.columns], diff.rows(), "table")
     if groups is not None:
         print(f"\n# groups by {args.by} (mean of the last {args.k} points, 95% t interval)")
-        emit_rows(groups.columns, _frame_rows(groups), "table")
+        emit_rows(groups.columns, groups.rows(), "table")
         print("\n# hyperparameter impact (Spearman rank correlation with the best value)")
         emit_rows(impact.columns, impact.rows(), "table")
     if best:
-        print(f"\nbest: {best['run_id']} ({best['name']}) {args.metric}={best['value']:.6g} "
+        run = labels.get(best["run_id"], best["run_id"])
+        also = f" ({best['run_id']})" if run != best["run_id"] else ""
+        print(f"\nbest: {run}{also} {args.metric}={best['value']:.6g} "
               f"at step {best['step']} ({best['mode']})")
     return 0

@@ -28,11 +28,6 @@ def register(sub) -> None:
         q.set_defaults(func=_run)
 
 
-def _cells(df):
-    return [[json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in r]
-            for r in df.rows()]
-
-
 def _run(args) -> int:
     from runlake.analysis import lineage
     from runlake.analysis.runs import resolve_run, resolve_runs
@@ -45,7 +40,7 @@ def _run(args) -> int:
             if df.is_empty() and args.fmt == "table":
                 print(f"no run consumed item {args.item_id!r}")
                 return 0
-            emit_rows(df.columns, _cells(df) if args.fmt != "json" else df.rows(), args.fmt)
+            emit_rows(df.columns, df.rows(), args.fmt)
             return 0
         if args.lineage_cmd == "diff":
             a, b = resolve_runs(con, [args.run_a, args.run_b])
@@ -60,18 +55,18 @@ def _run(args) -> int:
         run_id = resolve_run(con, args.run)
         items = lineage.run_items(con, run_id, checkpoint_step=args.checkpoint)
         if args.fmt != "table":
-            emit_rows(items.columns, _cells(items) if args.fmt == "csv" else items.rows(), args.fmt)
+            emit_rows(items.columns, items.rows(), args.fmt)
             return 0
-        cov = lineage.coverage(con, run_id)
-        leak = lineage.leakage(con, [run_id])
+        cov = lineage.coverage(con, run_id, checkpoint_step=args.checkpoint)
+        leak = lineage.leakage(con, [run_id], upto_step=args.checkpoint)
     upto = f" up to checkpoint step {args.checkpoint}" if args.checkpoint is not None else ""
     print(f"# {run_id}: {items.height} distinct items{upto}")
-    emit_rows(items.columns, _cells(items.head(50)), "table")
+    emit_rows(items.columns, items.head(50).rows(), "table")
     if items.height > 50:
         print(f"... {items.height - 50} more (use --csv for all)")
-    print("\n# coverage per epoch and split")
+    print(f"\n# coverage per epoch and split{upto}")
     emit_rows(cov.columns, cov.rows(), "table")
-    print(f"\n# train/eval overlap: {leak.height} items")
+    print(f"\n# train/eval overlap{upto}: {leak.height} items")
     if leak.height:
-        emit_rows(leak.columns, _cells(leak.head(20)), "table")
+        emit_rows(leak.columns, leak.head(20).rows(), "table")
     return 0

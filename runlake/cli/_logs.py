@@ -31,6 +31,7 @@ def register(sub) -> None:
 
 
 def _fetch(db, run_ref, run_id, levelno, grep, after_rowid, limit):
+    from runlake.analysis._common import rows as query_rows
     from runlake.analysis.runs import resolve_run
     from runlake.ingest.store import read_store
 
@@ -48,7 +49,7 @@ def _fetch(db, run_ref, run_id, levelno, grep, after_rowid, limit):
         if limit:  # the last N lines
             sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, rowid DESC LIMIT {int(limit)})"
         sql += " ORDER BY ts, rowid"
-        rows = con.execute(sql, params).fetchall()
+        rows = query_rows(con, sql, params)
     return run_id, rows
 
 
