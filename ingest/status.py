@@ -3,13 +3,21 @@
 Every writing process (one per rank and attempt) is a row of ``writers``; its run_start,
 heartbeats, run_end and the timestamps of all its events update that row. The ``runs`` row
 is derived from the run's writers plus the run-level metadata of rank 0's latest
-run_start. Status rules (only the latest attempt's writers count, so a resumed run is
-running again):
+run_start.
+
+A writer's own status is its run_end's (``finished``/``failed``/``killed``) or, without one,
+decided by one liveness rule (:meth:`StatusBook.writer_status`): ``crashed`` once it has been
+silent for longer than stale_after (default per writer: 3 x its heartbeat interval + 5 s) or
+once a later attempt of its run started after its last event (a killed process that was
+resumed), else ``running``. The rule keeps being applied to a writer still ``running`` after
+its run ended (a pass loads such runs too), so no writer stays ``running`` forever.
+
+The run's status is derived from its writers (only the latest attempt's writers count, so a
+resumed run is running again):
 
 * any writer failed                          -> ``failed``
 * every writer ended                         -> ``finished`` (``killed`` if one was killed)
-* a writer silent for longer than stale_after -> ``crashed`` (default per writer:
-  3 x its heartbeat interval + 5 s)
+* a writer crashed                           -> ``crashed``
 * otherwise                                  -> ``running``
 
 The state lives in memory during a pass (loaded from the store for the runs the pass
@@ -118,12 +126,14 @@ class StatusBook:
 
     # -- loading ---------------------------------------------------------------------
     def load(self, con, run_ids: set[str]) -> None:
-        """Load the given runs and every run not yet ended, with their writers."""
+        """Load the given runs, every run not yet ended and every run with a writer still
+        ``running`` (its liveness is still to be decided), with their writers."""
         con.execute("CREATE OR REPLACE TEMP TABLE _want (run_id VARCHAR)")
         if run_ids:
             con.executemany("INSERT INTO _want VALUES (?)", [[r] for r in run_ids])
         where = (f"run_id IN (SELECT run_id FROM _want) OR run_id IN (SELECT run_id FROM runs "
-                 f"WHERE status NOT IN {TERMINAL})")
+                 f"WHERE status NOT IN {TERMINAL}) OR run_id IN (SELECT run_id FROM writers "
+                 f"WHERE status = 'running')")
         for row in con.execute(f"SELECT {_select(_R_FIELDS)} FROM runs WHERE {where}").fetchall():
             state = RunState(*row)
             self.runs[state.run_id] = state
@@ -207,6 +217,22 @@ class StatusBook:
             return int(self.stale_after * 1e6)
         return int((3 * (w.heartbeat_s or 30.0) + 5.0) * 1e6)
 
+    def writer_status(self, w: WriterState, run_writers: list[WriterState], now_us: int) -> str:
+        """The liveness rule for a writer without run_end: ``crashed`` or ``running``.
+
+        Crashed when silent past its stale limit, or when a later attempt of the same run
+        started after the writer's last event (the process was killed and resumed; it is
+        not coming back). New bytes from it make it ``running`` again (see :meth:`observe`).
+        """
+        seen = w.last_seen_at or w.started_at or 0
+        if now_us - seen > self._stale_limit_us(w):
+            return "crashed"
+        attempt = w.attempt or 0
+        if any((x.attempt or 0) > attempt and x.started_at is not None and x.started_at >= seen
+               for x in run_writers):
+            return "crashed"
+        return "running"
+
     def refresh(self, now_us: int | None = None) -> None:
         """Recompute every loaded run's fields and status; mark the runs that changed."""
         now_us = now_us if now_us is not None else time.time_ns() // 1000
@@ -218,8 +244,7 @@ class StatusBook:
             before = (run.status, run.ended_at, [w.status for w in writers])
             for w in writers:
                 if not w.ended():
-                    seen = w.last_seen_at or w.started_at or 0
-                    w.status = "crashed" if now_us - seen > self._stale_limit_us(w) else "running"
+                    w.status = self.writer_status(w, writers, now_us)
             self._derive(run, writers)
             if (run.status, run.ended_at, [w.status for w in writers]) != before:
                 self._dirty.add(run_id)
