@@ -1,56 +1,70 @@
-"""Importing TensorBoard logs into the store: each TensorBoard run directory becomes a run.
+"""Importing TensorBoard logs into the store: each TensorBoard run becomes a runlake run.
 
 Why it exists: most teams have years of TensorBoard logs; comparing new runs with old ones
-needs them in the same store.
+needs them in the same store, whatever wrote them and whatever they hold.
 
-How: the event files are read with TensorBoard's own reader (``EventAccumulator``, every
-point kept, no sampling) and turned into ordinary runlake events written as one sealed
-segment per run under the storage root, ``<root>/<project>/<run_id>/<writer>/000000.jsonl.zst``;
-then the normal ingest loads them. Going through segments instead of inserting rows keeps
-one write path into the store (the same derivations of ``runs``/``writers``, the same
-exactly-once ledger) and keeps the root the source of truth: a store rebuilt from the root
-still has the imported runs.
+How: :mod:`runlake.ingest.tb_read` reads every event file of a folder (every record, torn
+or corrupt ones reported with file and offset) into runlake's kinds; this module decides
+which folders form one run, turns them into ordinary events written as one sealed segment
+per writer under ``<root>/<project>/<run_id>/<writer>/000000.jsonl.zst``, then runs the
+normal ingest. Going through segments keeps one write path into the store (the same
+derivations of ``runs``/``writers``, the same exactly-once ledger) and keeps the root the
+source of truth: a store rebuilt from the root still has the imported runs.
 
-Mapping:
+Which folders form one run (``add_*`` writers put some data in subfolders):
 
-* scalars (``simple_value`` or tensor scalars of the ``scalars`` plugin) -> ``metrics``
-  events at their step and wall time, values exact (TensorBoard stores float32; the store
-  keeps that float32 value as a double);
-* hparams (``session_start_info`` of the hparams plugin, as written by
-  ``SummaryWriter.add_hparams``) -> the run's ``config``;
-* text summaries -> ``log`` events (logger = the tag, level INFO);
-* histograms, images, audio, graphs -> not imported, counted in the result.
+* a folder with event files is a run, named by its path under the logdir;
+* ``<run>/<tag>_<name>/`` holding only scalars tagged ``<tag>`` (``add_scalars``) belongs
+  to ``<run>``, its points keyed ``<tag>/<name>``;
+* the one subfolder holding an hparams session (``add_hparams`` writes ``<run>/<time>/``)
+  belongs to ``<run>`` when ``<run>`` has no hparams of its own: its hparams become the
+  run's config, its metrics the run's metrics. Several such subfolders are several trials,
+  each its own run (merging them would lose all but one config);
+* ``<run>/rank<r>/`` (runlake's export and live mirror) is rank ``r`` of ``<run>``.
 
-Idempotence: the run id is derived from the project and the directory's absolute path
-(``tb-<hash>``), so importing the same directory twice finds the run already present and
-skips it; nothing is duplicated. The segment is written to a temporary name and renamed,
-so ingest never sees a partial file.
+Every run gets log lines (logger ``runlake.import``) naming what was not imported and
+why, so the store itself says what the TensorBoard files held beyond its rows.
+
+Idempotence: the run id is derived from the project and the run folder's absolute path
+(``tb-<hash>``), the writer from the run id and rank, so importing the same directory twice
+finds the segments already present and skips them; nothing is duplicated. Segments are
+written to a temporary name and renamed, so ingest never sees a partial file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from runlake.ingest.tb_read import Folder, Skip, is_event_file, read_folder
 from runlake.schemas.codec import ENCODER, encode_nonfinite, pack_metrics
 from runlake.schemas.errors import ConfigError
-from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart
+from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart, Sample
 from runlake.schemas.segments import check_name, resolve_root, segment_name
 
-__all__ = ["ImportedRun", "find_run_dirs", "import_tensorboard", "read_run_dir"]
+__all__ = ["ImportedRun", "find_run_dirs", "import_tensorboard", "plan_runs"]
 
 _EVENTS_PER_FRAME = 10_000
-_SKIPPED_KINDS = ("histograms", "images", "audio")
+_RANK_DIR = re.compile(r"rank([1-9]\d{0,5})")
+
+
+@dataclass
+class Part:
+    """One folder's contribution to a run."""
+
+    folder: Folder
+    rank: int = 0
+    role: str = "run"  # "run" | "add_scalars" | "add_hparams" | "rank"
+    rename: str | None = None  # add_scalars: the key its single tag becomes
 
 
 @dataclass
 class ImportedRun:
-    """The outcome for one TensorBoard run directory."""
+    """The outcome for one TensorBoard run (one run folder and the subfolders it owns)."""
 
     path: Path
     run_id: str
@@ -59,67 +73,64 @@ class ImportedRun:
     points: int = 0
     texts: int = 0
     hparams: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+    ranks: int = 1
+    folders: list[str] = field(default_factory=list)  # subfolders merged in, with their role
+    imported: dict[str, int] = field(default_factory=dict)  # summaries per kind
+    skipped: list[str] = field(default_factory=list)  # "<kind>: <n> (<tags>): <why>"
+    problems: list[str] = field(default_factory=list)  # torn/corrupt records, unreadable files
+    notes: list[str] = field(default_factory=list)
 
 
 def find_run_dirs(logdir: Path) -> list[Path]:
     """Every directory under ``logdir`` (itself included) holding ``*tfevents*`` files, sorted."""
     found = []
     for dirpath, _dirs, files in os.walk(logdir):
-        if any("tfevents" in f for f in files):
+        if any(is_event_file(f) for f in files):
             found.append(Path(dirpath))
     return sorted(found)
 
 
-def _hparam_value(value: Any) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        v = value.number_value
-        return int(v) if math.isfinite(v) and v.is_integer() and abs(v) < 2**53 else v
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
+def _attach(child: Folder, parent: Folder, hp_siblings: int) -> Part | None:
+    """How ``child`` belongs to its parent run folder, or None when it is a run of its own."""
+    name = child.path.name
+    m = _RANK_DIR.fullmatch(name)
+    if m:
+        return Part(child, int(m.group(1)), "rank")
+    tags = child.scalar_tags()
+    if len(tags) == 1 and set(child.imported) == {"scalars"} and not child.hparams:
+        (tag,) = tags
+        prefix = tag.replace("/", "_") + "_"
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return Part(child, 0, "add_scalars", f"{tag}/{name[len(prefix):]}")
+    if child.sessions and not parent.sessions and not parent.experiment and hp_siblings == 1:
+        return Part(child, 0, "add_hparams")
     return None
 
 
-def read_run_dir(path: Path) -> dict[str, Any]:
-    """Everything importable from one TensorBoard run directory.
-
-    Returns:
-        ``{"points": [(step, wall_time, tag, value)], "texts": [(step, wall_time, tag,
-        text)], "config": {...}, "skipped": {kind: tags}}``.
-    """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-    from tensorboard.util.tensor_util import make_ndarray
-
-    acc = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    tags = acc.Tags()
-    points: list[tuple[int, float, str, float]] = []
-    texts: list[tuple[int, float, str, str]] = []
-    for tag in tags.get("scalars", []):
-        points.extend((e.step, e.wall_time, tag, float(e.value)) for e in acc.Scalars(tag))
-    for tag in tags.get("tensors", []):
-        plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
-        if plugin == "scalars":
-            for e in acc.Tensors(tag):
-                points.append((e.step, e.wall_time, tag, float(make_ndarray(e.tensor_proto).item())))
-        elif plugin == "text":
-            name = tag[: -len("/text_summary")] if tag.endswith("/text_summary") else tag
-            for e in acc.Tensors(tag):
-                arr = make_ndarray(e.tensor_proto)
-                text = "\n".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.flatten())
-                texts.append((e.step, e.wall_time, name, text))
-    config: dict[str, Any] = {}
-    for tag, content in acc.PluginTagToContent("hparams").items():
-        data = plugin_data_pb2.HParamsPluginData.FromString(content)
-        if data.WhichOneof("data") == "session_start_info":
-            for key, value in data.session_start_info.hparams.items():
-                config[key] = _hparam_value(value)
-    skipped = {k: len(tags.get(k, [])) for k in _SKIPPED_KINDS if tags.get(k)}
-    return {"points": points, "texts": texts, "config": config, "skipped": skipped}
+def plan_runs(logdir: Path, dirs: list[Path]) -> dict[Path, list[Part]]:
+    """Read every folder and group them into runs: run folder -> its parts (itself first)."""
+    folders = {d: read_folder(d) for d in dirs}
+    sessions: dict[Path, int] = {}
+    for d, f in folders.items():
+        if f.sessions:
+            sessions[d.parent] = sessions.get(d.parent, 0) + 1
+    owner: dict[Path, Path] = {}
+    runs: dict[Path, list[Part]] = {}
+    for d in dirs:  # sorted: a parent comes before its children
+        parent = d.parent
+        part = None
+        if d != logdir and parent in folders:
+            part = _attach(folders[d], folders[parent], sessions.get(parent, 0))
+        if part is None:
+            owner[d] = d
+            runs[d] = [Part(folders[d])]
+            continue
+        head = owner[d] = owner[parent]
+        if part.role != "rank":
+            part.rank = next(p.rank for p in runs[head] if p.folder.path == parent)
+        runs[head].append(part)
+    return runs
 
 
 def _run_id(project: str, path: Path) -> str:
@@ -131,10 +142,61 @@ def _ns(wall_time: float) -> int:
     return int(round(wall_time * 1e9))
 
 
-def _events(run_id: str, writer: str, project: str, name: str, data: dict[str, Any]) -> list[Event]:
-    points = sorted(data["points"], key=lambda p: (p[0], p[1], p[2]))
-    texts = sorted(data["texts"], key=lambda t: (t[1], t[0]))
-    walls = [p[1] for p in points] + [t[1] for t in texts]
+def _summarise(result: ImportedRun, parts: list[Part], logdir: Path) -> dict:
+    """Fill ``result`` from the parts; returns the run's config."""
+    config: dict = {}
+    skipped: dict[str, Skip] = {}
+    imported: dict[str, int] = {}
+    experiment = False
+    for part in parts:
+        f = part.folder
+        if part.role != "run":
+            what = f"{part.role} -> {part.rename}" if part.rename else (
+                f"rank {part.rank}" if part.role == "rank" else part.role)
+            result.folders.append(f"{f.path.relative_to(logdir).as_posix()} ({what})")
+        for key, value in f.hparams.items():
+            if key in config and config[key] != value:
+                result.notes.append(f"hparam {key!r}: {config[key]!r} kept, {value!r} in "
+                                    f"{f.path.name} differs")
+                continue
+            config[key] = value
+        if f.sessions > 1:
+            result.notes.append(f"{f.sessions} hparams sessions in {f.path.name}: the later values win")
+        experiment |= f.experiment
+        for kind, n in f.imported.items():
+            imported[kind] = imported.get(kind, 0) + n
+        for kind, s in f.skipped.items():
+            if kind in skipped:
+                skipped[kind].count += s.count
+                skipped[kind].tags |= s.tags
+            else:
+                skipped[kind] = Skip(s.count, s.why, set(s.tags))
+        result.problems.extend(f.problems)
+        result.notes.extend(f.notes)
+    if experiment and not config:
+        skipped["hparams experiment"] = Skip(1, "hparam domains and metric list only; the values "
+                                                "are in its trial runs")
+    result.imported = imported
+    result.skipped = [s.describe(k) for k, s in sorted(skipped.items())]
+    result.points = sum(len(p.folder.points) for p in parts)
+    result.texts = sum(len(p.folder.texts) for p in parts)
+    result.samples = sum(len(p.folder.samples) for p in parts)
+    result.hparams = len(config)
+    result.ranks = len({p.rank for p in parts})
+    return config
+
+
+def _events(run_id: str, writer: str, rank: int, world: int, project: str, name: str,
+            config: dict, parts: list[Part], report: list[tuple[str, str]]) -> list[Event]:
+    """The events of one rank's writer, built from the parts of that rank."""
+    points, texts, samples, walls = [], [], [], []
+    for part in parts:
+        f = part.folder
+        points.extend(f.points if part.rename is None else [(s, w, part.rename, v) for s, w, _, v in f.points])
+        texts.extend(f.texts)
+        samples.extend(f.samples)
+        walls.extend(f.walls)
+    points.sort(key=lambda p: (p[0], p[1], p[2]))
     first, last = (min(walls), max(walls)) if walls else (0.0, 0.0)
     seq = 0
 
@@ -143,25 +205,32 @@ def _events(run_id: str, writer: str, project: str, name: str, data: dict[str, A
         seq += 1
         return (1, run_id, writer, seq - 1)
 
-    host = Host(hostname=socket.gethostname())
     events: list[Event] = [
-        RunStart(*env(), _ns(first), 0, project=project, name=name, config=data["config"],
-                 tags=["tensorboard"], host=host, argv=["runlake", "import", "tensorboard"])
+        RunStart(*env(), _ns(first), rank, project=project, name=name, config=config, tags=["tensorboard"],
+                 host=Host(hostname=socket.gethostname()), argv=["runlake", "import", "tensorboard"],
+                 world_size=world)
     ]
     group: dict[str, float] = {}
     key = None
     for step, wall, tag, value in points:
         if (step, wall) != key or tag in group:
             if group:
-                events.append(Metrics(*env(), _ns(key[1]), 0, step=key[0], values=encode_nonfinite(group)))
+                events.append(Metrics(*env(), _ns(key[1]), rank, step=key[0], values=encode_nonfinite(group)))
             group, key = {}, (step, wall)
         group[tag] = value
     if group:
-        events.append(Metrics(*env(), _ns(key[1]), 0, step=key[0], values=encode_nonfinite(group)))
-    for step, wall, tag, text in texts:
-        events.append(Log(*env(), _ns(wall), 0, level="INFO", message=text, levelno=20, logger=tag, step=step))
+        events.append(Metrics(*env(), _ns(key[1]), rank, step=key[0], values=encode_nonfinite(group)))
+    for step, wall, logger, level, text in sorted(texts, key=lambda t: (t[1], t[0])):
+        levelno = {"DEBUG": 10, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}.get(level, 20)
+        events.append(Log(*env(), _ns(wall), rank, level=level, message=text, levelno=levelno,
+                          logger=logger, step=step))
+    for step, wall, tag, uri, meta in sorted(samples, key=lambda t: (t[1], t[0], t[2])):
+        events.append(Sample(*env(), _ns(wall), rank, name=tag, scores={}, step=step, uri=uri, meta=meta))
+    for level, message in report:
+        events.append(Log(*env(), _ns(last), rank, level=level, message=message,
+                          levelno=30 if level == "WARNING" else 20, logger="runlake.import"))
     last_step = max((p[0] for p in points), default=None)
-    events.append(RunEnd(*env(), _ns(last), 0, status="finished", exit_reason="imported from TensorBoard",
+    events.append(RunEnd(*env(), _ns(last), rank, status="finished", exit_reason="imported from TensorBoard",
                          step=last_step, events=seq + 1))
     return events
 
@@ -195,20 +264,25 @@ def import_tensorboard(
     db: str | os.PathLike | None = None,
     ingest: bool = True,
 ) -> list[ImportedRun]:
-    """Import every TensorBoard run directory under ``logdir`` as a runlake run.
+    """Import every TensorBoard run under ``logdir`` as a runlake run.
 
     Args:
         logdir: a TensorBoard log directory (as passed to ``tensorboard --logdir``).
         project: the runlake project of the imported runs.
-        root: the storage root receiving the segments (default ``$RUNLAKE_DIR``/``./runlake-data``).
-        db: the store file (default ``<root>/runlake.duckdb``).
+        root: the storage root receiving the segments (default: ``resolve_root``'s).
+        db: the store file (default: the root's store).
         ingest: run ingest afterwards so the runs are queryable right away.
 
     Returns:
-        One :class:`ImportedRun` per directory with event files, in path order.
+        One :class:`ImportedRun` per run, in path order: what was imported, what was
+        skipped and why, and any torn or corrupt records (the rest is imported).
 
     Raises:
         ConfigError: ``logdir`` has no TensorBoard event files, or ``project`` is invalid.
+
+    Example:
+        >>> for r in import_tensorboard("tb_logs", project="old"):  # doctest: +SKIP
+        ...     print(r.name, r.status, r.imported, r.skipped)
     """
     logdir = Path(logdir)
     check_name(project, "project")
@@ -220,23 +294,31 @@ def import_tensorboard(
         )
     root_path = resolve_root(root)
     results = []
-    for path in dirs:
+    for path, parts in plan_runs(logdir, dirs).items():
         rel = path.relative_to(logdir).as_posix()
         name = logdir.resolve().name if rel == "." else rel
         run_id = _run_id(project, path)
-        writer = f"r0000-a000-{run_id[3:11]}"
-        writer_dir = root_path / project / run_id / writer
-        if (writer_dir / segment_name(0, sealed=True)).exists():
-            results.append(ImportedRun(path, run_id, name, "exists"))
-            continue
-        data = read_run_dir(path)
-        result = ImportedRun(path, run_id, name, "imported", len(data["points"]), len(data["texts"]),
-                             len(data["config"]), data["skipped"])
-        if not data["points"] and not data["texts"] and not data["config"]:
-            result.status = "empty"
-        else:
-            _write_segment(writer_dir, _events(run_id, writer, project, name, data))
+        result = ImportedRun(path, run_id, name, "imported")
+        config = _summarise(result, parts, logdir)
         results.append(result)
+        if not any(p.folder.has_data() for p in parts):
+            result.status = "empty"
+            continue
+        ranks = sorted({p.rank for p in parts})
+        report = [("WARNING", f"not imported: {s}") for s in result.skipped]
+        report += [("WARNING", p) for p in result.problems] + [("INFO", n) for n in result.notes]
+        written = 0
+        for rank in ranks:
+            writer = f"r{rank:04d}-a000-{run_id[3:11]}"
+            writer_dir = root_path / project / run_id / writer
+            if (writer_dir / segment_name(0, sealed=True)).exists():
+                continue
+            mine = [p for p in parts if p.rank == rank]
+            _write_segment(writer_dir, _events(run_id, writer, rank, ranks[-1] + 1, project, name, config,
+                                               mine, report if rank == 0 else []))
+            written += 1
+        if not written:
+            result.status = "exists"
     if ingest and any(r.status == "imported" for r in results):
         from runlake.ingest import ingest as run_ingest
 

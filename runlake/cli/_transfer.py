@@ -44,13 +44,26 @@ def register(sub) -> None:
 
 
 def _import_tensorboard(args) -> int:
+    import sys
+    from dataclasses import asdict
+
     from runlake.ingest.tensorboard import import_tensorboard
 
     root, db = store_paths(args)
     results = import_tensorboard(args.logdir, project=args.project, root=root, db=db)
-    rows = [[r.run_id, r.name, r.status, r.points, r.texts, r.hparams,
-             ", ".join(f"{k}: {v}" for k, v in r.skipped.items())] for r in results]
-    emit_rows(["run_id", "name", "status", "scalars", "texts", "hparams", "not imported"], rows, args.fmt)
+    if args.fmt == "json":
+        dicts = [{**asdict(r), "path": str(r.path)} for r in results]
+        emit_rows(list(dicts[0]), [list(d.values()) for d in dicts], "json")
+        return 0
+    rows = [[r.run_id, r.name, r.status, r.ranks, ", ".join(f"{k}: {v}" for k, v in r.imported.items()),
+             "; ".join(r.skipped)] for r in results]
+    emit_rows(["run_id", "name", "status", "ranks", "imported (summaries)", "not imported"], rows, args.fmt)
+    sys.stdout.flush()
+    for r in results:  # the full story per run: merged folders, skipped kinds, damaged files
+        lines = [f"  merged {f}" for f in r.folders] + [f"  not imported: {s}" for s in r.skipped]
+        lines += [f"  note: {n}" for n in r.notes] + [f"  warning: {p}" for p in r.problems]
+        if lines:
+            print(f"{r.name} ({r.run_id}):", *lines, sep="\n", file=sys.stderr)
     return 0
 
 
