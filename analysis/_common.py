@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-from fnmatch import fnmatchcase
 from typing import Any, Iterable, Mapping, Sequence
 
-from runlake.schemas.errors import ConfigError
+from runlake.schemas.metric_keys import lower_is_better  # the direction rule's one home
 
 __all__ = [
-    "LOWER_IS_BETTER",
     "flatten",
     "frame",
     "json_cell",
@@ -33,13 +31,6 @@ __all__ = [
     "run_scope",
     "scalar",
 ]
-
-# Patterns of metric names where a smaller value is better (besides every loss).
-LOWER_IS_BETTER = (
-    "*loss*", "*err*", "*perplexity*", "*ppl*", "*fid*", "*mse*", "*mae*", "*rmse*",
-    "*wer", "*cer", "*distance*", "*lpips*", "*nll*", "*regret*", "*latency*",
-)
-
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -128,20 +119,6 @@ def json_cell(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def lower_is_better(key: str, mode: str | None = None) -> bool:
-    """Whether smaller values of ``key`` are better; ``mode`` ("min"/"max") overrides.
-
-    Raises:
-        ConfigError: ``mode`` is neither None, "min" nor "max".
-    """
-    if mode is not None:
-        if mode not in ("min", "max"):
-            raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
-        return mode == "min"
-    low = key.lower()
-    return any(fnmatchcase(low, p) for p in LOWER_IS_BETTER)
 
 
 def finite(x: Any) -> bool:

@@ -63,15 +63,71 @@ def _pairs(series: pl.DataFrame) -> pl.DataFrame:
                         orient="row")
 
 
+def _families(raw: pl.DataFrame, roles: Roles) -> pl.DataFrame:
+    """Findings of one detector on many members of a key family (``grad/norm/<param>``,
+    with ``grad/norm`` itself) at overlapping steps become one finding on the family key
+    whose note lists the members. Why: one bad step of a watched model is one problem,
+    not one per tensor."""
+    if raw.is_empty():
+        return raw
+    keys = set(raw["key"].to_list())
+    fam = {k: roles.family(k) for k in keys}
+    bases = {f for f in fam.values() if f is not None}
+    group_of = {k: fam[k] or (k if k in bases else None) for k in keys}
+    if not bases:
+        return raw
+    rows, pending = [], {}
+    for f in raw.sort("step_start", nulls_last=True).iter_rows(named=True):
+        g = group_of.get(f["key"])
+        if g is None or f["step_start"] is None:
+            rows.append(f)
+            continue
+        slot = (f["run_id"], f["detector"], g)
+        open_ = pending.get(slot)
+        if open_ and f["step_start"] <= open_[-1]["_end"]:
+            open_.append({**f, "_end": max(open_[-1]["_end"], f["step_end"])})
+        else:
+            if open_:
+                rows.append(_merge(open_, g))
+            pending[slot] = [{**f, "_end": f["step_end"]}]
+    rows += [_merge(group, slot[2]) for slot, group in pending.items()]
+    return pl.DataFrame(rows, schema=raw.schema) if rows else raw.clear()
+
+
+def _merge(group: list[dict], base: str) -> dict:
+    members = sorted({f["key"] for f in group})
+    if len(members) == 1:
+        out = dict(group[0])
+    else:
+        own = [f for f in group if f["key"] == base]
+        top = own[0] if own else max(group, key=lambda f: f["value"] if f["value"] is not None else float("-inf"))
+        worst = max(group, key=lambda f: _RANK.get(f["severity"], 0))["severity"]
+        parts = [m[len(base) + 1:] if m.startswith(base + "/") else m for m in members if m != base]
+        shown = ", ".join(parts[:8]) + (f" and {len(parts) - 8} more" if len(parts) > 8 else "")
+        note = f"Also on {len(parts)} per-parameter keys under {base}/: {shown}."
+        out = {**top, "key": base, "severity": worst,
+               "step_start": min(f["step_start"] for f in group),
+               "step_end": max(f["step_end"] for f in group),
+               "note": " ".join(n for n in (top.get("note"), note) if n)}
+        if not own:  # the aggregate key itself is fine: name the family, not the aggregate
+            out["key"] = f"{base}/*"
+            out["note"] = f"On {len(parts)} per-parameter keys under {base}/: {shown}."
+    out.pop("_end", None)
+    return out
+
+
 def _word(raw: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
     detectors = by_name()
     out = []
     for f in raw.iter_rows(named=True):
         d = detectors[f["detector"]]
+        message = d.message(f)
+        if f.get("note"):
+            message = f"{message} {f['note']}"
         out.append({
             "run_id": f["run_id"], "kind": d.kind, "severity": f["severity"], "key": f["key"],
             "step_start": f["step_start"], "step_end": f["step_end"], "value": f["value"],
-            "message": d.message(f), "suggestion": d.suggestion(f), "detector": d.name,
+            "message": message, "suggestion": d.suggestion(f), "detector": d.name,
             "detected_at": now,
         })
     df = pl.DataFrame(out, schema=_SCHEMA)
@@ -124,7 +180,7 @@ def find(
     raw = pl.concat([p for p in parts if not p.is_empty()]) if any(not p.is_empty() for p in parts) else None
     if raw is None:
         return pl.DataFrame(schema=_SCHEMA)
-    return _word(raw, now)
+    return _word(_families(raw, roles), now)
 
 
 def detect(

@@ -14,103 +14,89 @@ from __future__ import annotations
 
 import polars as pl
 
+from runlake.analysis._detect_sql import RAW_COLUMNS, islands as _islands, shape as _shape
 from runlake.analysis.series import SeriesTables
+from runlake.analysis.spikes import SPIKE_Z, grad_growth, grad_spike, loss_spike
 
-__all__ = ["METRIC_DETECTORS", "RAW_COLUMNS"]
+__all__ = ["METRIC_DETECTORS", "RAW_COLUMNS", "SPIKE_Z"]
 
-RAW_COLUMNS = ["run_id", "key", "detector", "severity", "step_start", "step_end", "value", "ref"]
-_SCHEMA = {
-    "run_id": pl.Utf8, "key": pl.Utf8, "detector": pl.Utf8, "severity": pl.Utf8,
-    "step_start": pl.Int64, "step_end": pl.Int64, "value": pl.Float64, "ref": pl.Float64,
-}
-
-# z-score (in robust sigmas) above which a single point is a spike
-SPIKE_Z = 8.0
-
-
-def _shape(df: pl.DataFrame) -> pl.DataFrame:
-    if df.is_empty():
-        return pl.DataFrame(schema=_SCHEMA)
-    return df.select([pl.col(c).cast(t) for c, t in _SCHEMA.items()])
-
-
-def _islands(flagged: str, order: str = "b", gap: str = "1") -> str:
-    """SQL turning a flagged relation (run_id, rank, key, <order>, ...) into island ids."""
-    return f"""
-        SELECT *, sum(CASE WHEN {order} - prev > {gap} OR prev IS NULL THEN 1 ELSE 0 END)
-                  OVER (PARTITION BY run_id, rank, key ORDER BY {order}) AS island
-        FROM (SELECT *, lag({order}) OVER (PARTITION BY run_id, rank, key ORDER BY {order}) AS prev
-              FROM ({flagged}))"""
+OVERFLOW_NOTE = ("The run's loss scale dropped at this step: an fp16 overflow that the loss "
+                 "scaler skipped, expected now and then with mixed precision.")
 
 
 def nonfinite(st: SeriesTables) -> pl.DataFrame:
-    """NaN or ±Inf values, any key; consecutive ones (no finite point between) merge."""
+    """NaN or ±Inf values, any key; consecutive ones (no finite point between) merge.
+
+    A non-finite gradient norm at a step where the run's loss scale dropped (the scale
+    after it, at the same or the next logged step, is below the one before, and still >= 1)
+    is an fp16 overflow the loss scaler skipped: info, not critical. So is one at or before
+    the first logged loss scale (the scaler calibrates its scale on the first steps).
+    """
     scope_sql = "TRUE" if st.run_ids is None else "m.run_id IN (SELECT unnest(?::VARCHAR[]))"
     params = [] if st.run_ids is None else [list(st.run_ids)]
-    flagged = f"""
-        SELECT m.run_id, m.rank, m.key, m.step, m.value,
-               greatest((s.l - s.f)::DOUBLE / greatest(s.n - 1, 1), 1.0) AS gap
-        FROM metrics m JOIN {{stats}} s ON m.run_id = s.run_id AND m.rank = s.rank AND m.key = s.key
-        WHERE {scope_sql} AND NOT isfinite(m.value) AND m.step IS NOT NULL"""
+    note = OVERFLOW_NOTE.replace("'", "''")
     return _shape(st.frame(
-        f"""WITH f AS ({flagged}),
-                 i AS (SELECT *, sum(CASE WHEN step - prev > 1.5 * gap OR prev IS NULL THEN 1 ELSE 0 END)
-                                 OVER (PARTITION BY run_id, rank, key ORDER BY step) AS island
-                       FROM (SELECT *, lag(step) OVER (PARTITION BY run_id, rank, key ORDER BY step) AS prev FROM f))
-            SELECT i.run_id, i.key, 'nonfinite' AS detector,
-                   CASE WHEN any_value(r.role) IN ('train_loss', 'val_loss', 'grad_norm')
-                        THEN 'critical' ELSE 'warning' END AS severity,
+        f"""WITH f AS (
+                SELECT m.run_id, m.rank, m.key, m.step, m.value, r.role,
+                       greatest((s.l - s.f)::DOUBLE / greatest(s.n - 1, 1), 1.0) AS gap
+                FROM metrics m
+                JOIN {{stats}} s ON m.run_id = s.run_id AND m.rank = s.rank AND m.key = s.key
+                LEFT JOIN {{roles}} r ON r.key = m.key
+                WHERE {scope_sql} AND NOT isfinite(m.value) AND m.step IS NOT NULL),
+            ls AS (
+                SELECT m.run_id, m.step, min(m.value) AS value FROM metrics m
+                JOIN {{series}} s ON m.run_id = s.run_id AND m.rank = s.rank AND m.key = s.key
+                WHERE s.role = 'loss_scale' AND isfinite(m.value) AND m.step IS NOT NULL
+                GROUP BY ALL),
+            g AS (SELECT DISTINCT run_id, step FROM f WHERE role = 'grad_norm'),
+            pv AS (SELECT g.run_id, g.step, ls.value AS before FROM g
+                   ASOF JOIN ls ON g.run_id = ls.run_id AND g.step > ls.step),
+            nx AS (SELECT g.run_id, g.step, ls.value AS after FROM g
+                   ASOF JOIN ls ON g.run_id = ls.run_id AND g.step < ls.step),
+            ov AS (
+                SELECT pv.run_id, pv.step FROM pv
+                LEFT JOIN nx USING (run_id, step) LEFT JOIN ls USING (run_id, step)
+                WHERE least(coalesce(ls.value, 'inf'), coalesce(nx.after, 'inf')) < pv.before
+                  AND least(coalesce(ls.value, 'inf'), coalesce(nx.after, 'inf')) >= 1
+                UNION  -- before the first logged scale: the scaler is still calibrating
+                SELECT g.run_id, g.step FROM g JOIN ls USING (run_id)
+                GROUP BY g.run_id, g.step HAVING g.step <= min(ls.step)),
+            fo AS (SELECT f.*, ov.step IS NOT NULL AND f.role = 'grad_norm' AS overflow
+                   FROM f LEFT JOIN ov USING (run_id, step)),
+            i AS (SELECT *, sum(CASE WHEN step - prev > 1.5 * gap OR prev IS NULL THEN 1 ELSE 0 END)
+                            OVER (PARTITION BY run_id, rank, key ORDER BY step) AS island
+                  FROM (SELECT *, lag(step) OVER (PARTITION BY run_id, rank, key ORDER BY step) AS prev
+                        FROM fo))
+            SELECT run_id, key, 'nonfinite' AS detector,
+                   CASE WHEN bool_and(overflow) THEN 'info'
+                        WHEN any_value(role) IN ('train_loss', 'val_loss', 'grad_norm') THEN 'critical'
+                        ELSE 'warning' END AS severity,
                    min(step) AS step_start, max(step) AS step_end,
-                   arg_min(value, step) AS value, count(*)::DOUBLE AS ref
-            FROM i LEFT JOIN {{roles}} r USING (key)
-            GROUP BY i.run_id, i.rank, i.key, island""",
+                   arg_min(value, step) AS value, count(*)::DOUBLE AS ref,
+                   CASE WHEN bool_and(overflow) THEN '{note}' END AS note
+            FROM i GROUP BY run_id, rank, key, island""",
         params,
     ))
 
 
-def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, rel_floor: float,
-            crit_ratio: float) -> pl.DataFrame:
-    """Points above ``center + SPIKE_Z * sigma`` (and ``rel_floor`` above the level)."""
-    role_list = ", ".join(f"'{r}'" for r in roles)
-    return _shape(st.frame(
-        f"""WITH cand AS (
-                SELECT run_id, rank, key, b, s0, s1, center, sigma FROM {{buckets}}
-                WHERE role IN ({role_list}) AND vmax > center + {SPIKE_Z} * sigma
-                  AND vmax > center + {rel_floor} * abs(center)),
-            pts AS (
-                SELECT m.run_id, m.rank, m.key, m.step, m.value, c.center, c.sigma, c.b
-                FROM metrics m JOIN cand c
-                  ON m.run_id = c.run_id AND m.rank = c.rank AND m.key = c.key
-                 AND m.step BETWEEN c.s0 AND c.s1
-                WHERE isfinite(m.value) AND m.value > c.center + {SPIKE_Z} * c.sigma
-                  AND m.value > c.center + {rel_floor} * abs(c.center)),
-            isl AS ({_islands("SELECT * FROM pts", "b", "1")})
-            SELECT run_id, key, '{detector}' AS detector,
-                   CASE WHEN max(value) >= {crit_ratio} * abs(any_value(center)) AND any_value(center) > 0
-                        THEN 'critical' ELSE 'warning' END AS severity,
-                   min(step) AS step_start, max(step) AS step_end,
-                   max(value) AS value, arg_max(center, value) AS ref
-            FROM isl GROUP BY run_id, rank, key, island"""
-    ))
-
-
-def loss_spike(st: SeriesTables) -> pl.DataFrame:
-    return _spikes(st, ("train_loss", "val_loss"), "loss_spike", 0.05, 3.0)
-
-
-def grad_spike(st: SeriesTables) -> pl.DataFrame:
-    return _spikes(st, ("grad_norm",), "grad_spike", 2.0, 10.0)
-
-
 def divergence(st: SeriesTables) -> pl.DataFrame:
-    """Training loss rising well above its running best for 3+ buckets (or into NaN)."""
+    """Training loss rising well above its running best for 3+ buckets (or into NaN).
+
+    The running best is the lowest earlier *rolling* level (median of 5 bucket medians),
+    and both the bucket median and its rolling level must exceed it by max(3 sigmas of a
+    bucket median, 10%): the minimum of many single noisy buckets is no reference."""
     return _shape(st.frame(
-        f"""WITH f AS (
-                SELECT run_id, rank, key, b, s0, s1, nb,
-                       coalesce(med, 'inf'::DOUBLE) AS med, prior_min
-                FROM {{buckets}}
-                WHERE role = 'train_loss' AND prior_min IS NOT NULL
-                  AND (nfin = 0 OR med - prior_min > greatest(3 * sigma, 0.1 * abs(prior_min)))),
+        f"""WITH c AS (
+                SELECT *, min(center) OVER (PARTITION BY run_id, rank, key ORDER BY bi
+                                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS ref
+                FROM {{buckets}} WHERE role = 'train_loss'),
+            f AS (
+                SELECT run_id, rank, key, b, bi, s0, s1, nb,
+                       coalesce(med, 'inf'::DOUBLE) AS med, ref AS prior_min
+                FROM c
+                WHERE ref IS NOT NULL
+                  AND (nfin = 0 OR (med - ref > greatest(3 * sigma_med, 0.1 * abs(ref))
+                                    AND center - ref > greatest(3 * sigma_med, 0.1 * abs(ref))))),
             isl AS ({_islands("SELECT * FROM f")}),
             last AS (SELECT run_id, rank, key, max(b) AS lb FROM {{buckets}}
                      WHERE role = 'train_loss' GROUP BY ALL)
@@ -128,45 +114,42 @@ def divergence(st: SeriesTables) -> pl.DataFrame:
 
 
 def plateau(st: SeriesTables) -> pl.DataFrame:
-    """Training loss whose last quarter (3+ buckets) improved on the earlier best by less
-    than twice the noise of a bucket median (info; warning when it never improved at all)."""
+    """Training loss that stopped improving beyond noise: from the first data bucket ``k``
+    after which no later bucket median beats the best so far by twice the noise of a
+    bucket median. Reported when that stall covers >= 25% of the series (info); a warning
+    when it covers >= 50% or the loss never improved at all. A constant series is no
+    plateau (it is a setting or a placeholder, not a trajectory)."""
     return _shape(st.frame(
         """WITH b AS (
-               SELECT *, count(*) OVER (PARTITION BY run_id, rank, key) AS nbk,
-                      row_number() OVER (PARTITION BY run_id, rank, key ORDER BY b DESC) AS from_end
+               SELECT run_id, rank, key, bi, s0, s1, med, sigma_med, vmin, vmax,
+                      count(*) OVER (PARTITION BY run_id, rank, key) AS nbk,
+                      min(med) OVER (PARTITION BY run_id, rank, key ORDER BY bi
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+                      min(med) OVER (PARTITION BY run_id, rank, key ORDER BY bi
+                                     ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS after
                FROM {buckets} WHERE role = 'train_loss' AND med IS NOT NULL),
-           w AS (SELECT *, greatest(3, nbk // 4) AS win FROM b WHERE nbk >= 8),
-           agg AS (
-               SELECT run_id, rank, key,
-                      min(med) FILTER (WHERE from_end <= win) AS best_in,
-                      min(med) FILTER (WHERE from_end > win) AS best_before,
-                      arg_max(med, b) FILTER (WHERE from_end > win) AS first_med,
-                      min(s0) FILTER (WHERE from_end <= win) AS start,
-                      max(s1) AS stop,
-                      median(sigma_med) FILTER (WHERE from_end <= win) AS noise,
-                      arg_min(med, b) AS initial
-               FROM w GROUP BY run_id, rank, key)
+           s AS (
+               SELECT run_id, rank, key, any_value(nbk) AS nbk, median(sigma_med) AS noise,
+                      min(s0) AS first, max(s1) AS stop, arg_min(med, bi) AS initial,
+                      min(med) AS best, max(vmax) AS hi, min(vmin) AS lo
+               FROM b GROUP BY run_id, rank, key),
+           k AS (
+               SELECT b.run_id, b.rank, b.key, min(b.bi) AS k FROM b JOIN s USING (run_id, rank, key)
+               WHERE b.after IS NOT NULL
+                 AND b.upto - b.after < greatest(2 * s.noise, 1e-3 * abs(b.upto))
+               GROUP BY ALL),
+           j AS (
+               SELECT s.*, b.s1 AS stall_at, b.upto AS ref, b.after AS value
+               FROM s JOIN k USING (run_id, rank, key)
+               JOIN b ON b.run_id = k.run_id AND b.rank = k.rank AND b.key = k.key AND b.bi = k.k)
            SELECT run_id, key, 'plateau' AS detector,
-                  CASE WHEN (initial - least(best_in, best_before)) < 0.02 * abs(initial)
-                       THEN 'warning' ELSE 'info' END AS severity,
-                  start AS step_start, stop AS step_end, best_in AS value, best_before AS ref
-           FROM agg
-           WHERE best_before - best_in < greatest(2 * noise, 1e-3 * abs(best_before))"""
-    ))
-
-
-def grad_growth(st: SeriesTables) -> pl.DataFrame:
-    """Gradient norm growing 10x above its running minimum for 2+ buckets."""
-    return _shape(st.frame(
-        f"""WITH f AS (
-                SELECT * FROM {{buckets}}
-                WHERE role = 'grad_norm' AND prior_min > 0
-                  AND med > 10 * prior_min AND med - prior_min > 5 * sigma),
-            isl AS ({_islands("SELECT * FROM f")})
-            SELECT run_id, key, 'grad_growth' AS detector, 'critical' AS severity,
-                   min(s0) AS step_start, max(s1) AS step_end, max(med) AS value,
-                   min(prior_min) AS ref
-            FROM isl GROUP BY run_id, rank, key, island HAVING count(*) >= 2"""
+                  CASE WHEN initial - best < 0.02 * abs(initial)
+                         OR stop - stall_at >= 0.5 * (stop - first) THEN 'warning'
+                       ELSE 'info' END AS severity,
+                  stall_at AS step_start, stop AS step_end, value, ref
+           FROM j
+           WHERE nbk >= 8 AND hi - lo > 1e-9 * greatest(abs(hi), abs(lo))
+             AND stop - stall_at >= 0.25 * (stop - first)"""
     ))
 
 
@@ -194,16 +177,16 @@ def lr_zero(st: SeriesTables) -> pl.DataFrame:
     """Learning rate <= 0 after the first point and before the last 2% of the run."""
     return _shape(st.frame(
         f"""WITH cand AS (
-                SELECT b.run_id, b.rank, b.key, b.b, b.s0, b.s1, s.f, s.l
+                SELECT b.run_id, b.rank, b.key, b.bi, b.s0, b.s1, s.f, s.l
                 FROM {{buckets}} b JOIN {{series}} s USING (run_id, rank, key)
                 WHERE b.role = 'lr' AND b.nonpos > 0),
             pts AS (
-                SELECT m.run_id, m.rank, m.key, m.step, m.value, c.b
+                SELECT m.run_id, m.rank, m.key, m.step, m.value, c.bi
                 FROM metrics m JOIN cand c
                   ON m.run_id = c.run_id AND m.rank = c.rank AND m.key = c.key
                  AND m.step BETWEEN c.s0 AND c.s1
                 WHERE m.value <= 0 AND m.step > c.f AND m.step < c.l - 0.02 * (c.l - c.f)),
-            isl AS ({_islands("SELECT * FROM pts", "b", "1")})
+            isl AS ({_islands("SELECT * FROM pts")})
             SELECT run_id, key, 'lr_zero' AS detector, 'warning' AS severity,
                    min(step) AS step_start, max(step) AS step_end, min(value) AS value,
                    NULL::DOUBLE AS ref
@@ -216,9 +199,9 @@ def lr_jump(st: SeriesTables) -> pl.DataFrame:
     (warning), or divided by >10 in one step (info: usually a step schedule)."""
     return _shape(st.frame(
         """WITH bk AS (
-               SELECT *, lag(v1) OVER (PARTITION BY run_id, rank, key ORDER BY b) AS prev_last,
-                         lag(b) OVER (PARTITION BY run_id, rank, key ORDER BY b) AS prev_b
-               FROM {buckets} WHERE role = 'lr'),
+               SELECT *, lag(v1) OVER w AS prev_last,
+                         coalesce(lag(b, 2) OVER w, lag(b) OVER w) AS prev_b  -- 3+ points, also when sparse
+               FROM {buckets} WHERE role = 'lr' WINDOW w AS (PARTITION BY run_id, rank, key ORDER BY b)),
            cand AS (
                SELECT run_id, rank, key, b, coalesce(prev_b, b) AS b_from FROM bk
                WHERE (vmin > 0 AND vmax / vmin > 2) OR (vmin > 0 AND vmax / vmin > 10)
@@ -299,7 +282,9 @@ def memory_growth(st: SeriesTables) -> pl.DataFrame:
 
 def overfitting(st: SeriesTables, pairs: pl.DataFrame) -> pl.DataFrame:
     """Validation loss rising from its minimum for the last 3+ points/buckets while the
-    paired training loss keeps falling (``pairs``: run_id, val_key, train_key)."""
+    paired training loss keeps falling (``pairs``: run_id, val_key, train_key). The noise
+    comes from second differences of the validation medians, so the steep early fall of a
+    sparse validation curve does not count as noise."""
     if pairs.is_empty():
         return _shape(pl.DataFrame())
     st.con.register("_rl_pairs_v", pairs)
@@ -308,16 +293,19 @@ def overfitting(st: SeriesTables, pairs: pl.DataFrame) -> pl.DataFrame:
             """WITH v AS (
                    SELECT bk.*, p.train_key,
                           row_number() OVER (PARTITION BY bk.run_id, bk.key ORDER BY bk.b DESC) AS from_end,
+                          abs(bk.med - 2 * lag(bk.med) OVER w + lag(bk.med, 2) OVER w) AS d2,
                           count(*) OVER (PARTITION BY bk.run_id, bk.key) AS nbk
                    FROM {buckets} bk JOIN _rl_pairs_v p ON bk.run_id = p.run_id AND bk.key = p.val_key
-                   WHERE bk.med IS NOT NULL),
+                   WHERE bk.med IS NOT NULL
+                   WINDOW w AS (PARTITION BY bk.run_id, bk.key ORDER BY bk.b)),
                vmin AS (
                    SELECT run_id, key, any_value(train_key) AS train_key, min(med) AS vbest,
                           arg_min(s1, med) AS best_step, arg_min(from_end, med) AS best_from_end,
                           max(s1) AS stop,
                           min(med) FILTER (WHERE from_end <= 3) AS tail_min,
                           arg_min(med, -from_end) AS vlast,
-                          median(sigma) AS noise, any_value(nbk) AS nbk
+                          coalesce(median(d2) / 1.652, 0) AS noise,  -- trend-free robust sigma
+                          any_value(nbk) AS nbk
                    FROM v GROUP BY run_id, key),
                t AS (
                    SELECT bk.run_id, bk.key, bk.s0, bk.s1, bk.med FROM {buckets} bk

@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 
 from runlake.analysis._common import frame, lower_is_better, run_scope
-from runlake.analysis.detectors import _shape
+from runlake.analysis._detect_sql import shape as _shape
 from runlake.analysis.lineage import eval_split_sql
 
 __all__ = ["RUN_DETECTORS"]

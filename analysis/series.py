@@ -12,7 +12,12 @@ A second, small pass over the bucket table adds robust rolling statistics:
   median of |Δ bucket median| / 0.954 (both estimate a point's standard deviation and are
   robust to outliers; the second works when buckets hold one point);
 * ``sigma_med`` — the noise of one bucket median (sigma * 1.25 / sqrt(points));
-* ``prior_min`` — the running minimum of bucket medians before this bucket.
+* ``prior_min`` — the running minimum of bucket medians before this bucket;
+* ``bi`` — the bucket's index among the series' buckets that hold data (1, 2, ...), so a
+  sparse series (logged every 50 steps) has consecutive buckets too.
+
+Only keys with a role the detectors use (:data:`ANALYSED_ROLES`) get buckets: an accuracy
+or a score is never judged, so it costs nothing.
 
 Detectors screen buckets first and only look at raw points inside flagged buckets, so
 the whole pass costs about one scan of the metrics table. Only the lowest rank of each
@@ -27,9 +32,12 @@ from typing import Mapping, Sequence
 import duckdb
 import polars as pl
 
-from runlake.analysis._common import frame, run_scope
+from runlake.analysis._common import frame, rows, run_scope
 
-__all__ = ["SeriesTables"]
+__all__ = ["ANALYSED_ROLES", "SeriesTables"]
+
+ANALYSED_ROLES = ("train_loss", "val_loss", "grad_norm", "lr", "loss_scale", "throughput", "memory")
+"""Roles some detector reads; keys of other roles (accuracy, scores, errors) are not bucketed."""
 
 
 class SeriesTables:
@@ -63,8 +71,9 @@ class SeriesTables:
                 GROUP BY run_id, rank, key""",
             params,
         )
-        keys = [r[0] for r in con.execute(f"SELECT DISTINCT key FROM {t['stats']}").fetchall()]
+        keys = [r[0] for r in rows(con, f"SELECT DISTINCT key FROM {t['stats']}")]
         role_map = self.classify(keys) if self.classify else {}
+        role_map = {k: r for k, r in role_map.items() if r in ANALYSED_ROLES}
         roles_df = pl.DataFrame(
             {"key": list(role_map), "role": list(role_map.values())},
             schema={"key": pl.Utf8, "role": pl.Utf8},
@@ -115,6 +124,7 @@ class SeriesTables:
                 SELECT *, abs(med - lag(med) OVER w) AS dmed
                 FROM base WINDOW w AS (PARTITION BY run_id, rank, key ORDER BY b))
             SELECT d.*, r.role,
+                   row_number() OVER (PARTITION BY run_id, rank, key ORDER BY b) AS bi,
                    median(med) OVER w5 AS center,
                    greatest(median(iqr_sigma) OVER w7, coalesce(median(dmed) OVER w7, 0) / 0.954,
                             1e-12 + 1e-6 * abs(med)) AS sigma,
