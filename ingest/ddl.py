@@ -8,7 +8,7 @@ order, inside a transaction, and is recorded in ``schema_migrations``.
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "TABLES", "VIEWS"]
+__all__ = ["FRAME_KEYS", "MIGRATIONS", "TABLES", "VIEWS"]
 
 TABLES: dict[str, str] = {
     "runs": """
@@ -204,7 +204,26 @@ VIEWS: dict[str, str] = {
         FROM metrics GROUP BY run_id, key""",
 }
 
+FRAME_KEYS: list[str] = [
+    """
+        CREATE TABLE IF NOT EXISTS ingest_frames (
+            run_id       VARCHAR NOT NULL,       -- from the run folder (= the events' run_id)
+            writer       VARCHAR NOT NULL,       -- from the writer folder (= the events' writer)
+            seq          BIGINT NOT NULL,        -- seq of one event of the frame (unique per writer)
+            checksum     BIGINT NOT NULL,        -- the frame's zstd content checksum
+            segment      VARCHAR NOT NULL,       -- where it was loaded from
+            byte_offset  BIGINT NOT NULL
+        )""",
+    "ALTER TABLE ingest_ledger ADD COLUMN IF NOT EXISTS seq_lo BIGINT",
+    "ALTER TABLE ingest_ledger ADD COLUMN IF NOT EXISTS seq_hi BIGINT",
+]
+"""Migration 2: one row per loaded frame, and per segment the range of its frames' seqs,
+so a frame copied into another file is recognised and loaded once
+(:mod:`runlake.ingest.frames`). Not in :data:`TABLES`, which is migration 1 (and the
+per-run tables that exports copy)."""
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial schema", [*TABLES.values(), *VIEWS.values()]),
+    (2, "frame keys: duplicate frames are detected and loaded once", FRAME_KEYS),
 ]
 """``(version, description, statements)``; append new migrations, never edit old ones."""

@@ -27,7 +27,7 @@ from runlake.schemas import events as E
 from runlake.schemas.codec import CURRENT_VERSIONS, block_error, decode_lines, to_float
 from runlake.schemas.events import MetricValue
 
-__all__ = ["ARROW_SCHEMAS", "FrameDecoder", "Problem", "TableBuilder", "ts_us"]
+__all__ = ["ARROW_SCHEMAS", "FrameDecoder", "Problem", "TableBuilder", "frame_identity", "ts_us"]
 
 _MAX_FRAME_CONTENT = 1 << 31  # a corrupt header must not make us allocate terabytes
 
@@ -66,6 +66,15 @@ class _LeanMetrics(msgspec.Struct, tag_field="kind", tag="metrics", gc=False):
     epoch: E.Int32 | None = None
 
 
+class _Envelope(msgspec.Struct, gc=False):
+    """A line's identity; the other fields are skipped, not decoded."""
+
+    run_id: str
+    writer: str
+    seq: int
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
 _FAST = msgspec.json.Decoder(
     Union[
         _LeanMetrics, E.MetricsBlock, E.RunStart, E.System, E.Data, E.Dataset, E.Checkpoint,
@@ -125,6 +134,30 @@ class FrameDecoder:
         metrics = [ev for ev in events if ev.__class__ is E.Metrics]
         others = [ev for ev in events if ev.__class__ is not E.Metrics]
         return metrics, others, [(p.line_no, p.reason, p.text) for p in problems]
+
+
+def frame_identity(content: bytes, metrics: list[Any], others: list[Any]
+                   ) -> tuple[str, str, int] | None:
+    """``(run_id, writer, seq)`` of one event of a decoded frame, chosen the same way for
+    the same bytes (the first non-metrics line, else the first metrics line), or None when
+    it has no event. A frame is written by one writer, so this names the frame's writer.
+
+    The lean metrics struct skips ``writer`` and ``seq`` (per-event cost), so a frame of
+    only such lines has its first line's envelope decoded again: one short line per frame.
+    """
+    if others:
+        ev = others[0]
+    elif not metrics:
+        return None
+    elif metrics[0].__class__ is not _LeanMetrics:
+        ev = metrics[0]
+    else:
+        end = content.find(b"\n")
+        try:
+            ev = _ENVELOPE.decode(content if end < 0 else content[:end])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+    return ev.run_id, ev.writer, ev.seq
 
 
 def _json(value: Any) -> str | None:
@@ -339,7 +372,7 @@ class TableBuilder:
         if metrics:
             self._add_metrics(metrics, run)
         control = []
-        last_step = metrics[-1].step if metrics else None
+        last_step = max(map(_STEP, metrics)) if metrics else None  # highest: steps may go back
         last_ts = max(_TS_OF(metrics[-1]), _TS_OF(others[-1])) if metrics and others else (
             _TS_OF(metrics[-1]) if metrics else _TS_OF(others[-1]) if others else None)
         systems = []
@@ -351,12 +384,16 @@ class TableBuilder:
                 total += len(ev.steps) - 1
                 self._add_block(ev, run, segment, offset)
                 last_block = ev
+                if ev.steps:
+                    top = max(ev.steps)
+                    last_step = top if last_step is None else max(last_step, top)
             elif cls is E.System:
                 systems.append(ev)
             elif cls in CONTROL_KINDS:
                 control.append(ev)
             elif cls is E.Metrics:  # from the line-by-line fallback
                 self._add_metrics([ev], run)
+                last_step = ev.step if last_step is None else max(last_step, ev.step)
             else:
                 self._add_other(ev, run_id, run, segment, offset)
         if systems:
@@ -367,8 +404,6 @@ class TableBuilder:
                 f"{len(mismatched)} event(s) name another run_id ({mismatched[0].run_id!r}) "
                 f"than their folder {run_id!r}; skipped", ""))
         if last_block is not None and last_block.steps:
-            last_step = last_block.steps[-1] if last_step is None else max(
-                last_step, last_block.steps[-1])
             last_ts = max(last_ts, last_block.times[-1])
         self.points = len(self._m_vals) + self._block_points
         return FrameSummary(total, ts_us(last_ts), last_step, control)

@@ -18,187 +18,92 @@ is opened for writing only while a chunk commits, so readers only ever wait brie
 from __future__ import annotations
 
 import logging
-import queue
-import threading
+import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import zstandard
 
-from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder
-from runlake.ingest.discover import SegmentFile, discover
+from runlake.ingest.commit import LEDGER_COLS, Chunk, Committer, LedgerEntry
+from runlake.ingest.ddl import MIGRATIONS
+from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder, frame_identity
+from runlake.ingest.discover import Refused, SegmentFile, UnsafeEntry, discover, open_segment
+from runlake.ingest.frames import FrameBook, frame_checksum
 from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
 from runlake.ingest.store import read_store, write_store
-from runlake.schemas.errors import RootError, StoreError
+from runlake.schemas.errors import RootError
 from runlake.schemas.segments import FRAME_MAGIC, default_db, iter_frame_spans, resolve_root
 
-__all__ = ["CHUNK_POINTS", "run_pass"]
+__all__ = ["CHUNK_POINTS", "READ_WINDOW", "run_pass"]
 
 log = logging.getLogger("runlake.ingest")
 
 CHUNK_POINTS = 1_000_000
 """Rows per commit when a pass has a large backlog."""
 
-_LEDGER_COLS = ["segment", "project", "run_id", "writer", "bytes", "frames", "events",
-                "sealed", "status", "error"]
-_LEDGER_TYPES = [pa.string()] * 4 + [pa.int64()] * 3 + [pa.bool_(), pa.string(), pa.string()]
-_QUARANTINE_COLS = ["segment", "byte_offset", "byte_length", "line_no", "reason", "excerpt"]
-_QUARANTINE_TYPES = [pa.string(), pa.int64(), pa.int64(), pa.int32(), pa.string(), pa.string()]
-
-
-@dataclass(slots=True)
-class LedgerEntry:
-    segment: str
-    project: str
-    run_id: str
-    writer: str
-    bytes: int = 0
-    frames: int = 0
-    events: int = 0
-    sealed: bool = False
-    status: str = "live"
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class _Chunk:
-    tables: dict[str, pa.Table]
-    ledger: list[LedgerEntry]
-    problems: list[Problem]
-    runs: pa.Table | None
-    writers: pa.Table | None
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _insert(con, table: str, tbl: pa.Table, verb: str = "INSERT") -> None:
-    cols = ", ".join(_q(c) for c in tbl.column_names)
-    con.register("_runlake_in", tbl)
-    try:
-        con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _runlake_in")
-    finally:
-        try:
-            con.unregister("_runlake_in")
-        except duckdb.Error:
-            pass  # an aborted transaction refuses even this; the original error matters
-
-
-def _commit(db: Path, chunk: _Chunk) -> None:
-    """Write one chunk and its ledger offsets atomically."""
-    ledger = pa.table(
-        [pa.array([getattr(e, c) for e in chunk.ledger], t) for c, t in
-         zip(_LEDGER_COLS, _LEDGER_TYPES)], names=_LEDGER_COLS)
-    with write_store(db) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table, tbl in chunk.tables.items():
-                _insert(con, table, tbl)
-            if chunk.problems:
-                rows = [[getattr(p, a) for p in chunk.problems] for a in
-                        ("segment", "offset", "length", "line_no", "reason", "excerpt")]
-                _insert(con, "quarantine", pa.table(
-                    [pa.array(r, t) for r, t in zip(rows, _QUARANTINE_TYPES)],
-                    names=_QUARANTINE_COLS).append_column(
-                        "detected_at", pa.array([_now_us()] * len(chunk.problems),
-                                                pa.timestamp("us"))))
-            if chunk.runs is not None:
-                _insert(con, "runs", chunk.runs, "INSERT OR REPLACE")
-                _insert(con, "writers", chunk.writers, "INSERT OR REPLACE")
-            if chunk.ledger:
-                _insert(con, "ingest_ledger", ledger.append_column(
-                    "updated_at", pa.array([_now_us()] * len(chunk.ledger), pa.timestamp("us"))),
-                    "INSERT OR REPLACE")
-            con.execute("COMMIT")
-        except BaseException as exc:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass  # after an I/O error DuckDB may have rolled back (or given up) itself
-            if isinstance(exc, duckdb.Error):
-                detail = " ".join(str(exc).split())
-                raise StoreError(
-                    f"cannot write the store {db}: {detail}; nothing of this chunk was "
-                    f"committed (free disk space, then run ingest again: it resumes where "
-                    f"the last commit ended)") from exc
-            raise
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-class _Committer:
-    """Commits chunks in order on a background thread while the next chunk is decoded."""
-
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.commits = 0
-        self.commit_seconds = 0.0
-        self.wait_seconds = 0.0
-        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="runlake-ingest-commit",
-                                        daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    start = time.perf_counter()
-                    _commit(self.db, chunk)
-                    self.commit_seconds += time.perf_counter() - start
-                    self.commits += 1
-                except BaseException as exc:  # re-raised on the ingest thread
-                    self._error = exc
-
-    def submit(self, chunk: _Chunk) -> None:
-        self._raise()
-        start = time.perf_counter()
-        self._queue.put(chunk)
-        self.wait_seconds += time.perf_counter() - start
-
-    def close(self) -> None:
-        start = time.perf_counter()
-        self._queue.put(None)
-        self._thread.join()
-        self.wait_seconds += time.perf_counter() - start
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+READ_WINDOW = 64 << 20
+"""Bytes of a segment read at once; a window grows (up to :data:`_MAX_WINDOW`) only to hold
+one frame that does not fit, so memory stays bounded whatever the file's size."""
+_MAX_WINDOW = 1 << 30
 
 
 def _needs_read(seg: SegmentFile, entry: LedgerEntry | None) -> bool:
-    if entry is None:
+    if entry is None or entry.status == "skipped":
         return True
     if seg.sealed and not entry.sealed:
         return True
     return seg.size > entry.bytes
 
 
-def _read_tail(seg: SegmentFile, offset: int) -> tuple[bytes, bool] | None:
-    """Bytes after ``offset`` and whether the segment is sealed; None if it vanished."""
-    for path, sealed in ((seg.path, seg.sealed), (seg.sealed_path, True)):
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(), sealed
-        except FileNotFoundError:
-            continue  # an open segment sealed (renamed) since discovery: try its new name
-    return None
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    parts = []
+    while n > 0:
+        part = os.pread(fd, n, offset)
+        if not part:
+            break  # truncated since fstat: the window simply ends here
+        parts.append(part)
+        n -= len(part)
+        offset += len(part)
+    return b"".join(parts)
 
 
 def _is_skippable(frame: bytes) -> bool:
     return 0x184D2A50 <= int.from_bytes(frame[:4], "little") <= 0x184D2A5F
+
+
+def _ledger(con) -> dict[str, LedgerEntry]:
+    cur = con.execute("SELECT * FROM ingest_ledger")
+    names = [d[0] for d in cur.description]
+    idx = [names.index(c) for c in LEDGER_COLS]
+    return {row[idx[0]]: LedgerEntry(*(row[i] for i in idx)) for row in cur.fetchall()}
+
+
+def _current(con) -> bool:
+    """Whether the store has every migration (an older one is migrated before a pass)."""
+    try:
+        (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    except duckdb.CatalogException:
+        return False
+    return version is not None and version >= MIGRATIONS[-1][0]
+
+
+class _Skips:
+    """Consecutive frames of a segment skipped for one cause: one problem, not one each."""
+
+    __slots__ = ("entry", "cause", "reason", "start", "end", "frames")
+
+    def __init__(self, entry: LedgerEntry, cause: tuple, reason: str, start: int, end: int):
+        self.entry, self.cause, self.reason = entry, cause, reason
+        self.start, self.end, self.frames = start, end, 1
+
+    def problem(self) -> Problem:
+        what = "1 frame" if self.frames == 1 else f"{self.frames} frames"
+        return Problem(self.entry.segment, self.start, self.end - self.start, None,
+                       f"{what} ({self.end - self.start} bytes): {self.reason}", "")
 
 
 class _Pass:
@@ -213,22 +118,35 @@ class _Pass:
         self.builder = TableBuilder()
         self.problems: list[Problem] = []
         self.touched: dict[str, LedgerEntry] = {}
+        self.skips: _Skips | None = None
+        self.committer: Committer | None = None
+        self.frames = FrameBook((), self._frame_keys)
 
     def run(self) -> IngestReport:
         start = time.perf_counter()
-        segments = discover(self.root)
+        segments, refused = discover(self.root)
         self.report.segments_seen = len(segments)
         if not self.db.exists():
             with write_store(self.db):
                 pass  # create and migrate, so readers find an (empty) store
-        with read_store(self.db) as con:
-            ledger = {row[0]: LedgerEntry(*row) for row in con.execute(
-                f"SELECT {', '.join(_LEDGER_COLS)} FROM ingest_ledger").fetchall()}
-            pending = [s for s in segments if _needs_read(s, ledger.get(s.key))]
-            self.book.load(con, {s.run_id for s in pending})
+        for _ in range(2):
+            with read_store(self.db) as con:
+                if _current(con):
+                    ledger = _ledger(con)
+                    pending = [s for s in segments if _needs_read(s, ledger.get(s.key))]
+                    self.book.load(con, {s.run_id for s in pending})
+                    break
+            with write_store(self.db):
+                pass  # a store made by an older runlake: apply the new migrations first
+        self.frames = FrameBook(
+            ((e.segment, e.run_id, e.writer, e.seq_lo, e.seq_hi) for e in ledger.values()
+             if e.seq_lo is not None), self._frame_keys)
+        for r in refused:
+            self._refused(ledger, r)
+        self.report.refused = len(self.touched)
         total = sum(s.size - (ledger[s.key].bytes if s.key in ledger else 0) for s in pending)
         bar = Progress(total, self.progress)
-        committer = _Committer(self.db)
+        self.committer = committer = Committer(self.db)
         try:
             for seg in pending:
                 entry = ledger.get(seg.key) or LedgerEntry(
@@ -245,33 +163,105 @@ class _Pass:
         self.report.seconds = time.perf_counter() - start
         return self.report
 
+    def _frame_keys(self, segment: str) -> dict[tuple[int, int], int]:
+        """Exact frame keys of a segment loaded by earlier passes (rare: see FrameBook)."""
+        self.committer.wait_idle()  # the store is closed between commits
+        with read_store(self.db) as con:
+            rows = con.execute("SELECT seq, checksum, byte_offset FROM ingest_frames "
+                               "WHERE segment = ?", [segment]).fetchall()
+        return {(seq, checksum): offset for seq, checksum, offset in rows}
+
     def _problem(self, entry: LedgerEntry, problem: Problem) -> None:
         self.problems.append(problem)
         if entry.error is None:
             entry.error = problem.reason
         log.warning("runlake ingest: %s", problem.message())
 
-    def _read_segment(self, seg: SegmentFile, entry: LedgerEntry, committer: _Committer,
+    def _refuse(self, entry: LedgerEntry, reason: str) -> None:
+        """Report a path that is not read (a link, FIFO...) once; the ledger remembers it."""
+        entry.error = None
+        self._problem(entry, Problem(entry.segment, entry.bytes, None, None, reason, ""))
+        entry.status = "skipped"
+        self.touched[entry.segment] = entry
+
+    def _refused(self, ledger: dict[str, LedgerEntry], r: Refused) -> None:
+        entry = ledger.get(r.key)
+        if entry is not None and entry.status == "skipped":
+            return  # reported when first seen
+        self._refuse(entry or LedgerEntry(r.key, r.project, r.run_id, r.writer), r.reason)
+
+    def _read_segment(self, seg: SegmentFile, entry: LedgerEntry, committer: Committer,
                       bar: Progress) -> None:
-        start = entry.bytes
-        tail = _read_tail(seg, start)
-        if tail is None:
+        try:
+            opened = open_segment(self.root, seg)
+        except UnsafeEntry as exc:
+            self._refuse(entry, f"{exc} (ingest reads only regular files inside the root)")
             return
-        data, sealed = tail
+        except OSError as exc:
+            self._refuse(entry, f"cannot open {seg.key}: {exc.strerror or exc}; it is read "
+                                f"again once it is a readable regular file")
+            return
+        if opened is None:
+            return
+        fd, sealed, size = opened
+        if entry.status == "skipped":
+            entry.error = None  # readable again: problems are counted afresh
+        try:
+            self._read_fd(seg, entry, fd, sealed, size, committer, bar)
+        finally:
+            os.close(fd)
+
+    def _read_fd(self, seg: SegmentFile, entry: LedgerEntry, fd: int, sealed: bool, size: int,
+                 committer: Committer, bar: Progress) -> None:
+        start = pos = entry.bytes
         self.report.segments += 1
+        window = READ_WINDOW
+        while True:
+            data = _pread(fd, max(0, min(size - pos, window)), pos)
+            last = pos + len(data) >= size
+            forced = not last and window >= _MAX_WINDOW  # a "frame" over 1 GiB: damage
+            consumed = self._spans(seg, entry, data, pos, (sealed and last) or forced,
+                                   committer, bar)
+            pos += consumed
+            bar.update(consumed)
+            if last or (forced and not consumed):
+                break
+            window = window * 2 if consumed == 0 else READ_WINDOW  # grow only for one frame
+        self._end_skips()
+        if sealed and size == 0:
+            self._problem(entry, Problem(
+                seg.key, 0, 0, None,
+                "sealed segment is empty (0 bytes): its writer sealed it without writing a "
+                "frame (every write failed?) or it was truncated; nothing to load", ""))
+        self._set_offset(entry, pos, sealed, done=True)
+        self.report.bytes += pos - start
+
+    def _spans(self, seg: SegmentFile, entry: LedgerEntry, data: bytes, base: int,
+               final: bool, committer: Committer, bar: Progress) -> int:
+        """Load the frames of one window; returns the bytes consumed from its start.
+
+        ``final``: nothing follows this window (the end of a sealed segment), so a torn
+        frame is damage; otherwise it is waited for (more bytes, or the next window).
+        """
         consumed = 0
-        spans = iter_frame_spans(data, 0, sealed=sealed)
+        n = len(data)
+        spans = iter_frame_spans(data, 0, sealed=final)
         while (span := next(spans, None)) is not None:
-            where = start + span.offset
+            where = base + span.offset
             length = span.end - span.offset
-            if span.status == "torn" and not sealed:
-                break  # the writer is still appending this frame: wait for more bytes
+            if span.status == "torn" and not final:
+                break  # the writer is still appending this frame (or the next window has it)
             if span.status == "torn":
+                self._end_skips()
                 self._problem(entry, Problem(
                     seg.key, where, length, None,
                     f"sealed segment ends with an incomplete zstd frame of {length} bytes "
                     f"(cut by a crash or a copy); skipped", ""))
             elif span.status == "garbage":
+                if not final and span.end == n and length > 3:
+                    span = replace(span, end=n - 3)  # a magic may straddle the next window
+                    length -= 3
+                self._end_skips()
                 self._problem(entry, Problem(
                     seg.key, where, length, None,
                     f"{length} bytes that are not a zstd frame ({span.reason}); skipped to the "
@@ -279,16 +269,31 @@ class _Pass:
             else:
                 resync = self._frame(seg, entry, data, span.offset, span.end, where)
                 if resync is not None:  # a damaged frame swallowed the start of the next one
-                    spans = iter_frame_spans(data, resync, sealed=sealed)
+                    spans = iter_frame_spans(data, resync, sealed=final)
                     span = replace(span, end=resync)
             consumed = span.end
             if self.builder.points >= self.chunk_points:
-                self._set_offset(entry, start + consumed, sealed, done=False)
+                self._end_skips()  # a skip's problem commits with the bytes it covers
+                self._set_offset(entry, base + consumed, final, done=False)
                 bar.update(0, self.builder.points)
                 self._flush(committer)
-        self._set_offset(entry, start + consumed, sealed, done=True)
-        self.report.bytes += consumed
-        bar.update(len(data))
+        return consumed
+
+    def _skip(self, entry: LedgerEntry, cause: tuple, reason: str, where: int, end: int):
+        """A whole frame not loaded; consecutive ones with the same cause are one problem."""
+        s = self.skips
+        if s is not None and s.entry is entry and s.cause == cause and s.end == where:
+            s.end, s.frames = end, s.frames + 1
+            return
+        self._end_skips()
+        self.skips = _Skips(entry, cause, reason, where, end)
+
+    def _end_skips(self) -> None:
+        s, self.skips = self.skips, None
+        if s is not None:
+            self._problem(s.entry, s.problem())
+            if s.cause[0] == "duplicate":
+                self.report.duplicates += s.frames
 
     def _frame(self, seg: SegmentFile, entry: LedgerEntry, data: bytes, begin: int, end: int,
                where: int) -> int | None:
@@ -303,21 +308,48 @@ class _Pass:
         except (zstandard.ZstdError, ValueError) as exc:
             nxt = data.find(FRAME_MAGIC, begin + 1, end)
             length = (nxt if nxt > 0 else end) - begin
+            self._end_skips()
             self._problem(entry, Problem(
                 seg.key, where, length, None,
                 f"zstd frame of {length} bytes does not decompress ({exc}); skipped",
                 frame[:30].hex()))
             return nxt if nxt > 0 else None
         metrics, others, bad = self.decoder.decode(content)
+        n = len(metrics) + len(others)
+        ident = frame_identity(content, metrics, others) if n else None
+        if ident is not None and self._not_new(seg, entry, ident, frame, where, where + len(frame)):
+            return None
+        self._end_skips()
         for line_no, reason, text in bad:
             self._problem(entry, Problem(seg.key, where, len(frame), line_no, reason, text))
-        n = len(metrics) + len(others)
         if n:
             summary = self.builder.add(metrics, others, seg.run_id, seg.key, where)
             self.book.observe(seg.project, seg.run_id, seg.writer, summary)
         entry.events += n
         self.report.events += n
         return None
+
+    def _not_new(self, seg: SegmentFile, entry: LedgerEntry, ident: tuple[str, str, int],
+                 frame: bytes, where: int, end: int) -> bool:
+        """Skip (and report) a frame of another folder's writer, or one loaded before."""
+        run_id, writer, seq = ident
+        if run_id != seg.run_id or writer != seg.writer:
+            self._skip(entry, ("foreign", run_id, writer),
+                       f"events of run {run_id!r}, writer {writer!r} in the folder of run "
+                       f"{seg.run_id!r}, writer {seg.writer!r} (a copied or renamed folder?); "
+                       f"not loaded", where, end)
+            return True
+        checksum = frame_checksum(frame)
+        prior = self.frames.seen(run_id, writer, seq, checksum)
+        if prior is not None:
+            self._skip(entry, ("duplicate", prior[0]),
+                       f"already loaded from {prior[0]} (the first at byte {prior[1]}: same "
+                       f"writer, seq and checksum; a copied segment?); not loaded again",
+                       where, end)
+            return True
+        entry.seq_lo, entry.seq_hi = self.frames.add(run_id, writer, seq, checksum, seg.key,
+                                                     where)
+        return False
 
     def _set_offset(self, entry: LedgerEntry, offset: int, sealed: bool, done: bool) -> None:
         entry.bytes = offset
@@ -328,7 +360,7 @@ class _Pass:
             entry.status = "live"
         self.touched[entry.segment] = entry
 
-    def _flush(self, committer: _Committer, final: bool = False) -> None:
+    def _flush(self, committer: Committer, final: bool = False) -> None:
         self.book.refresh()
         runs, writers = self.book.take_dirty()
         tables = self.builder.to_arrow()
@@ -339,8 +371,8 @@ class _Pass:
             return
         self.report.add_rows(self.builder.rows())
         self.report.problems.extend(p.message() for p in self.problems)
-        committer.submit(_Chunk(tables, [replace(e) for e in self.touched.values()],
-                                self.problems, runs, writers))
+        committer.submit(Chunk(tables, [replace(e) for e in self.touched.values()],
+                               self.problems, runs, writers, self.frames.take_rows()))
         self.builder = TableBuilder()
         self.problems = []
         self.touched = {}

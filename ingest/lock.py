@@ -4,16 +4,23 @@ DuckDB already allows one writing process per file, but two ingest processes cou
 both read the same new bytes before either commits. An exclusive ``fcntl.flock`` on
 ``<root>/.ingest.lock`` makes the whole read-decode-commit cycle single-flight. The lock
 dies with its process (SIGKILL included), so a crashed ingest never blocks the next one.
+
+The lock file is opened with ``O_NOFOLLOW`` and must be a regular file with one link: a
+symbolic link, hard link, FIFO or folder planted at ``.ingest.lock`` is refused with a
+clear error instead of being followed (the pid written into the lock would otherwise
+overwrite whatever the link points to).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
-from runlake.schemas.errors import StoreBusyError
+from runlake.schemas.errors import RootError, StoreBusyError
 
 __all__ = ["IngestLock"]
 
@@ -27,6 +34,7 @@ class IngestLock:
 
     Raises:
         StoreBusyError: another ingest process still holds the lock after ``wait_s``.
+        RootError: ``.ingest.lock`` is a symbolic link, hard link or not a regular file.
     """
 
     def __init__(self, root: Path, wait_s: float = 3.0) -> None:
@@ -35,7 +43,7 @@ class IngestLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "IngestLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
@@ -55,6 +63,39 @@ class IngestLock:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
         return self
+
+    def _refuse(self, what: str) -> RootError:
+        return RootError(
+            f"refusing to use the ingest lock {self.path}: it is {what}; runlake writes its "
+            f"pid into this file, so it must be a plain file of its own: remove it (ingest "
+            f"creates it again)")
+
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                try:
+                    target = f" (to {os.readlink(self.path)})"
+                except OSError:
+                    target = ""
+                raise self._refuse(f"a symbolic link{target}") from None
+            if exc.errno == errno.EISDIR:
+                raise self._refuse("a folder") from None
+            raise RootError(f"cannot open the ingest lock {self.path}: {exc.strerror or exc}"
+                            ) from None
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "not a regular file (a FIFO, device or socket)"
+        elif st.st_nlink > 1:
+            problem = f"a hard link shared with {st.st_nlink - 1} other name(s)"
+        if problem is not None:
+            os.close(fd)
+            raise self._refuse(problem)
+        os.set_blocking(fd, True)
+        return fd
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

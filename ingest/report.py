@@ -17,6 +17,9 @@ class IngestReport:
         frames: whole frames consumed. events: events decoded. bytes: bytes consumed.
         rows: rows inserted per store table (``metrics`` = scalar points).
         problems: one message per quarantined piece (file, byte offset, reason).
+        duplicates: frames skipped because the same frame was already loaded (a copied
+            segment); refused: paths not read because they are not regular files or
+            folders inside the root (links, FIFOs...), each reported once.
         runs: status of every run this pass touched or re-checked.
         commits: transactions committed; commit_seconds: time spent committing (on the
             commit thread); wait_seconds: time decoding waited for commits.
@@ -30,6 +33,8 @@ class IngestReport:
     bytes: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    refused: int = 0
     runs: dict[str, str] = field(default_factory=dict)
     commits: int = 0
     commit_seconds: float = 0.0
