@@ -26,7 +26,7 @@ from runlake.emitter.run import FLUSH_AT, Run
 from runlake.emitter.sink import FSYNC_POLICIES, FileSink, active_capture
 from runlake.emitter.system import SystemSampler
 from runlake.emitter.jsonable import jsonable
-from runlake.emitter.values import describe, truncate
+from runlake.emitter.values import describe, truncate, user_stacklevel
 from runlake.emitter.writer import Periodic, Writer
 from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning, RunNotFoundError
 from runlake.schemas.events import RunStart
@@ -61,7 +61,7 @@ def _config(config: Any, strict: bool) -> dict:
     def fix(cause: str, message: str) -> None:
         if cause not in warned:
             warned.add(cause)
-            warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=4)
+            warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=user_stacklevel())
 
     out = jsonable({} if config is None else config, strict=strict, what="config", on_fix=fix)
     if isinstance(out, dict):

@@ -85,7 +85,7 @@ def _text(run, value: Any, what: str, limit: int = 4096) -> str | None:
     return truncate(safe_str(value), limit)
 
 
-def _one_id(item: Any, strict: bool) -> str:
+def _one_id(item: Any, strict: bool, on_fix: Callable[[str, str], None] | None = None) -> str:
     cls = item.__class__
     if cls is str:
         return item if len(item) <= MAX_ID_CHARS else truncate(item, MAX_ID_CHARS)
@@ -106,15 +106,18 @@ def _one_id(item: Any, strict: bool) -> str:
                 return str(value)
     except Exception:  # a meta tensor, a broken __fspath__: said below
         pass
+    message = (f"item ids must be str, int, path or bytes, got {describe(item)} "
+               f"{safe_repr(item)}; pass an id (e.g. the file path or sample index)")
     if strict:
-        raise EventValueError(
-            f"item ids must be str, int, path or bytes, got {describe(item)} "
-            f"{safe_repr(item)}; pass an id (e.g. the file path or sample index)"
-        )
-    return truncate(safe_str(item), MAX_ID_CHARS)
+        raise EventValueError(message)
+    text = truncate(safe_str(item), MAX_ID_CHARS)
+    if on_fix is not None:
+        on_fix("bad_id", f"{message}; stored as its str()")
+    return text
 
 
-def item_ids(items: Any, *, strict: bool) -> list[str]:
+def item_ids(items: Any, *, strict: bool,
+             on_fix: Callable[[str, str], None] | None = None) -> list[str]:
     """Normalise one id or an iterable of ids to a list of strings.
 
     Raises:
@@ -122,14 +125,14 @@ def item_ids(items: Any, *, strict: bool) -> list[str]:
             unsupported type.
     """
     if isinstance(items, (str, bytes, bytearray, int, os.PathLike)):
-        return [_one_id(items, strict)]
+        return [_one_id(items, strict, on_fix)]
     root = items.__class__.__module__.partition(".")[0]
     try:
         if root in TENSOR_MODULES and hasattr(items, "tolist"):
             items = items.tolist()
             if not isinstance(items, list):
                 items = [items]
-        return [_one_id(item, strict) for item in iter(items)]
+        return [_one_id(item, strict, on_fix) for item in iter(items)]
     except EventValueError:
         raise
     except Exception as exc:
@@ -159,7 +162,7 @@ def _per_item(run, value: Any, n: int, what: str, convert: Callable[[Any], Any])
 def data_fields(run, items: Any, *, split, step, epoch, source, dataset, augment, cache_hit,
                 load_ms) -> dict[str, Any]:
     """The fields of the ``data`` event for :meth:`Run.log_data` (see there for arguments)."""
-    ids = item_ids(items, strict=run.strict)
+    ids = item_ids(items, strict=run.strict, on_fix=run._drop)
     n = len(ids)
 
     def aug(v: Any) -> dict:
@@ -248,7 +251,7 @@ def sample_fields(run, name: Any, *, scores, step, uri, split, item_id, meta) ->
                                       what="score"),
                 step=_step(run, step, run._default_step()), uri=_text(run, uri, "uri"),
                 split=_text(run, split, "split"),
-                item_id=None if item_id is None else _one_id(item_id, run.strict),
+                item_id=None if item_id is None else _one_id(item_id, run.strict, run._drop),
                 meta=_meta(run, meta))
 
 

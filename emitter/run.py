@@ -36,7 +36,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 from runlake.emitter import lifecycle, records
 from runlake.emitter.jsonable import jsonable
-from runlake.emitter.values import as_int, coerce_metrics, describe, safe_str, truncate
+from runlake.emitter.values import (
+    as_int,
+    coerce_metrics,
+    describe,
+    safe_str,
+    truncate,
+    user_stacklevel,
+)
 from runlake.schemas.errors import EventValueError, RunlakeError, RunlakeWarning, RunStateError
 from runlake.schemas.events import (
     Alert,
@@ -220,7 +227,7 @@ class Run:
         if cause in self._warned:
             return
         self._warned.add(cause)
-        warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=3)
+        warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=user_stacklevel())
 
     def _drop(self, cause: str, message: str, n: int = 1) -> None:
         self._drops_main[cause] += n

@@ -22,6 +22,7 @@ free text (log messages, alert text) longer than :data:`MAX_TEXT_CHARS` is trunc
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -41,6 +42,7 @@ __all__ = [
     "safe_repr",
     "safe_str",
     "truncate",
+    "user_stacklevel",
 ]
 
 MAX_KEY_CHARS = 256
@@ -86,6 +88,19 @@ def truncate(text: Any, limit: int = MAX_TEXT_CHARS) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` (called right here) that names user code.
+
+    Warnings are raised a varying number of frames deep inside runlake (nested dicts,
+    config walks); pointing at the first frame outside the package tells the user which of
+    their lines caused it.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("runlake."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _int_to_float(value: int) -> float:
