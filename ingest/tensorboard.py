@@ -39,6 +39,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from runlake.ingest.tb_read import Folder, Skip, is_event_file, read_folder
 from runlake.schemas.codec import ENCODER, encode_nonfinite, pack_metrics
@@ -91,8 +92,8 @@ def find_run_dirs(logdir: Path) -> list[Path]:
     return sorted(found)
 
 
-def _attach(child: Folder, parent: Folder, hp_siblings: int) -> Part | None:
-    """How ``child`` belongs to its parent run folder, or None when it is a run of its own."""
+def _attach(child: Folder, parent: Folder) -> Part | None:
+    """``child`` as a rank or ``add_scalars`` part of its parent's run, or None."""
     name = child.path.name
     m = _RANK_DIR.fullmatch(name)
     if m:
@@ -103,34 +104,64 @@ def _attach(child: Folder, parent: Folder, hp_siblings: int) -> Part | None:
         prefix = tag.replace("/", "_") + "_"
         if name.startswith(prefix) and len(name) > len(prefix):
             return Part(child, 0, "add_scalars", f"{tag}/{name[len(prefix):]}")
-    if child.sessions and not parent.sessions and not parent.experiment and hp_siblings == 1:
-        return Part(child, 0, "add_hparams")
     return None
 
 
-def plan_runs(logdir: Path, dirs: list[Path]) -> dict[Path, list[Part]]:
-    """Read every folder and group them into runs: run folder -> its parts (itself first)."""
-    folders = {d: read_folder(d) for d in dirs}
-    sessions: dict[Path, int] = {}
-    for d, f in folders.items():
-        if f.sessions:
-            sessions[d.parent] = sessions.get(d.parent, 0) + 1
-    owner: dict[Path, Path] = {}
-    runs: dict[Path, list[Part]] = {}
-    for d in dirs:  # sorted: a parent comes before its children
-        parent = d.parent
-        part = None
-        if d != logdir and parent in folders:
-            part = _attach(folders[d], folders[parent], sessions.get(parent, 0))
-        if part is None:
-            owner[d] = d
-            runs[d] = [Part(folders[d])]
-            continue
-        head = owner[d] = owner[parent]
-        if part.role != "rank":
-            part.rank = next(p.rank for p in runs[head] if p.folder.path == parent)
-        runs[head].append(part)
-    return runs
+@dataclass
+class _Open:
+    """A run still collecting folders; ``trials``: its subfolders holding an hparams session."""
+
+    path: Path
+    parts: list[Part]
+    trial_of: _Open | None = None
+    trials: list[_Open] = field(default_factory=list)
+
+
+def plan_runs(logdir: Path, dirs: list[Path]) -> Iterator[tuple[Path, list[Part]]]:
+    """Read the folders and yield each run (its folder, its parts, itself first) as soon as
+    every folder it can own has been read, so one run's points are in memory at a time.
+
+    ``dirs`` must be sorted: a folder's subfolders then follow it, before anything else.
+    An ``add_hparams`` subfolder joins its parent only if it is the parent's one such
+    subfolder, which is known once the parent is complete; until then it is a pending trial.
+    """
+    stack: list[_Open] = []
+
+    def close(run: _Open) -> Iterator[tuple[Path, list[Part]]]:
+        if run.trial_of is not None:
+            return  # decided, and emitted, with the run it may belong to
+        if len(run.trials) == 1:
+            (trial,) = run.trials
+            run.parts += [Part(p.folder, p.rank, "add_hparams" if p.role == "run" else p.role, p.rename)
+                          for p in trial.parts]
+            run.trials = trial.trials
+        yield run.path, run.parts
+        for trial in run.trials:
+            trial.trial_of = None
+            yield from close(trial)
+
+    for d in dirs:
+        while stack and not d.is_relative_to(stack[-1].path):
+            yield from close(stack.pop())
+        folder = read_folder(d)
+        owner = next(((run, p) for run in reversed(stack) for p in run.parts if p.folder.path == d.parent), None)
+        if owner is not None and d != logdir:
+            run, parent = owner
+            part = _attach(folder, parent.folder)
+            if part is not None:
+                if part.role != "rank":
+                    part.rank = parent.rank
+                run.parts.append(part)
+                continue
+            if (folder.sessions and parent.role == "run" and not parent.folder.sessions
+                    and not parent.folder.experiment):
+                trial = _Open(d, [Part(folder)], trial_of=run)
+                run.trials.append(trial)
+                stack.append(trial)
+                continue
+        stack.append(_Open(d, [Part(folder)]))
+    while stack:
+        yield from close(stack.pop())
 
 
 def _run_id(project: str, path: Path) -> str:
@@ -294,7 +325,7 @@ def import_tensorboard(
         )
     root_path = resolve_root(root)
     results = []
-    for path, parts in plan_runs(logdir, dirs).items():
+    for path, parts in plan_runs(logdir, dirs):
         rel = path.relative_to(logdir).as_posix()
         name = logdir.resolve().name if rel == "." else rel
         run_id = _run_id(project, path)
@@ -319,6 +350,7 @@ def import_tensorboard(
             written += 1
         if not written:
             result.status = "exists"
+    results.sort(key=lambda r: r.path)
     if ingest and any(r.status == "imported" for r in results):
         from runlake.ingest import ingest as run_ingest
 

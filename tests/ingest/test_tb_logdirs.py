@@ -389,3 +389,19 @@ def test_cli_subprocess_imports_then_ingest_changes_nothing(tmp_path):
                            timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert _rows(root, "SELECT count(*) FROM metrics") == [(5 + 5,)]
+
+
+def test_special_files_named_like_event_files_are_reported_not_read(tmp_path, capsys):
+    """A FIFO and a symlink to /dev/zero named events.out.tfevents.*: reported as not regular
+    files (no hang, no MemoryError), the run's real event file imported."""
+    import os
+
+    w = SummaryWriter(str(tmp_path / "tb" / "run"))
+    w.add_scalar("loss", 0.5, 1)
+    w.close()
+    os.mkfifo(tmp_path / "tb" / "run" / "events.out.tfevents.2.fifo.1")
+    (tmp_path / "tb" / "run" / "events.out.tfevents.3.zero.1").symlink_to("/dev/zero")
+    rc, out, err = _import(capsys, tmp_path / "tb", tmp_path / "root")
+    assert rc == 0
+    assert _rows(tmp_path / "root", "SELECT key, step, value FROM metrics") == [("loss", 1, 0.5)]
+    assert err.count("not a regular file") == 2
