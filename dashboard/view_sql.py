@@ -1,20 +1,28 @@
 """SQL view: a read-only console over the store, with the schema and example queries.
 
-Queries go through ``runlake.analysis.sql.run_readonly``: a read-only connection with
+Queries go through ``runlake.analysis.sql.run_query``: a read-only connection with
 external access disabled and the configuration locked, so the console cannot write,
-attach, install extensions or read files outside the store. Refusals show as errors.
+attach, install extensions or read files outside the store, and with the console's time,
+memory and row limits (``$RUNLAKE_SQL_TIMEOUT``, ``$RUNLAKE_SQL_MEMORY``). Refusals show as
+errors. Any DuckDB type displays: :func:`display_frame` keeps plain columns typed and turns
+the rest (lists, structs, maps, blobs, huge integers, UUIDs, intervals) into text.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import decimal
+import json
+from typing import Any, Sequence
+
 import polars as pl
 import streamlit as st
 
-from runlake.analysis.sql import run_readonly
+from runlake.analysis.sql import run_query
 from runlake.dashboard import data
-from runlake.schemas.errors import QueryError
+from runlake.schemas.errors import RunlakeError
 
-__all__ = ["EXAMPLES", "render"]
+__all__ = ["EXAMPLES", "display_frame", "render"]
 
 TITLE = "SQL"
 EXAMPLES: dict[str, str] = {
@@ -32,6 +40,64 @@ EXAMPLES: dict[str, str] = {
                                   "FROM data_items GROUP BY item_id HAVING runs > 1 ORDER BY runs DESC LIMIT 50",
 }
 MAX_ROWS = 10_000
+_INT64 = (-(2**63), 2**63 - 1)
+_TEXT_CHARS = 2_000
+_TYPED = {bool: pl.Boolean, float: pl.Float64, str: pl.String, _dt.date: pl.Date,
+          _dt.time: pl.Time}
+
+
+def _text(value: Any) -> str | None:
+    """One cell as display text: JSON for lists/structs/maps, ``\\xAB`` for blobs."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        text = "".join(f"\\x{b:02X}" for b in bytes(value)[:_TEXT_CHARS // 4])
+    elif isinstance(value, (list, tuple, dict)):
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):  # keys JSON cannot hold, e.g. a map keyed by lists
+            text = str(value)
+    else:
+        text = str(value)
+    return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS - 1] + "…"
+
+
+def _column(name: str, values: list[Any]) -> pl.Series:
+    kinds = {type(v) for v in values if v is not None}
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    try:
+        if not kinds:
+            return pl.Series(name, values, dtype=pl.String)
+        if kind in _TYPED:
+            return pl.Series(name, values, dtype=_TYPED[kind])
+        if kind is int and all(_INT64[0] <= v <= _INT64[1] for v in values if v is not None):
+            return pl.Series(name, values, dtype=pl.Int64)
+        if kind is decimal.Decimal:
+            return pl.Series(name, [None if v is None else float(v) for v in values],
+                             dtype=pl.Float64)
+        if kind is _dt.datetime and len({v.tzinfo is None for v in values if v}) == 1:
+            return pl.Series(name, values)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        pass  # a value the typed column cannot hold: show the column as text
+    return pl.Series(name, [_text(v) for v in values], dtype=pl.String)
+
+
+def display_frame(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
+    """Any query result as a frame that ``st.dataframe`` and ``write_csv`` accept.
+
+    A column whose values share one plain type (bool, int64, float with NaN/Inf, text,
+    date, time, timestamp) stays typed; decimals become floats; everything else (lists,
+    structs, maps, blobs, integers beyond int64, UUIDs, intervals, mixed types) becomes
+    text, lists and structs as JSON. Repeated column names get a ``_2``, ``_3`` suffix.
+    """
+    names: list[str] = []
+    for column in columns:
+        name, n = str(column), 1
+        while name in names:
+            n += 1
+            name = f"{column}_{n}"
+        names.append(name)
+    return pl.DataFrame([_column(name, [r[i] for r in rows]) for i, name in enumerate(names)])
 
 
 def _schema(db: str, token: tuple) -> None:
@@ -57,16 +123,15 @@ def render(db: str, token: tuple) -> None:
         return
     if st.session_state.get("sql_run"):
         try:
-            columns, rows = run_readonly(db, sql, limit=MAX_ROWS)
-        except QueryError as exc:
+            result = run_query(db, sql, limit=MAX_ROWS)
+        except RunlakeError as exc:  # refused, failed, over a limit, store busy
             st.session_state.pop("sql_result", None)
             st.error(f"Query refused: {exc}")
             return
-        st.session_state["sql_result"] = (columns, rows)
-    columns, rows = st.session_state["sql_result"]
-    frame = pl.DataFrame([list(r) for r in rows], schema=list(columns), orient="row",
-                         infer_schema_length=None, strict=False) if rows else pl.DataFrame(
-        {c: [] for c in columns})
-    st.caption(f"{frame.height} row(s)" + (f" (capped at {MAX_ROWS})" if frame.height >= MAX_ROWS else ""))
+        st.session_state["sql_result"] = (display_frame(result.columns, result.rows),
+                                          result.truncated)
+    frame, truncated = st.session_state["sql_result"]
+    st.caption(f"{frame.height} row(s)" + (f" (stopped at {MAX_ROWS}; narrow the query to see "
+                                           f"the rest)" if truncated else ""))
     st.dataframe(frame, hide_index=True)
     st.download_button("Download CSV", frame.write_csv(), file_name="runlake-query.csv", mime="text/csv")

@@ -4,12 +4,18 @@ The ingest lock is held for the whole watch, so a second ingest on the same root
 fast with a clear message instead of racing. Between passes the store is closed, so
 readers (``runlake sql``, the dashboard) open it freely; a pass that has nothing new and
 no status to change does not open it for writing at all.
+
+A store held by another process (a notebook keeping a live connection, a long query) never
+ends the watch: the pass that could not commit is retried every ``interval`` (nothing of
+it was committed, so nothing is lost or loaded twice), the holder is reported once (again
+only if another process takes its place), and one line says when the store is free again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +27,28 @@ from runlake.schemas.errors import StoreBusyError
 __all__ = ["watch"]
 
 log = logging.getLogger("runlake.ingest")
+
+
+class _BusyReport:
+    """Says once per holder that the store is busy, and once that it is free again."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.said: str | None = None
+
+    def busy(self, exc: StoreBusyError) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        if str(exc) != self.said:
+            self.said = str(exc)
+            log.warning("runlake ingest --watch: waiting, nothing lost: %s; retrying every "
+                        "pass until the store is free", exc)
+
+    def free(self) -> None:
+        if self.since is not None:
+            log.warning("runlake ingest --watch: the store is free again after %.0fs; "
+                        "ingest continues", time.monotonic() - self.since)
+        self.since = self.said = None
 
 
 def watch(
@@ -42,7 +70,7 @@ def watch(
         on_pass: called with each pass's report.
 
     Returns:
-        The number of passes run.
+        The number of passes run (passes that found the store busy do not count).
 
     Raises:
         RootError, StoreBusyError (another ingest holds the root), StoreError.
@@ -51,13 +79,15 @@ def watch(
     db_path = store_path(path, db)
     stop = stop or threading.Event()
     passes = 0
+    busy = _BusyReport()
     with IngestLock(path):
         while not stop.is_set():
             try:
                 report = run_pass(path, db_path, progress=progress, stale_after=stale_after)
-            except StoreBusyError as exc:  # a reader held the file too long: try again
-                log.warning("runlake ingest --watch: %s", exc)
+            except StoreBusyError as exc:  # another process held the store: try again
+                busy.busy(exc)
             else:
+                busy.free()
                 passes += 1
                 if on_pass is not None:
                     on_pass(report)

@@ -10,6 +10,9 @@ Example::
     with runlake.init(project="mnist", config={"lr": 3e-4}) as run:
         for step in range(1000):
             run.log({"train/loss": loss, "lr": lr})
+
+    runlake.query("SELECT key, max(value) FROM metrics GROUP BY key")  # a polars DataFrame
+    con = runlake.connect()  # DuckDB, over a snapshot: never blocks a running ingest
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ __all__ = [
     "log",
     "log_checkpoint",
     "log_data",
+    "query",
 ]
 
 __version__ = "0.1.0"
@@ -97,16 +101,66 @@ def finish(status: str = "finished", **kwargs: _Any) -> None:
         run.finish(status, **kwargs)
 
 
-def connect(db: str | _Path | None = None, *, root: str | _Path | None = None):
-    """A read-only DuckDB connection to the store (imports duckdb on first use).
+def connect(db: str | _Path | None = None, *, root: str | _Path | None = None,
+            live: bool = False):
+    """A read-only DuckDB connection for a notebook or script, that never stalls ingest.
+
+    By default the connection is over a private snapshot of the store: a consistent copy
+    taken in a moment (ingest waits at most that long), deleted when the connection closes
+    or the process ends. Hold it as long as you like; reconnect to see newer data. The copy
+    takes time and temp space in proportion to the store (``docs/performance.md``).
+    ``live=True`` opens the store itself instead: always current, but while it is open
+    ingest cannot commit (DuckDB's file lock), so close it soon. For one query at a time
+    on live data, :func:`query` opens and closes the store around each query.
 
     Args:
         db: the store file (default ``<root>/runlake.duckdb``).
         root: the storage root (default ``$RUNLAKE_DIR``, else ``./runlake-data``).
+        live: open the live file instead of a snapshot.
 
     Raises:
-        StoreError: there is no store yet (run ``runlake ingest``).
-    """
-    from runlake.ingest.store import connect as _connect
+        StoreError: there is no store yet (run ``runlake ingest``), or no temp space.
+        StoreBusyError: a writer held the store past the retry window.
 
-    return _connect(db, read_only=True, root=root)
+    Example::
+
+        con = runlake.connect()
+        con.sql("SELECT key, max(value) FROM metrics GROUP BY key").pl()
+    """
+    from runlake.ingest import store as _store
+
+    if live:
+        return _store.connect(db, read_only=True, root=root)
+    return _store.snapshot(db, root=root)
+
+
+def query(sql: str, params: _Any = None, *, db: str | _Path | None = None,
+          root: str | _Path | None = None):
+    """Run one query on the live store and return a ``polars.DataFrame``.
+
+    The store is opened read-only for this query and closed right after, so nothing holds
+    it between queries (ingest commits in between). Imports duckdb and polars on first use.
+
+    Args:
+        sql: one statement that returns rows; ``?`` or ``$name`` placeholders bind ``params``.
+        params: a sequence (for ``?``) or a mapping (for ``$name``).
+        db, root: the store, as for :func:`connect`.
+
+    Raises:
+        QueryError: the query failed (one line saying why; the DuckDB error is chained).
+        StoreError, StoreBusyError: as for :func:`connect`.
+
+    Example::
+
+        runlake.query("SELECT step, value FROM metrics WHERE key = ?", ["train/loss"])
+    """
+    import duckdb as _duckdb
+
+    from runlake.analysis._common import frame as _frame
+    from runlake.ingest.store import read_store as _read_store
+
+    with _read_store(db, root=root) as con:
+        try:
+            return _frame(con, sql, params)
+        except (_duckdb.Error, ValueError) as exc:
+            raise QueryError(" ".join(str(exc).split())) from exc
