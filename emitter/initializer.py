@@ -213,12 +213,13 @@ def init(
               rank=r.rank, world_size=r.world_size, attempt=point.attempt,
               start_step=point.start_step, total_steps=total_steps, strict=strict)
     if on_disk:
-        sink = FileSink(run.dir / writer_id, fsync=fsync, rotate_bytes=rotate_bytes,
-                        rotate_seconds=rotate_seconds)
+        sink = FileSink(run.dir / writer_id, root=root_path, fsync=fsync,
+                        rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds)
         try:
             sink.open()
         except OSError as exc:
-            raise RootError(f"cannot create segment in {run.dir / writer_id}: {exc}") from None
+            raise RootError(
+                f"cannot create segment in {run.dir / writer_id}: {exc.strerror or exc}") from None
 
     start = RunStart(
         *run._envelope(), project=project, name=name, group=None if group is None else str(group),

@@ -11,9 +11,17 @@ full, file size limit, I/O error) is cut back with ``ftruncate``, so the segment
 frames only and the next flush appends to it again once there is room.
 
 Before each write the sink checks that its open segment is still the file at its path
-(``stat`` versus ``fstat``): a directory removed, renamed or replaced mid-run is detected
-and surfaces as an ``OSError`` (the writer counts the drop and retries next flush with a
-new segment) instead of silently writing into an unlinked file.
+(``lstat`` of every folder from the root down, versus ``fstat``): a directory removed,
+renamed or replaced mid-run is detected and surfaces as an ``OSError`` (the writer counts
+the drop and retries next flush with a new segment) instead of silently writing into an
+unlinked file.
+
+Given the storage ``root``, the sink never writes outside it: the project, run and writer
+folders are created and opened one level at a time with ``O_NOFOLLOW``, so a folder that is
+a symbolic link (to anywhere, even inside the root: ingest does not follow links either) is
+refused with a clear ``OSError`` (at ``init()``: a ``RootError``; later: a counted drop).
+Each segment is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a link or file planted at
+its name is never followed or appended to: the sink moves on to the next free number.
 
 :class:`MemorySink` keeps the event objects in a list; it backs
 :func:`runlake.emitter.testing.capture`.
@@ -21,7 +29,9 @@ new segment) instead of silently writing into an unlinked file.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Protocol
@@ -29,11 +39,15 @@ from typing import Protocol
 import zstandard
 
 from runlake.schemas.events import Event
-from runlake.schemas.segments import segment_name, segment_seq
+from runlake.schemas.segments import OPEN_SUFFIX, segment_name, segment_seq
 
 __all__ = ["FSYNC_POLICIES", "FileSink", "MemorySink", "Sink", "active_capture", "make_compressor"]
 
 FSYNC_POLICIES = ("flush", "rotate", "never")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SEGMENT_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
+                  | os.O_CLOEXEC)
 
 _CAPTURES: list["MemorySink"] = []
 """Sinks of active :func:`runlake.emitter.testing.capture` blocks, innermost last."""
@@ -77,12 +91,21 @@ class MemorySink:
 
 
 class FileSink:
-    """Append-only zstd segments in one writer directory (see the module docstring)."""
+    """Append-only zstd segments in one writer directory (see the module docstring).
+
+    Args:
+        directory: the writer folder, ``<root>/<project>/<run_id>/<writer>``.
+        root: the storage root; when given, ``directory`` must lie under it and no folder
+            between them may be a symbolic link. Without it, ``directory`` itself is used as
+            given (links included) and only the segment files are protected.
+        fsync, rotate_bytes, rotate_seconds: see :func:`runlake.init`.
+    """
 
     def __init__(
         self,
         directory: Path,
         *,
+        root: Path | None = None,
         fsync: str = "flush",
         rotate_bytes: int = 64 << 20,
         rotate_seconds: float = 3600.0,
@@ -91,6 +114,8 @@ class FileSink:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
         self.dir = Path(directory)
+        self.root = self.dir if root is None else Path(root)
+        self._parts = self.dir.relative_to(self.root).parts  # ValueError: not under the root
         self.fsync = fsync
         self.rotate_bytes = int(rotate_bytes)
         self.rotate_seconds = float(rotate_seconds)
@@ -126,21 +151,73 @@ class FileSink:
         if self._fd is None:
             self._open()
 
+    def _dir_fd(self, create: bool) -> int:
+        """The writer folder, opened from the root one level at a time without links.
+
+        Raises:
+            OSError: a folder on the way is a symbolic link (or not a folder), or cannot be
+                created.
+        """
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        rel = self.root
+        try:
+            for part in self._parts:
+                rel = rel / part
+                if create:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                try:
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise OSError(exc.errno, _refusal(rel)) from None
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def _open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / segment_name(self._next_seq, sealed=False)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        dfd = self._dir_fd(create=True)
+        try:
+            for _ in range(1000):
+                name = segment_name(self._next_seq, sealed=False)
+                if _exists(name[: -len(OPEN_SUFFIX)], dfd):
+                    self._next_seq += 1  # a sealed segment (or something planted) has it
+                    continue
+                try:
+                    fd = os.open(name, _SEGMENT_FLAGS, 0o644, dir_fd=dfd)
+                except FileExistsError:
+                    self._next_seq += 1  # planted at the name (a link?): never followed
+                    continue
+                self._next_seq += 1
+                break
+            else:
+                raise FileExistsError(errno.EEXIST, f"no free segment name in {self.dir}")
+            if self.fsync != "never":
+                os.fsync(dfd)
+        finally:
+            os.close(dfd)
         st = os.fstat(fd)
-        self._fd, self._path, self._ino = fd, path, (st.st_dev, st.st_ino)
+        self._fd, self._path, self._ino = fd, self.dir / name, (st.st_dev, st.st_ino)
         self._size = st.st_size
         self._opened_at = self._clock()
-        self._next_seq += 1
-        if self.fsync != "never":
-            _fsync_dir(self.dir)
 
     def _still_ours(self) -> bool:
+        """The open segment is still reachable at its path, through real folders only."""
+        path = self.root
         try:
-            st = os.stat(self._path)
+            for part in self._parts:
+                path = path / part
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    return False
+            st = os.lstat(self._path)
         except OSError:
             return False
         return (st.st_dev, st.st_ino) == self._ino
@@ -211,10 +288,14 @@ class FileSink:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        sealed = path.with_name(path.name[: -len(".open")])
-        os.rename(path, sealed)
-        if self.fsync != "never":
-            _fsync_dir(self.dir)
+        sealed = path.with_name(path.name[: -len(OPEN_SUFFIX)])
+        dfd = self._dir_fd(create=False)
+        try:
+            os.rename(path.name, sealed.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            if self.fsync != "never":
+                os.fsync(dfd)
+        finally:
+            os.close(dfd)
         self.sealed.append(sealed)
         return sealed
 
@@ -222,9 +303,19 @@ class FileSink:
         self.seal()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _exists(name: str, dir_fd: int) -> bool:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _refusal(path: Path) -> str:
+    try:
+        what = f"a symbolic link (to {os.readlink(path)})"
+    except OSError:
+        what = "not a folder"
+    return (f"refusing to write through {path}: it is {what}, not a folder inside the storage "
+            f"root (runlake writes, and ingest reads, only real folders under the root); "
+            f"remove it, or pass root= pointing at the real location")
