@@ -37,10 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlake.schemas.events import Int64
+
 __all__ = ["Folder", "Skip", "is_event_file", "read_folder"]
 
 _HEADER = struct.Struct("<QI")
 _NONZERO = re.compile(rb"[^\x00]")
+_MAX_WALL = Int64.__metadata__[0].le / 1e9 - 1  # seconds: ts is written as int64 nanoseconds
 _DAMAGE_SHOWN = 5  # damaged records described one by one per file; the rest are counted
 _RESYNC_SPAN = 16 << 20  # bytes searched for the next intact record after a corrupt header
 _LOG_LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
@@ -198,18 +201,23 @@ def _read_file(folder: Folder, path: Path, plugins: dict[str, str]) -> None:
     from tensorboard.compat.proto import event_pb2
 
     damage: list[str] = []
+    bad_walls = 0
     for payload in _records(path, damage):
         try:
             event = event_pb2.Event.FromString(payload)
         except DecodeError:
             damage.append(f"{path}: a record that is not a TensorBoard event, skipped")
             continue
-        folder.walls.append(event.wall_time)
+        wall = event.wall_time
+        if not (math.isfinite(wall) and abs(wall) <= _MAX_WALL):
+            bad_walls += 1
+            wall = folder.walls[-1] if folder.walls else 0.0
+        folder.walls.append(wall)
         what = event.WhichOneof("what")
         if what == "summary":
             for value in event.summary.value:
                 try:
-                    _value(folder, path, event, value, plugins)
+                    _value(folder, path, event.step, wall, value, plugins)
                 except (ValueError, TypeError, IndexError, DecodeError) as exc:
                     folder.problems.append(f"{path}: summary {value.tag!r} at step {event.step} is "
                                            f"malformed ({exc}), skipped")
@@ -219,11 +227,14 @@ def _read_file(folder: Folder, path: Path, plugins: dict[str, str]) -> None:
             folder.skip("run metadata", event.tagged_run_metadata.tag)
         elif what == "log_message":
             level = _LOG_LEVELS.get(int(event.log_message.level), "INFO")
-            folder.texts.append((event.step, event.wall_time, "tensorboard", level, event.log_message.message))
+            folder.texts.append((event.step, wall, "tensorboard", level, event.log_message.message))
             folder.imported["log messages"] += 1
         elif what == "session_log" and event.session_log.status == event_pb2.SessionLog.START:
             folder.notes.append(f"{path.name}: SessionLog START at step {event.step} (a restart, e.g. "
                                 f"purge_step): every point is kept, TensorBoard may hide earlier ones")
+    if bad_walls:
+        folder.notes.append(f"{path.name}: {bad_walls} events with an impossible wall time (not finite or "
+                            f"beyond ±{_MAX_WALL:.0e} s) are stored at the time of the event before them")
     folder.problems.extend(damage[:_DAMAGE_SHOWN])
     if len(damage) > _DAMAGE_SHOWN:
         folder.problems.append(f"{path}: {len(damage) - _DAMAGE_SHOWN} more damaged records, skipped")
@@ -231,8 +242,8 @@ def _read_file(folder: Folder, path: Path, plugins: dict[str, str]) -> None:
         folder.walls = [min(folder.walls), max(folder.walls)]
 
 
-def _value(folder: Folder, path: Path, event, value, plugins: dict[str, str]) -> None:
-    tag, step, wall = value.tag, event.step, event.wall_time
+def _value(folder: Folder, path: Path, step: int, wall: float, value, plugins: dict[str, str]) -> None:
+    tag = value.tag
     kind = value.WhichOneof("value")
     if kind == "simple_value":
         folder.points.append((step, wall, tag, float(value.simple_value)))

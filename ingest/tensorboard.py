@@ -47,7 +47,7 @@ from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart, Sample
 from runlake.schemas.segments import check_name, resolve_root, segment_name
 
-__all__ = ["ImportedRun", "find_run_dirs", "import_tensorboard", "plan_runs"]
+__all__ = ["ImportedRun", "Part", "find_run_dirs", "import_tensorboard", "plan_runs"]
 
 _EVENTS_PER_FRAME = 10_000
 _RANK_DIR = re.compile(r"rank([1-9]\d{0,5})")

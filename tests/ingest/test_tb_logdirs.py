@@ -405,3 +405,19 @@ def test_special_files_named_like_event_files_are_reported_not_read(tmp_path, ca
     assert rc == 0
     assert _rows(tmp_path / "root", "SELECT key, step, value FROM metrics") == [("loss", 1, 0.5)]
     assert err.count("not a regular file") == 2
+
+
+def test_impossible_wall_times_keep_their_points(tmp_path, capsys):
+    """Events whose wall time is NaN or far beyond the store's range keep their values
+    (stored at the time of the event before them) and the report says so."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    ev = EventFileWriter(str(tmp_path / "tb"))
+    for step, wall in ((0, 1000.0), (1, math.nan), (2, 1e300), (3, 1003.0)):
+        ev.add_event(_tb_event(step, summary_pb2.Summary.Value(tag="x", simple_value=step), wall=wall - step))
+    ev.close()
+    rc, out, err = _import(capsys, tmp_path / "tb", tmp_path / "root")
+    assert rc == 0 and "2 events with an impossible wall time" in err
+    assert _rows(tmp_path / "root", "SELECT step, value, epoch(ts) FROM metrics ORDER BY step") == [
+        (0, 0.0, 1000.0), (1, 1.0, 1000.0), (2, 2.0, 1000.0), (3, 3.0, 1003.0)]
