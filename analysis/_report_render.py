@@ -1,12 +1,21 @@
-"""Rendering a report dict (from ``report.build_report``) as HTML or Markdown."""
+"""Rendering a report dict (from ``report.build_report``) as HTML or Markdown.
+
+Every string in a report came from a training script or a store (run names, metric keys,
+config keys and values, finding messages, item ids), so both renderers treat it as text:
+HTML goes through :func:`html.escape`, Markdown through :func:`md_text`, which leaves no
+markup, HTML tag, link, image or autolink in the output (``<`` and ``>`` become entities,
+so not even a raw ``<script`` survives in the file). Only this module's own fixed strings
+carry markup.
+"""
 
 from __future__ import annotations
 
 import json
+import string
 from html import escape
 from typing import Any, Callable, Sequence
 
-__all__ = ["render_html", "render_md"]
+__all__ = ["md_text", "render_html", "render_md"]
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1320px}
@@ -29,6 +38,38 @@ def _cell(v: Any) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v, default=str)
     return str(v)
+
+
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MD_PLAIN = frozenset(".,-/;?%'\"=")  # punctuation that starts no inline markup mid-line
+_MD_ESCAPED = frozenset(string.punctuation) - _MD_PLAIN - set(_MD_ENTITIES)
+
+
+def md_text(v: Any) -> str:
+    r"""A value as inert Markdown text (for a table cell, a heading or a line).
+
+    ``&<>`` become entities, every other punctuation character that can open markup
+    (emphasis, code, links, images, tables, math, ``:`` of autolinks and ``javascript:``)
+    gets a backslash, line breaks become spaces; numbers are written as they are.
+
+    Example:
+        >>> print(md_text("[x](javascript:alert(1)) <img>"))
+        \[x\]\(javascript\:alert\(1\)\) &lt;img&gt;
+    """
+    text = _cell(v)
+    if _num(v):
+        return text
+    out = []
+    for ch in text:
+        if ch in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[ch])
+        elif ch in _MD_ESCAPED:
+            out.append("\\" + ch)
+        elif ch in "\r\n\u2028\u2029":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _num(v: Any) -> bool:
@@ -79,10 +120,10 @@ def render_html(report: dict, chart: Callable[..., str]) -> str:
         items = []
         for a in report["anomalies"]:
             items.append(
-                f"<tr><td class='sev-{a['severity']}'>{a['severity']}</td>"
+                f"<tr><td class='sev-{escape(str(a['severity']))}'>{escape(str(a['severity']))}</td>"
                 f"<td>{escape(names.get(a['run_id'], a['run_id']))}</td><td>{escape(a['kind'])}</td>"
-                f"<td>{escape(a.get('key') or '')}</td><td class='num'>{_cell(a.get('step_start'))}"
-                f"–{_cell(a.get('step_end'))}</td><td>{escape(a['message'])}<br>"
+                f"<td>{escape(a.get('key') or '')}</td><td class='num'>{escape(_cell(a.get('step_start')))}"
+                f"–{escape(_cell(a.get('step_end')))}</td><td>{escape(a['message'])}<br>"
                 f"<span class='suggest'>→ {escape(a.get('suggestion') or '')}</span></td></tr>")
         parts.append("<table><thead><tr><th>severity</th><th>run</th><th>kind</th><th>key</th>"
                      "<th>steps</th><th>finding and suggestion</th></tr></thead><tbody>"
@@ -144,15 +185,15 @@ def render_html(report: dict, chart: Callable[..., str]) -> str:
 def _md_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     if not rows:
         return "_(none)_\n"
-    esc = lambda v: _cell(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(md_text(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(md_text(v) for v in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def render_md(report: dict) -> str:
     names = _names(report)
-    out = [f"# {report['title']}\n", f"generated {report['generated_at']} UTC\n", "## Runs\n",
+    out = [f"# {md_text(report['title'])}\n", f"generated {md_text(report['generated_at'])} UTC\n",
+           "## Runs\n",
            _md_table(["run", "id", "status", "last step"],
                      [[r["name"], r["run_id"], r["status"], r["last_step"]] for r in report["runs"]]),
            f"\n## Anomalies ({len(report['anomalies'])})\n"]
@@ -167,10 +208,10 @@ def render_md(report: dict) -> str:
     out += ["\n## Config differences\n",
             _md_table(["key", *[names.get(c, c) for c in diff["columns"][1:]]], diff["rows"])]
     for key, recs in report["groups"].items():
-        out += [f"\n## Groups by {report['group_by']}: {key}\n",
+        out += [f"\n## Groups by {md_text(report['group_by'])}: {md_text(key)}\n",
                 _md_table(*_dict_table(recs, ["group", "n", "mean", "std", "ci_low", "ci_high"]))]
     if report["impact"]:
-        out += [f"\n## Hyperparameter impact on {report['primary']}\n", _md_table(*_dict_table(report["impact"]))]
+        out += [f"\n## Hyperparameter impact on {md_text(report['primary'])}\n", _md_table(*_dict_table(report["impact"]))]
     out += ["\n## Data lineage\n", _md_table(["run", "duplicated in an epoch", "train/eval overlap"], [
         [names.get(lin["run_id"], lin["run_id"]), lin["duplicate_items"], lin["leaked_items"]]
         for lin in report["lineage"]])]

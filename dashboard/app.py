@@ -1,6 +1,8 @@
 """The runlake Streamlit app: entry script for ``runlake ui``.
 
-Run it with ``runlake ui`` (or ``streamlit run dashboard/app.py -- --db PATH``). The store
+Run it with ``runlake ui`` (or ``streamlit run dashboard/app.py -- --db PATH``, which reads
+``dashboard/.streamlit/config.toml``: loopback only, no usage statistics; a server bound
+beyond loopback anyway shows a refusal, never the store: see ``exposure``). The store
 comes from ``--db`` after ``--``, else ``$RUNLAKE_DB``, else ``<$RUNLAKE_DIR or
 ./runlake-data>/runlake.duckdb``. Each view is reachable by URL (``?view=charts``); the app
 only reads the store, through short-lived read-only connections, so ingest keeps writing
@@ -17,20 +19,26 @@ from pathlib import Path
 
 import streamlit as st
 
-from runlake.dashboard import data, selection
+from runlake.dashboard import data, exposure, selection
+from runlake.dashboard.widgets import escape_md
 from runlake.schemas.errors import RunlakeError
 from runlake.schemas.segments import default_db
 
-REFRESH_CHOICES = {"off": None, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0}
-DEFAULT_REFRESH = "2 s"
+REFRESH_CHOICES = selection.REFRESH_CHOICES
+
+
+def _script_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db")
+    parser.add_argument("--root")
+    parser.add_argument(exposure.ALLOW_REMOTE, action="store_true", dest="allow_remote")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def store_path(argv: list[str] | None = None) -> Path:
     """The store file from ``--db`` (script arguments), ``$RUNLAKE_DB`` or the default."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--db")
-    parser.add_argument("--root")
-    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args = _script_args(argv)
     if args.db:
         return Path(args.db)
     if os.environ.get("RUNLAKE_DB"):
@@ -59,11 +67,7 @@ def _navigation(view: str) -> str:
 
 def _refresh_from_url() -> str:
     """``?refresh=off`` or ``?refresh=5`` picks the initial live refresh interval."""
-    wanted = st.query_params.get("refresh", "")
-    for label in REFRESH_CHOICES:
-        if wanted in (label, label.split()[0]):
-            return label
-    return DEFAULT_REFRESH
+    return selection.refresh_label(st.query_params.get("refresh")) or selection.DEFAULT_REFRESH
 
 
 def _sidebar_status(db: Path) -> float | None:
@@ -72,28 +76,58 @@ def _sidebar_status(db: Path) -> float | None:
         "Live refresh", choices, index=choices.index(_refresh_from_url()), key="rl_refresh",
         help="How often live parts (runs table, charts) check the store for new data.",
     )
-    st.sidebar.caption(f"Store: `{db}`")
+    st.sidebar.caption(f"Store: {escape_md(db)}")
     chosen = selection.selected_runs()
     if chosen:
         st.sidebar.caption(f"{len(chosen)} run(s) selected")
     return REFRESH_CHOICES[picked]
 
 
+def _refuse_if_exposed() -> None:
+    """Stop here, showing why, when this server listens beyond loopback unintended.
+
+    Only a real server is checked: bare ``python app.py`` has no runtime, and AppTest's is
+    a stand-in (a mock of ``Runtime``); neither listens anywhere. See
+    ``runlake.dashboard.exposure``.
+    """
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists() or type(Runtime.instance()) is not Runtime:
+        return
+    problem = exposure.exposure_problem(st.get_option("server.address"),
+                                        allow_remote=_script_args().allow_remote)
+    if problem:
+        st.error(problem)
+        st.stop()
+    if st.get_option("browser.gatherUsageStats"):
+        st.sidebar.warning("Streamlit usage statistics are on for this server "
+                           "(`--browser.gatherUsageStats false` turns them off).")
+
+
 def main() -> None:
     st.set_page_config(page_title="runlake", layout="wide")
+    _refuse_if_exposed()
     db = store_path()
     view = _navigation(selection.init_selection())
     refresh = _sidebar_status(db)
     st.session_state["rl_refresh_s"] = refresh
     st.title(selection.VIEWS[view])
+    notices = selection.url_notices()
     try:
         token = data.change_token(db)
     except RunlakeError as exc:
-        st.error(str(exc))
+        st.error(escape_md(exc))
         return
+    if token != data.MISSING_STORE and selection.selected_runs():
+        dropped = selection.unknown_runs(data.run_index(db, token)["run_id"].to_list())
+        if dropped:
+            shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+            notices.append(f"?runs= named {len(dropped)} run id(s) not in the store, ignored: {shown}")
+    for notice in notices:
+        st.warning(escape_md(notice), icon="⚠️")
     if token == data.MISSING_STORE:
         st.info(
-            f"No store at `{db}` yet. Run `runlake ingest` (or `runlake ingest --watch`) and "
+            f"No store at {escape_md(db)} yet. Run `runlake ingest` (or `runlake ingest --watch`) and "
             f"this page picks it up."
         )
         _wait_for_store(db, refresh)
@@ -102,7 +136,7 @@ def main() -> None:
     try:
         module.render(str(db), token)
     except RunlakeError as exc:
-        st.error(str(exc))
+        st.error(escape_md(exc))
 
 
 def _wait_for_store(db: Path, refresh: float | None) -> None:

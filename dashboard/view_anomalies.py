@@ -61,15 +61,16 @@ def render(db: str, token: tuple) -> None:
     st.subheader("Findings")
     if found.height > MAX_CARDS:
         st.caption(f"showing the first {MAX_CARDS} of {found.height}; narrow the severity filter")
+    esc = widgets.escape_md
     for i, f in enumerate(found.head(MAX_CARDS).iter_rows(named=True)):
         sev = f["severity"]
-        title = f":{_COLORS.get(sev, 'gray')}[**{sev}**] · {f['kind']} · {f['run']}"
+        title = f":{_COLORS.get(sev, 'gray')}[**{esc(sev)}**] · {esc(f['kind'])} · {esc(f['run'])}"
         if f.get("key"):
-            title += f" · {f['key']} @ step {f.get('step_start')}"
+            title += f" · {esc(f['key'])} @ step {esc(f.get('step_start'))}"
         with st.expander(title, expanded=i < 3):
-            st.markdown(f"**{f['message']}**")
+            st.markdown(f"**{esc(f['message'])}**")
             if f.get("suggestion"):
-                st.markdown(f"Suggestion: {f['suggestion']}")
+                st.markdown(f"Suggestion: {esc(f['suggestion'])}")
             if f.get("key"):
                 lo, hi = _margin(f.get("step_start"), f.get("step_end"))
                 params = selection.chart_params([f["run_id"]], f["key"], lo, hi)

@@ -21,7 +21,7 @@ from runlake.dashboard import data, selection, widgets
 __all__ = ["chart", "curves", "render", "zoom_points"]
 
 TITLE = "Charts"
-X_AXES = ("step", "time", "epoch")
+X_AXES = selection.X_AXES
 MAX_POINTS = 20_000
 SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
 
@@ -117,13 +117,6 @@ def zoom_points(points: int, lo: float | None, hi: float | None, last_step: floa
     return int(min(MAX_POINTS, max(points, points * last_step / span)))
 
 
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def render(db: str, token: tuple) -> None:
     """Draw the Charts view."""
     run_ids = widgets.run_picker(db, token, label="Runs", key="charts_runs")
@@ -135,6 +128,8 @@ def render(db: str, token: tuple) -> None:
     if not keys:
         st.info("These runs logged no metrics yet.")
         return
+    if focus.get("key") is not None and focus["key"] not in keys:
+        st.warning(f"?key={widgets.escape_md(repr(focus['key']))} is not logged by these runs; ignored.")
     default = [focus["key"]] if focus.get("key") in keys else [k for k in keys if not k.startswith("sys/")][:1]
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     chosen = c1.multiselect("Metrics", keys, default=default, key="charts_keys")
@@ -146,8 +141,9 @@ def render(db: str, token: tuple) -> None:
     c5, c6, c7 = st.columns(3)
     points = c5.number_input("Points per curve", 50, 20000, 1000, 50, key="charts_points",
                              help="Buckets keep each bucket's min, max and last, so spikes survive.")
-    lo = c6.number_input("From step", value=_int_or_none(focus.get("from")), step=1, key="charts_from")
-    hi = c7.number_input("To step", value=_int_or_none(focus.get("to")), step=1, key="charts_to")
+    bound = {"min_value": -selection.MAX_STEP, "max_value": selection.MAX_STEP, "step": 1}
+    lo = c6.number_input("From step", value=focus.get("from"), key="charts_from", **bound)
+    hi = c7.number_input("To step", value=focus.get("to"), key="charts_to", **bound)
     labels = widgets.run_labels(db, token)
     runs = data.run_index(db, token).filter(pl.col("run_id").is_in(list(run_ids)))
     last_step = runs["last_step"].max() if runs.height else None
@@ -158,7 +154,7 @@ def render(db: str, token: tuple) -> None:
         for key in chosen:
             raw = data.fetch(downsample, db_, token_, list(run_ids), key, points=per_curve, x=x)
             pts = curves(raw, labels, smoothing=smoothing, x=x, x_range=(lo, hi), log_y=log_y)
-            st.subheader(key)
+            st.subheader(widgets.escape_md(key))
             if pts.height == 0:
                 st.caption("no finite points in range")
                 continue
@@ -174,6 +170,6 @@ def render(db: str, token: tuple) -> None:
             st.altair_chart(chart(pts, marks, key=key, x=x, smoothing=smoothing, log_y=log_y,
                                   x_range=(lo, hi)))
             if marks is not None and marks.height:
-                st.caption(f"{marks.height} anomaly finding(s) marked on {key}")
+                st.caption(f"{marks.height} anomaly finding(s) marked on {widgets.escape_md(key)}")
 
     widgets.live(db, _draw)

@@ -19,12 +19,12 @@ TITLE = "Compare"
 def _best(db: str, token: tuple, run_ids: list[str], metric: str, labels: dict[str, str]) -> None:
     best = data.fetch(best_config, db, token, run_ids, metric)
     if not best:
-        st.info(f"No run has a finite value of {metric}.")
+        st.info(f"No run has a finite value of {widgets.escape_md(metric)}.")
         return
     direction = "lowest" if best.get("mode") == "min" else "highest"
-    run = labels.get(best["run_id"], best["run_id"])
-    st.markdown(f"**{run}** has the {direction} `{metric}`: **{best['value']:.6g}** "
-                f"at step {best.get('step')}")
+    run = widgets.escape_md(labels.get(best["run_id"], best["run_id"]))
+    st.markdown(f"**{run}** has the {direction} {widgets.escape_md(metric)}: "
+                f"**{best['value']:.6g}** at step {widgets.escape_md(best.get('step'))}")
     st.json(best.get("config") or {}, expanded=True)
 
 

@@ -25,7 +25,7 @@ def render(db: str, token: tuple) -> None:
             found = found.with_columns(
                 pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
             found = found.select("run", *[c for c in found.columns if c != "run"])
-        widgets.show_frame(found, empty=f"No run consumed item {item!r}.")
+        widgets.show_frame(found, empty=f"No run consumed item {widgets.escape_md(repr(item))}.")
 
     st.subheader("Per run")
     run_ids = widgets.run_picker(db, token, label="Runs", key="lineage_runs")
@@ -39,7 +39,7 @@ def render(db: str, token: tuple) -> None:
     else:
         st.success("No train/eval leakage among the selected runs.")
     for run_id in run_ids:
-        st.markdown(f"#### {labels.get(run_id, run_id)}")
+        st.markdown(f"#### {widgets.escape_md(labels.get(run_id, run_id))}")
         c1, c2 = st.columns(2)
         with c1:
             st.caption("Coverage")

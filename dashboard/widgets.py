@@ -1,12 +1,23 @@
-"""Widgets and formatting shared by several views: the run picker, durations, live blocks.
+"""Widgets and formatting shared by several views: the run picker, durations, live blocks,
+and :func:`escape_md`, the one way user text enters Streamlit markdown.
 
 Kept apart from the views so each view module holds only its own layout.
+
+Why ``escape_md`` exists: ``st.markdown``, ``st.caption``, ``st.subheader``, the alert
+boxes, expander and tab titles and every widget label render Markdown, plus Streamlit's
+own directives (``:red[...]``, ``$...$`` LaTeX, ``:material/...:``). A run name, tag,
+metric key, config value, log line or finding message is written by whoever trains, so it
+must never become an image the browser fetches, a link, or markup. Views pass such text
+through ``escape_md`` (or show it with ``st.text``/``st.code``/dataframes, which render no
+markup); only the views' own fixed strings carry formatting.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Callable
+
+import string
 
 import polars as pl
 import streamlit as st
@@ -16,6 +27,7 @@ from runlake.dashboard import data, selection
 
 __all__ = [
     "all_runs",
+    "escape_md",
     "human_duration",
     "live",
     "run_labels",
@@ -24,6 +36,32 @@ __all__ = [
     "utcnow",
     "with_run_label",
 ]
+
+
+_MD_PUNCT = frozenset(string.punctuation)
+
+
+def escape_md(text: Any) -> str:
+    r"""``text`` as inert Markdown: shown literally, never as markup, image, link or math.
+
+    Every ASCII punctuation character gets a backslash (CommonMark lets any of them be
+    escaped, and Streamlit's directives and ``$`` math are punctuation-led), and line
+    breaks become spaces, so the text stays inside the inline context it was put in (a
+    heading, a bold span, a label).
+
+    Example:
+        >>> print(escape_md("![b](x.png) $x$"))
+        \!\[b\]\(x\.png\) \$x\$
+    """
+    out = []
+    for ch in str(text):
+        if ch in _MD_PUNCT:
+            out.append("\\" + ch)
+        elif ch in "\r\n\u2028\u2029":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 RUN_SCHEMA = {

@@ -1,19 +1,21 @@
 """`runlake ui`: start the Streamlit dashboard over the store.
 
-The server binds to 127.0.0.1 by default: the dashboard has no authentication, so exposing
-it on another interface shows every run, config and log line to anyone who can reach the
-port. Any non-loopback ``--host`` prints a loud warning first.
+The server binds to 127.0.0.1 by default, with Streamlit's usage statistics off
+(``runlake.dashboard.exposure.SAFE_OPTIONS``): the dashboard has no authentication, so
+exposing it on another interface shows every run, config and log line to anyone who can
+reach the port. Any non-loopback ``--host`` prints a loud warning first, and tells the app
+the exposure is intended (``--allow-remote``), which it otherwise refuses.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from runlake.cli._common import add_store_args, store_paths, subcommand
+from runlake.dashboard.exposure import ALLOW_REMOTE, SAFE_OPTIONS, is_loopback
 
 __all__ = ["app_path", "is_loopback", "register", "streamlit_command"]
 
@@ -43,27 +45,17 @@ def app_path() -> Path:
     return APP
 
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def _flag_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def streamlit_command(db: Path, host: str, port: int) -> list[str]:
-    """The ``python -m streamlit run ...`` argv that serves the dashboard."""
-    return [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
-        "--server.address", host,
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",
-        "--", "--db", str(db),
-    ]
+    """The ``python -m streamlit run ...`` argv that serves the dashboard: the safe options
+    with ``host`` as the address; a non-loopback host adds ``--allow-remote`` for the app."""
+    options = {**SAFE_OPTIONS, "server.address": host, "server.port": port}
+    flags = [part for name, value in options.items() for part in (f"--{name}", _flag_value(value))]
+    script_args = ["--db", str(db)] + ([] if is_loopback(host) else [ALLOW_REMOTE])
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *flags, "--", *script_args]
 
 
 def _run(args) -> int:

@@ -1,14 +1,22 @@
 """A real store for the dashboard tests: runs written by the real emitter, loaded by the
-real ingest, scanned by the real anomaly detectors; and an AppTest factory over it."""
+real ingest, scanned by the real anomaly detectors; an AppTest factory over it; and the
+real-server helpers (``runlake ui`` as a subprocess, headless Chromium) as the ``ui``
+fixture."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import types
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -163,3 +171,87 @@ def texts(at) -> str:
     for frame in at.dataframe:
         parts.append(frame.value.to_string())
     return "\n".join(parts)
+
+
+# --- a real server and a real browser ---------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def wait_healthy(proc: subprocess.Popen, port: int, what: str, timeout: float = 60) -> None:
+    """Block until the Streamlit server on ``port`` answers /_stcore/health with ok."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited {proc.returncode}: {proc.stderr.read().decode()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    stop(proc)
+    raise AssertionError(f"{what} did not answer /_stcore/health within {timeout:.0f} s")
+
+
+def start_ui(db: Path, port: int, *extra: str) -> subprocess.Popen:
+    """Start ``runlake ui`` on a free port; return the process once /_stcore/health is ok."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlake.cli", "ui", "--db", str(db), "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    wait_healthy(proc, port, "runlake ui")
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group of ``proc`` (SIGKILL after 10 s)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The IP addresses that ``pid`` (and its children) listen on."""
+    import psutil
+
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return {c.laddr.ip for p in procs for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN}
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    """Run headless Chromium once with these arguments."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+         "--window-size=1400,1000", *args],
+        capture_output=True, text=True, timeout=90,
+    )
+
+
+def load_dom(url: str, title: str, wait_s: float = 90) -> str:
+    """The DOM once the view drew its title and the script finished (or the last try).
+
+    Chromium's virtual time runs ahead while the page waits on the websocket, so a view
+    whose first run is still importing and querying shows its loading skeleton: retry.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        dom = chromium("--dump-dom", url).stdout
+        done = f">{title}</span>" in dom and 'data-test-script-state="notRunning"' in dom
+        if done or time.monotonic() > deadline:
+            return dom
+
+
+@pytest.fixture(scope="session")
+def ui():
+    """The real-server helpers: ``start_ui``, ``stop``, ``wait_healthy``, ``load_dom``,
+    ``chromium``, ``listening_addresses``, ``free_port`` and ``CHROMIUM`` (its path)."""
+    return types.SimpleNamespace(
+        start_ui=start_ui, stop=stop, wait_healthy=wait_healthy, load_dom=load_dom,
+        chromium=chromium, listening_addresses=listening_addresses, free_port=free_port,
+        CHROMIUM=CHROMIUM)
