@@ -108,7 +108,12 @@ def read_folder(path: Path) -> Folder:
     """Read every event file directly in ``path`` (sorted by name, as TensorBoard does)."""
     folder = Folder(path)
     plugins: dict[str, str] = {}  # tag -> plugin name (metadata is written with a tag's first value)
-    for name in sorted(os.listdir(path)):
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        folder.problems.append(f"{path}: cannot list ({exc.strerror or exc}), skipped")
+        names = []
+    for name in names:
         if is_event_file(name):
             _read_file(folder, path / name, plugins)
     projector = path / "projector_config.pbtxt"

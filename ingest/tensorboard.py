@@ -317,7 +317,10 @@ def import_tensorboard(
     """
     logdir = Path(logdir)
     check_name(project, "project")
-    dirs = find_run_dirs(logdir) if logdir.is_dir() else []
+    if not logdir.is_dir():
+        what = "is a file" if logdir.exists() else "does not exist"
+        raise ConfigError(f"{logdir} {what}: pass the directory given to `tensorboard --logdir`")
+    dirs = find_run_dirs(logdir)
     if not dirs:
         raise ConfigError(
             f"no TensorBoard event files (events.out.tfevents.*) under {logdir}: pass the "

@@ -61,6 +61,8 @@ def _import_tensorboard(args) -> int:
     sys.stdout.flush()
     for r in results:  # the full story per run: merged folders, skipped kinds, damaged files
         lines = [f"  merged {f}" for f in r.folders] + [f"  not imported: {s}" for s in r.skipped]
+        if lines and r.imported:
+            lines.insert(0, "  imported: " + ", ".join(f"{k}: {v}" for k, v in r.imported.items()))
         lines += [f"  note: {n}" for n in r.notes] + [f"  warning: {p}" for p in r.problems]
         if lines:
             print(f"{r.name} ({r.run_id}):", *lines, sep="\n", file=sys.stderr)

@@ -421,3 +421,15 @@ def test_impossible_wall_times_keep_their_points(tmp_path, capsys):
     assert rc == 0 and "2 events with an impossible wall time" in err
     assert _rows(tmp_path / "root", "SELECT step, value, epoch(ts) FROM metrics ORDER BY step") == [
         (0, 0.0, 1000.0), (1, 1.0, 1000.0), (2, 2.0, 1000.0), (3, 3.0, 1003.0)]
+
+
+@pytest.mark.parametrize("make", ["missing", "file", "empty"])
+def test_a_logdir_that_is_not_one_fails_in_one_line(tmp_path, capsys, make):
+    """A missing path, a file, or a folder without event files: exit 2, one line naming it."""
+    target = tmp_path / "tb"
+    if make == "file":
+        target.write_bytes(b"")
+    elif make == "empty":
+        (target / "sub" / "deeper").mkdir(parents=True)
+    rc, out, err = _import(capsys, target, tmp_path / "root")
+    assert rc == 2 and str(target) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
