@@ -10,15 +10,26 @@ no other change. :class:`RunlakeLogger` implements Lightning's ``Logger``:
   ``ModelCheckpoint`` for its folder) never starts the run early;
 * ``log_metrics(metrics, step)`` -> ``run.log`` at Lightning's ``global_step``, with the
   ``epoch`` entry Lightning adds used as the event's epoch;
-* ``after_save_checkpoint`` records ``ModelCheckpoint``'s saved files as ``checkpoint``
-  events (tags ``best``/``last``; size and sha256 computed by the run);
+* ``after_save_checkpoint`` records every save of ``ModelCheckpoint`` as a ``checkpoint``
+  event: the file just written, at the step it was saved (``last.ckpt``, overwritten each
+  time, gets one event per save), with its sha256 and size, tags ``best``/``last``/``top_k``
+  and ``metrics`` holding the monitored score and Lightning's ``epoch`` (the epoch of the
+  latest metrics Lightning logged). A recorded file that is gone (``save_top_k`` replaced
+  it, ``last.ckpt`` moved) gets a ``checkpoint`` event tagged ``deleted`` with the step,
+  size and sha256 it was recorded with; Lightning removes files just after notifying the
+  logger, so the deletion is seen at the next save, log call or ``finalize``. The files that
+  still exist are, per ``uri``, the newest row not tagged ``deleted``;
+* ``save()`` (which Lightning calls after every ``log_metrics``) only looks for deleted
+  checkpoints: the run's writer thread flushes on its own interval, so training never
+  waits for a flush here;
 * ``finalize("success")`` flushes (Lightning calls it after every ``fit``/``test``, so the
   run stays open for the next stage; it ends when the process exits or on
   ``logger.experiment.finish()``); ``finalize("failed")`` ends the run as failed.
 
 Hyperparameters logged after the run started cannot change its ``config`` (``run_start``
-is written once); they are kept as a ``log`` event (logger ``runlake.lightning``) and a
-warning says so.
+is written once); they are kept as a ``log`` event at level WARNING (logger
+``runlake.lightning``, written straight to the run, whatever the logging configuration)
+and a warning says so.
 
 :class:`RunlakeProgress` is a callback adding ``perf/step_ms`` and ``perf/samples_per_s``
 every ``every`` training batches and setting the run's ``total_steps`` from
@@ -33,7 +44,7 @@ import os
 import time
 import warnings
 from argparse import Namespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.callbacks import Callback
@@ -41,13 +52,36 @@ from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from runlake.emitter.environment import new_run_id, run_id_from_env
+from runlake.emitter.integrations.logging import RunlakeHandler
 from runlake.emitter.integrations.throughput import log_at
+from runlake.emitter.records import file_facts
 from runlake.schemas.errors import RunlakeWarning
 from runlake.schemas.segments import resolve_root
 
 __all__ = ["RunlakeLogger", "RunlakeProgress"]
 
 _log = logging.getLogger("runlake.lightning")
+
+
+class _Saved(NamedTuple):
+    """What was recorded for one checkpoint file: to notice rewrites and deletions."""
+
+    signature: tuple[int, int, int]  # (inode, size, mtime_ns)
+    step: int | None
+    bytes: int | None
+    sha256: str | None
+
+
+def _signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
 
 
 class RunlakeLogger(Logger):
@@ -76,7 +110,8 @@ class RunlakeLogger(Logger):
         self._root = resolve_root(root) if run is None else run.root
         self._init_kwargs = init_kwargs
         self._run_id = run.id if run is not None else (init_kwargs.pop("run_id", None) or run_id_from_env() or new_run_id())
-        self._saved: set[str] = set()
+        self._saved: dict[str, _Saved] = {}  # local checkpoint files recorded and not yet deleted
+        self._epoch: int | None = None  # Lightning's epoch in the latest log_metrics call
 
     # -- identity (never starts the run) ------------------------------------------------------
     @property
@@ -130,39 +165,72 @@ class RunlakeLogger(Logger):
             return
         warnings.warn("runlake: hyperparameters logged after the run started are kept as a log "
                       "event, not in the run's config", RunlakeWarning, stacklevel=2)
-        _log.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
+        record = _log.makeRecord(
+            _log.name, logging.WARNING, __file__, 0, "hyperparameters logged after the run started "
+            "(not in the run's config): %s", (json.dumps(params, sort_keys=True),), None)
+        RunlakeHandler(self._run).handle(record)  # not through logging: its levels must not drop it
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         run = self._start()
         values = dict(metrics)
         epoch = values.pop("epoch", None)
-        run.log(values, step=step, epoch=None if epoch is None else int(epoch))
+        if epoch is not None:
+            self._epoch = int(epoch)
+        run.log(values, step=step, epoch=self._epoch if epoch is not None else None)
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Record the file ``ModelCheckpoint`` just saved (and any other it rewrote or removed)."""
         run = self._start()
-        best = getattr(checkpoint_callback, "best_model_path", "") or ""
-        last = getattr(checkpoint_callback, "last_model_path", "") or ""
-        score = getattr(checkpoint_callback, "best_model_score", None)
-        monitor = getattr(checkpoint_callback, "monitor", None)
-        for path in dict.fromkeys(p for p in (best, last) if p):
-            if path in self._saved or not os.path.exists(path):
+        self._record_deleted()
+        cb = checkpoint_callback
+        just_saved = getattr(cb, "_last_checkpoint_saved", "") or ""
+        step = getattr(cb, "_last_global_step_saved", None)
+        best = getattr(cb, "best_model_path", "") or ""
+        last = getattr(cb, "last_model_path", "") or ""
+        top_k = dict(getattr(cb, "best_k_models", None) or {})
+        monitor = getattr(cb, "monitor", None)
+        for path in dict.fromkeys(p for p in (just_saved, best, last, *top_k) if p):
+            local = _is_local(path)
+            sig = _signature(path) if local else None
+            if local and sig is None:
                 continue
-            self._saved.add(path)
-            tags = [t for t, p in (("best", best), ("last", last)) if p == path]
-            metrics = {monitor: float(score)} if monitor and score is not None and path == best else None
-            run.log_checkpoint(path, metrics=metrics, tags=tags)
+            known = self._saved.get(path)
+            if path != just_saved and (not local or (known is not None and known.signature == sig)):
+                continue  # not written by this save
+            tags = [t for t, hit in (("best", path == best), ("last", path == last),
+                                     ("top_k", path in top_k)) if hit]
+            metrics: dict[str, float] = {}
+            score = top_k.get(path, getattr(cb, "best_model_score", None) if path == best else None)
+            if monitor and score is not None:
+                metrics[monitor] = float(score)
+            if self._epoch is not None:
+                metrics["epoch"] = float(self._epoch)
+            size, sha = file_facts(path, want_hash=True) if local else (None, None)
+            run.log_checkpoint(path, step=step, metrics=metrics, bytes=size, sha256=sha, tags=tags)
+            if local:
+                self._saved[path] = _Saved(sig, step, size, sha)
+
+    def _record_deleted(self) -> None:
+        """A ``deleted`` checkpoint event for each recorded local file that is gone."""
+        if self._run is None or not self._saved or self._run._ended:
+            return
+        for path, saved in list(self._saved.items()):
+            if _signature(path) is None:
+                del self._saved[path]
+                self._run.log_checkpoint(path, step=saved.step, bytes=saved.bytes,
+                                         sha256=saved.sha256, tags=["deleted"])
 
     @rank_zero_only
     def save(self) -> None:
-        if self._run is not None:
-            self._run.flush()
+        self._record_deleted()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         if self._run is None:
             return
+        self._record_deleted()
         if status == "failed":
             self._run.finish("failed")
         else:
