@@ -195,6 +195,11 @@ def check_query(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     if not text:
         raise QueryError("empty query: pass one SELECT statement, e.g. "
                          "\"SELECT run_id, status FROM runs\"")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # e.g. argv bytes that are not UTF-8 (surrogateescape)
+        raise QueryError(f"query is not valid UTF-8 text at character {exc.start + 1}; "
+                         f"retype or re-encode it") from None
     if len(text) > MAX_SQL_CHARS:
         raise QueryError(f"query is {len(text):,} characters; the console takes at most "
                          f"{MAX_SQL_CHARS:,} (DuckDB cannot interrupt or cap the planning of "
@@ -207,19 +212,27 @@ def check_query(con: duckdb.DuckDBPyConnection, sql: str) -> str:
         raise QueryError(f"{_REFUSED}expected one statement, got {len(statements)}; "
                          f"run them one at a time")
     kind = _kind(statements[0])
-    if kind == "MULTI" and _is_query_expression(con, text):
-        return text
+    word = text.split(None, 1)[0].upper()
+    word = word if word.isalpha() else kind  # e.g. a leading comment
+    if kind == "MULTI":
+        if _is_query_expression(con, text):
+            return text
+        raise QueryError(f"{_REFUSED}this {word} statement expands into several statements "
+                         f"and is not a query; only a query (such as PIVOT) may do that")
     if kind not in _ALLOWED:
-        word = text.split(None, 1)[0].upper()
-        word = word if word.isalpha() else kind  # e.g. a leading comment
-        label = word if kind in (word, "MULTI") else f"{word} (a {kind} statement)"
+        label = word if kind == word else f"{word} (a {kind} statement)"
         hint = "; call table functions as SELECT * FROM f(...)" if word == "CALL" else ""
         raise QueryError(f"{_REFUSED}{label} is not allowed, only one SELECT "
                          f"(or WITH/FROM/VALUES/DESCRIBE/SHOW/SUMMARIZE/EXPLAIN/PIVOT){hint}")
     return text
 
 
+_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALYZE)?\s+", re.IGNORECASE)
+
+
 def _is_query_expression(con: duckdb.DuckDBPyConnection, text: str) -> bool:
+    """Whether ``text`` (after an optional ``EXPLAIN [ANALYZE]``) parses as a subquery."""
+    text = _EXPLAIN.sub("", text, count=1)
     try:
         return len(con.extract_statements(f"SELECT * FROM (\n{text}\n)")) == 1
     except duckdb.Error:
