@@ -221,6 +221,12 @@ def test_tensorboards_own_writers(tmp_path, capsys):
                                    tensor=make_tensor_proto(curve))
     ev.add_event(_tb_event(5, pr))
     ev.add_event(_tb_event(0, *hparams_pb({"dropout": 0.5, "arch": "cnn", "deep": True}).value))
+    from tensorboard.compat.proto import event_pb2
+
+    ev.add_event(event_pb2.Event(wall_time=1006.0, step=6, log_message=event_pb2.LogMessage(
+        level=event_pb2.LogMessage.WARN, message="disk almost full")))
+    ev.add_event(event_pb2.Event(wall_time=1007.0, step=3, session_log=event_pb2.SessionLog(
+        status=event_pb2.SessionLog.START)))
     ev.close()
     rc, out, err = _import(capsys, logdir, tmp_path / "root")
     assert rc == 0
@@ -232,6 +238,9 @@ def test_tensorboards_own_writers(tmp_path, capsys):
     [(cfg,)] = _rows(tmp_path / "root", "SELECT config FROM runs WHERE name = 'v2'")
     assert json.loads(cfg) == {"dropout": 0.5, "arch": "cnn", "deep": True}
     assert _rows(tmp_path / "root", "SELECT logger, step, message FROM logs WHERE logger = 't'") == [("t", 2, "hello v2")]
+    assert _rows(tmp_path / "root", "SELECT level, step, message FROM logs WHERE logger = 'tensorboard'") == [
+        ("WARNING", 6, "disk almost full")]
+    assert "SessionLog START at step 3" in err
     samples = {n: (s, json.loads(meta)) for n, s, meta in _rows(tmp_path / "root", "SELECT name, step, meta FROM samples")}
     assert samples["im"][0] == 3 and samples["im"][1]["images"] == 2 and samples["im"][1]["width"] == 4
     assert samples["au"][1]["clips"] == 1 and samples["au"][1]["labels"] == ["label"]
