@@ -108,9 +108,10 @@ class _Skips:
 
 class _Pass:
     def __init__(self, root: Path, db: Path, progress: bool, stale_after: float | None,
-                 chunk_points: int):
+                 chunk_points: int, read_window: int):
         self.root, self.db = root, db
         self.chunk_points = chunk_points
+        self.read_window = read_window
         self.progress = progress
         self.report = IngestReport()
         self.book = StatusBook(stale_after)
@@ -215,7 +216,7 @@ class _Pass:
                  committer: Committer, bar: Progress) -> None:
         start = pos = entry.bytes
         self.report.segments += 1
-        window = READ_WINDOW
+        window = self.read_window
         while True:
             data = _pread(fd, max(0, min(size - pos, window)), pos)
             last = pos + len(data) >= size
@@ -226,7 +227,7 @@ class _Pass:
             bar.update(consumed)
             if last or (forced and not consumed):
                 break
-            window = window * 2 if consumed == 0 else READ_WINDOW  # grow only for one frame
+            window = window * 2 if consumed == 0 else self.read_window  # grow for one frame
         self._end_skips()
         if sealed and size == 0:
             self._problem(entry, Problem(
@@ -385,12 +386,14 @@ def run_pass(
     progress: bool = False,
     stale_after: float | None = None,
     chunk_points: int = CHUNK_POINTS,
+    read_window: int = READ_WINDOW,
 ) -> IngestReport:
     """One ingest pass over ``root`` into ``db``; the caller holds the ingest lock.
 
-    ``chunk_points`` bounds the rows of one commit (memory and reader wait).
+    ``chunk_points`` bounds the rows of one commit (memory and reader wait);
+    ``read_window`` the bytes of a segment held in memory at once (see :data:`READ_WINDOW`).
     """
-    return _Pass(root, db, progress, stale_after, chunk_points).run()
+    return _Pass(root, db, progress, stale_after, chunk_points, read_window).run()
 
 
 def check_root(root: str | Path | None) -> Path:
