@@ -402,5 +402,5 @@ class CheckpointManager:
     def _remove_stale_temps(self) -> None:
         for path in self.dir.iterdir():
             m = TMP_RE.match(path.name)
-            if m and not pid_alive(int(m.group(1))):
+            if m and not path.is_dir() and not pid_alive(int(m.group(1))):
                 path.unlink(missing_ok=True)

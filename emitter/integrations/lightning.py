@@ -17,7 +17,8 @@ no other change. :class:`RunlakeLogger` implements Lightning's ``Logger``:
   latest metrics Lightning logged). A recorded file that is gone (``save_top_k`` replaced
   it, ``last.ckpt`` moved) gets a ``checkpoint`` event tagged ``deleted`` with the step,
   size and sha256 it was recorded with; Lightning removes files just after notifying the
-  logger, so the deletion is seen at the next save, log call or ``finalize``. The files that
+  logger, so the deletion is seen at the next save, log call or ``finalize`` (local files
+  only: on a remote file system saves are recorded, deletions are not). The files that
   still exist are, per ``uri``, the newest row not tagged ``deleted``;
 * ``save()`` (which Lightning calls after every ``log_metrics``) only looks for deleted
   checkpoints: the run's writer thread flushes on its own interval, so training never
