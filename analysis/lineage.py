@@ -124,7 +124,8 @@ def item_runs(con: duckdb.DuckDBPyConnection, item_id: str) -> pl.DataFrame:
              f AS (SELECT run_id, min(first_step) AS first_step FROM d GROUP BY run_id),
              c AS (SELECT c.run_id, list({'step': c.step, 'uri': c.uri} ORDER BY c.step) AS cks
                    FROM checkpoints c JOIN f ON c.run_id = f.run_id
-                   WHERE c.step >= f.first_step GROUP BY c.run_id)
+                   WHERE c.step >= f.first_step AND NOT list_contains(coalesce(c.tags, []), 'deleted')
+                   GROUP BY c.run_id)
            SELECT d.run_id, r.name, d.split, d.times_seen, d.first_step, d.last_step,
                   coalesce(c.cks, []) AS checkpoints
            FROM d LEFT JOIN runs r USING (run_id) LEFT JOIN c USING (run_id)

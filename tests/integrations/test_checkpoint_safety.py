@@ -208,3 +208,20 @@ def test_retention_deletions_are_recorded(tmp_path):
     deleted = [(e.step, e.sha256, e.uri) for e in cks if "deleted" in e.tags]
     assert deleted == [(s.step, s.sha256, str(s.path.resolve())) for s in saved[:2]]
     assert [e.step for e in cks if "deleted" not in e.tags] == [0, 1, 2]
+
+
+def test_deletion_marks_are_not_listed_as_checkpoints_in_lineage(tmp_path, store_rows):
+    """`lineage item` lists each saved checkpoint once, not again for its deletion mark."""
+    from runlake.analysis import item_runs
+    from runlake.ingest.store import read_store
+
+    run = _init(tmp_path)
+    run.log_data(["a"], step=0)
+    mgr = CheckpointManager(run, tmp_path / "ck", keep_last=1, keep_best=0)
+    for step in (1, 2):
+        mgr.save({"w": torch.zeros(1)}, step)
+    run.finish()
+    assert store_rows(tmp_path / "root", "SELECT count(*) FROM checkpoints") == [(3,)]
+    with read_store(tmp_path / "root" / "runlake.duckdb") as con:
+        [listed] = item_runs(con, "a")["checkpoints"].to_list()
+    assert [c["step"] for c in listed] == [1, 2]
