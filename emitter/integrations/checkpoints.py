@@ -216,14 +216,13 @@ class CheckpointManager:
                 f.flush()
                 os.fsync(f.fileno())
             with folder_lock(self.dir):
-                deleted = self._commit(tmp, name, step, metrics, writer)
+                deleted, is_best = self._commit(tmp, name, step, metrics, writer)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         info = CheckpointInfo(name, step, writer.sha.hexdigest(), writer.n, metrics, final)
         if self.run is not None:
-            best = self._best(self._read_manifest()["checkpoints"], 1)
-            tags = ["latest"] + (["best"] if name in best else [])
+            tags = ["latest"] + (["best"] if is_best else [])
             self.run.log_checkpoint(self._uri(name), step=step, metrics=metrics, bytes=info.bytes,
                                     sha256=info.sha256, tags=tags)
             for e in deleted:
@@ -231,8 +230,12 @@ class CheckpointManager:
                                         sha256=e["sha256"], tags=["deleted"])
         return info
 
-    def _commit(self, tmp: Path, name: str, step: int, metrics: dict, writer: HashingWriter) -> list[dict]:
-        """Under the folder lock: check the owner, rename, update manifest and pointer, retain."""
+    def _commit(self, tmp: Path, name: str, step: int, metrics: dict,
+                writer: HashingWriter) -> tuple[list[dict], bool]:
+        """Under the folder lock: check the owner, rename, update manifest and pointer, retain.
+
+        Returns the deleted entries and whether the new checkpoint is the best so far.
+        """
         manifest = self._read_manifest(adopt=True)
         owner = manifest.get("run_id")
         if self._run_id is not None and owner not in (None, self._run_id):
@@ -255,7 +258,7 @@ class CheckpointManager:
         deleted = [e for e in entries if e["file"] not in keep]
         for e in deleted:
             (self.dir / e["file"]).unlink(missing_ok=True)
-        return deleted
+        return deleted, name in self._best(entries, 1)
 
     def _write_manifest(self, manifest: dict) -> None:
         if self._run_id is not None:
