@@ -14,7 +14,8 @@ Limits, because a console query holds the store and ingest cannot commit while i
   30, ``--timeout``, ``$RUNLAKE_SQL_TIMEOUT``);
 * **memory**: DuckDB's ``memory_limit`` (default 2GB, ``--memory``, ``$RUNLAKE_SQL_MEMORY``),
   with spilling to disk capped at the same size in a private temp folder removed afterwards;
-* **rows**: the result streams and at most ``limit`` rows are fetched (default 100,000);
+* **rows**: the result streams and at most ``limit`` rows are fetched (default 100,000),
+  their Python copy counted against the memory cap too;
 * **text**: at most :data:`MAX_SQL_CHARS` characters, because DuckDB's planner neither
   checks for interrupts nor counts its memory (9,000 ``UNION ALL`` branches took 2.2 GB
   and 29 s before the first interrupt was seen).
@@ -67,6 +68,9 @@ MEMORY_ENV = "RUNLAKE_SQL_MEMORY"
 _ALLOWED = {"SELECT", "EXPLAIN"}
 _REFUSED = "the SQL console is read-only: "
 _MESSAGE_CHARS = 300
+_BATCH = 10_000
+_VARYING = ("VARCHAR", "BLOB", "JSON", "BIT", "ENUM", "[", "STRUCT", "MAP", "UNION", "BIGNUM",
+            "VARINT")
 _UNITS = {"": None, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -105,21 +109,18 @@ class Limits:
             Limits(timeout_s=120.0, memory_bytes=512000000, max_rows=10)
         """
         env = os.environ if env is None else env
-        if timeout is None:
-            timeout = env.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S
-            where = f"${TIMEOUT_ENV}" if env.get(TIMEOUT_ENV) else "timeout"
-        else:
-            where = "--timeout"
-        if memory is None:
-            memory = env.get(MEMORY_ENV) or DEFAULT_MEMORY
-            mwhere = f"${MEMORY_ENV}" if env.get(MEMORY_ENV) else "memory"
-        else:
-            mwhere = "--memory"
-        if max_rows is None:
-            max_rows = DEFAULT_MAX_ROWS
+
+        def pick(value, name: str, default, flag: str) -> tuple[Any, str]:
+            if value is not None:
+                return value, flag
+            return (env[name], f"${name}") if env.get(name) else (default, flag)
+
+        max_rows = DEFAULT_MAX_ROWS if max_rows is None else max_rows
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
             raise ConfigError(f"--limit must be a number of rows (0 for all), got {max_rows!r}")
-        return cls(_duration(timeout, where), _size(memory, mwhere), max_rows or None)
+        return cls(_duration(*pick(timeout, TIMEOUT_ENV, DEFAULT_TIMEOUT_S, "--timeout")),
+                   _size(*pick(memory, MEMORY_ENV, DEFAULT_MEMORY, "--memory")),
+                   max_rows or None)
 
 
 def _duration(value: float | str, where: str) -> float | None:
@@ -273,6 +274,7 @@ def _console(db: str | Path, limits: Limits) -> Iterator[duckdb.DuckDBPyConnecti
     spill = tempfile.mkdtemp(prefix="runlake-sql-")
     con = duckdb.connect(":memory:")
     try:
+        con.execute("SET enable_progress_bar = false")  # it would print into the output
         con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
         if limits.memory_bytes is not None:
             con.execute(f"SET memory_limit = '{limits.memory_bytes}B'")
@@ -350,16 +352,49 @@ def run_query(
         try:
             cur = con.execute(text)
             columns = [d[0] for d in cur.description] if cur.description else []
-            if limits.max_rows is None:
-                rows = cur.fetchall()
-            else:
-                rows = cur.fetchmany(limits.max_rows + 1)
+            rows = _fetch(cur, limits)
         except duckdb.Error as exc:
             raise _failure(exc, limits, watchdog) from None
         finally:
             watchdog.stop()
     truncated = limits.max_rows is not None and len(rows) > limits.max_rows
     return QueryResult(columns, rows[:limits.max_rows] if truncated else rows, truncated)
+
+
+def _size_of(value: Any) -> int:
+    """Roughly the bytes a fetched value holds (text and blobs by length, containers summed)."""
+    if isinstance(value, (str, bytes)):
+        return 40 + len(value)
+    if isinstance(value, (list, tuple)):
+        return 56 + sum(_size_of(v) for v in value)
+    if isinstance(value, dict):
+        return 64 + sum(_size_of(k) + _size_of(v) for k, v in value.items())
+    return 32
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, limits: Limits) -> list[tuple[Any, ...]]:
+    """Up to ``max_rows + 1`` rows, in batches. Their Python copy counts against the memory
+    cap too (DuckDB's limit covers only DuckDB's own buffers): 32 bytes a fixed-size value,
+    text, blobs and nested values by what they hold."""
+    wanted = None if limits.max_rows is None else limits.max_rows + 1
+    types = [str(d[1]) for d in cur.description or ()]
+    varying = [i for i, t in enumerate(types) if any(m in t for m in _VARYING)]
+    per_row = 8 * len(types) + 32 * (len(types) - len(varying))
+    rows: list[tuple[Any, ...]] = []
+    held = 0
+    while wanted is None or len(rows) < wanted:
+        batch = cur.fetchmany(_BATCH if wanted is None else min(_BATCH, wanted - len(rows)))
+        if not batch:
+            break
+        rows += batch
+        if limits.memory_bytes is not None:
+            held += per_row * len(batch) + sum(_size_of(row[i]) for row in batch for i in varying)
+            if held > limits.memory_bytes:
+                raise QueryError(
+                    f"query stopped: its result needs more than "
+                    f"{_human_size(limits.memory_bytes)} of memory (--memory, ${MEMORY_ENV}); "
+                    f"fetch fewer rows (--limit, LIMIT) or columns, or allow more")
+    return rows
 
 
 def run_readonly(

@@ -50,6 +50,21 @@ def test_timeout_stops_a_query_that_would_run_for_hours(db):
     assert not [t for t in threading.enumerate() if t.name == "runlake-sql-watchdog"]
 
 
+def test_long_query_prints_no_progress_bar(db):
+    """stdout holds only the result: DuckDB's progress bar (drawn on stdout after 2 s) is off."""
+    done = subprocess.run([sys.executable, "-m", "runlake.cli", "sql", HOURS, "--db", str(db),
+                           "--timeout", "3", "--csv"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "query stopped after 3 s" in done.stderr
+
+
+def test_result_held_in_python_counts_against_the_memory_cap(db):
+    """Rows that fit DuckDB's buffers but not the cap once copied into Python stop too."""
+    with pytest.raises(QueryError, match="its result needs more than 64 MB of memory"):
+        run_query(db, "SELECT repeat('x', 10000) AS s FROM range(100000)", memory="64MB")
+
+
 def test_timeout_from_the_environment(db, monkeypatch):
     """$RUNLAKE_SQL_TIMEOUT sets the default; the function argument overrides it."""
     monkeypatch.setenv("RUNLAKE_SQL_TIMEOUT", "1")
