@@ -134,10 +134,11 @@ def test_manifest_records_the_owning_run(tmp_path):
     run.finish()
 
 
-def test_fresh_run_on_another_runs_folder_is_refused_resume_and_take_over_work(tmp_path):
+def test_fresh_run_on_another_runs_folder_is_refused_resume_and_take_over_work(tmp_path, make_model):
     """Another run's folder: refused; resuming that run loads it; take_over=True adopts it."""
     a = _init(tmp_path, "a")
-    CheckpointManager(a, tmp_path / "ck").save({"w": torch.full((2,), 3.0)}, 4)
+    trained = make_model(seed=1)
+    CheckpointManager(a, tmp_path / "ck").save(trained, 4)
     a.finish()
     b = _init(tmp_path, "b")
     with pytest.raises(RunlakeError, match=f"belongs to run {a.id}.*take_over=True"):
@@ -145,7 +146,9 @@ def test_fresh_run_on_another_runs_folder_is_refused_resume_and_take_over_work(t
     assert json.loads((tmp_path / "ck" / "manifest.json").read_text())["run_id"] == a.id
     with pytest.warns(RunlakeWarning, match="takes over"):
         taken = CheckpointManager(b, tmp_path / "ck", take_over=True)
-    assert taken.load_latest()["w"].tolist() == [3.0, 3.0]
+    fresh = make_model(seed=2)
+    fresh.load_state_dict(taken.load_latest())
+    assert all(torch.equal(p, q) for p, q in zip(fresh.parameters(), trained.parameters()))
     assert json.loads((tmp_path / "ck" / "manifest.json").read_text())["run_id"] == b.id
     b.finish()
     c = _init(tmp_path, "c", resume=b.id)  # a resume is the same run: no refusal, no warning
