@@ -26,7 +26,15 @@ from pathlib import Path
 
 from runlake.schemas.segments import OPEN_SUFFIX, segment_key, segment_seq
 
-__all__ = ["Refused", "SegmentFile", "UnsafeEntry", "describe_entry", "discover", "open_segment"]
+__all__ = [
+    "Refused",
+    "SegmentFile",
+    "UnsafeEntry",
+    "describe_entry",
+    "discover",
+    "open_segment",
+    "read_at",
+]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -210,10 +218,23 @@ def open_segment(root: Path, seg: SegmentFile) -> tuple[int, bool, int] | None:
             st = os.fstat(sfd)
             if not stat.S_ISREG(st.st_mode):
                 os.close(sfd)
-                raise UnsafeEntry(f"{rel}{name} is {describe_entry(root / rel / name, st.st_mode)}, "
-                                  f"not a segment file; not read")
+                what = describe_entry(root / rel / name, st.st_mode)
+                raise UnsafeEntry(f"{rel}{name} is {what}, not a segment file; not read")
             os.set_blocking(sfd, True)
             return sfd, sealed, st.st_size
         return None
     finally:
         os.close(fd)
+
+
+def read_at(fd: int, n: int, offset: int) -> bytes:
+    """Up to ``n`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file)."""
+    parts = []
+    while n > 0:
+        part = os.pread(fd, n, offset)
+        if not part:
+            break  # truncated since fstat: the window simply ends here
+        parts.append(part)
+        n -= len(part)
+        offset += len(part)
+    return b"".join(parts)

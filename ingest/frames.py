@@ -17,19 +17,29 @@ seqs are taken before events are appended, so neighbouring frames can interleave
 event or two) are that segment's exact frame keys looked up, once per pass, through
 ``lookup``.
 
-Frames loaded by a runlake older than this check (ledger rows without a range) are not
-known to it: a copy of such a segment loads again. Re-ingesting into a fresh store
-removes that limit.
+Frames loaded by a runlake older than this check (ledger rows without a range) are made
+known on demand: the first time a frame of such a writer is checked, ``backfill`` reads
+that writer's old segments once (up to their ledger offset) and records their frames.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
+from pathlib import Path
 from typing import Callable, Iterable
 
-__all__ = ["FrameBook", "frame_checksum"]
+import zstandard
+
+from runlake.ingest.decode import FrameDecoder, frame_identity
+from runlake.ingest.discover import SegmentFile, UnsafeEntry, open_segment, read_at
+from runlake.schemas.segments import OPEN_SUFFIX, iter_frame_spans
+
+__all__ = ["FrameBook", "frame_checksum", "loaded_frames"]
 
 Key = tuple[int, int]  # (seq, checksum)
+_SKIP_LO, _SKIP_HI = 0x184D2A50, 0x184D2A5F  # skippable frames hold no events
+_MAX_BYTES = 1 << 30
 
 
 def frame_checksum(frame: bytes) -> int:
@@ -45,10 +55,16 @@ class FrameBook:
     Args:
         ranges: ``(segment, run_id, writer, seq_lo, seq_hi)`` per ledger row with a range.
         lookup: ``lookup(segment) -> {(seq, checksum): byte_offset}`` from the store.
+        legacy: ``{(run_id, writer): [ledger entries]}`` loaded before frame keys existed.
+        backfill: ``backfill(entry)`` records a legacy entry's frames (through :meth:`add`).
     """
 
     def __init__(self, ranges: Iterable[tuple[str, str, str, int, int]],
-                 lookup: Callable[[str], dict[Key, int]]) -> None:
+                 lookup: Callable[[str], dict[Key, int]],
+                 legacy: dict[tuple[str, str], list] | None = None,
+                 backfill: Callable[[object], None] | None = None) -> None:
+        self._legacy = legacy or {}
+        self._backfill = backfill
         self._ranges: dict[tuple[str, str], dict[str, list[int]]] = {}
         for segment, run_id, writer, lo, hi in ranges:
             self._ranges.setdefault((run_id, writer), {})[segment] = [lo, hi]
@@ -60,6 +76,9 @@ class FrameBook:
 
     def seen(self, run_id: str, writer: str, seq: int, checksum: int) -> tuple[str, int] | None:
         """Where a frame with this identity was loaded before: ``(segment, offset)``, or None."""
+        old = self._legacy.pop((run_id, writer), None)
+        for entry in old or ():
+            self._backfill(entry)
         segments = self._ranges.get((run_id, writer))
         if not segments:
             return None
@@ -96,3 +115,36 @@ class FrameBook:
         """The rows added since the last call (committed with their chunk)."""
         rows, self.rows = self.rows, []
         return rows
+
+
+def loaded_frames(root: Path, entry, decoder: FrameDecoder) -> list[tuple[int, int, int]]:
+    """``(seq, checksum, offset)`` of the frames in a ledger entry's consumed bytes.
+
+    For ledger rows written before frame keys existed; an unreadable segment gives none.
+    """
+    seg = SegmentFile(root / (entry.segment + OPEN_SUFFIX), entry.segment, entry.project,
+                      entry.run_id, entry.writer, 0, False, 0)
+    try:
+        opened = open_segment(root, seg)
+    except (UnsafeEntry, OSError):
+        return []
+    if opened is None:
+        return []
+    fd, _, size = opened
+    try:
+        data = read_at(fd, min(entry.bytes, size, _MAX_BYTES), 0)
+    finally:
+        os.close(fd)
+    out = []
+    for span in iter_frame_spans(data, 0, sealed=True):
+        frame = data[span.offset:span.end]
+        if span.status != "frame" or _SKIP_LO <= int.from_bytes(frame[:4], "little") <= _SKIP_HI:
+            continue
+        try:
+            content = decoder.decompress(frame)
+        except (zstandard.ZstdError, ValueError):
+            continue
+        ident = frame_identity(content, *decoder.decode(content)[:2])
+        if ident is not None and ident[:2] == (entry.run_id, entry.writer):
+            out.append((ident[2], frame_checksum(frame), span.offset))
+    return out

@@ -13,6 +13,13 @@ pass; in a sealed segment it can never complete, so it is quarantined and the se
 marked done. Damaged frames and bad lines are quarantined with file, offset and reason;
 everything else loads. Only one ingest runs per root (:class:`IngestLock`), and the store
 is opened for writing only while a chunk commits, so readers only ever wait briefly.
+
+Exactly-once also holds across files: each frame's identity (writer, seq, checksum) is
+committed with it (:mod:`runlake.ingest.frames`), so a segment copied under another name
+or into another project, or a folder copied under new ids, loads nothing twice; the
+skipped frames are one quarantine row per run of them. Only regular files inside the root
+are read, in bounded windows (:mod:`runlake.ingest.discover`); a link, FIFO, device or
+folder in a segment's place is reported once (ledger status ``skipped``) and never opened.
 """
 
 from __future__ import annotations
@@ -29,8 +36,15 @@ import zstandard
 from runlake.ingest.commit import LEDGER_COLS, Chunk, Committer, LedgerEntry
 from runlake.ingest.ddl import MIGRATIONS
 from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder, frame_identity
-from runlake.ingest.discover import Refused, SegmentFile, UnsafeEntry, discover, open_segment
-from runlake.ingest.frames import FrameBook, frame_checksum
+from runlake.ingest.discover import (
+    Refused,
+    SegmentFile,
+    UnsafeEntry,
+    discover,
+    open_segment,
+    read_at,
+)
+from runlake.ingest.frames import FrameBook, frame_checksum, loaded_frames
 from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
@@ -57,18 +71,6 @@ def _needs_read(seg: SegmentFile, entry: LedgerEntry | None) -> bool:
     if seg.sealed and not entry.sealed:
         return True
     return seg.size > entry.bytes
-
-
-def _pread(fd: int, n: int, offset: int) -> bytes:
-    parts = []
-    while n > 0:
-        part = os.pread(fd, n, offset)
-        if not part:
-            break  # truncated since fstat: the window simply ends here
-        parts.append(part)
-        n -= len(part)
-        offset += len(part)
-    return b"".join(parts)
 
 
 def _is_skippable(frame: bytes) -> bool:
@@ -139,9 +141,13 @@ class _Pass:
                     break
             with write_store(self.db):
                 pass  # a store made by an older runlake: apply the new migrations first
+        legacy: dict[tuple[str, str], list[LedgerEntry]] = {}
+        for e in ledger.values():
+            if e.seq_lo is None and e.bytes and e.status != "skipped":
+                legacy.setdefault((e.run_id, e.writer), []).append(e)
         self.frames = FrameBook(
             ((e.segment, e.run_id, e.writer, e.seq_lo, e.seq_hi) for e in ledger.values()
-             if e.seq_lo is not None), self._frame_keys)
+             if e.seq_lo is not None), self._frame_keys, legacy, self._backfill)
         for r in refused:
             self._refused(ledger, r)
         self.report.refused = len(self.touched)
@@ -171,6 +177,15 @@ class _Pass:
             rows = con.execute("SELECT seq, checksum, byte_offset FROM ingest_frames "
                                "WHERE segment = ?", [segment]).fetchall()
         return {(seq, checksum): offset for seq, checksum, offset in rows}
+
+    def _backfill(self, entry: LedgerEntry) -> None:
+        """Record the frames a runlake without frame keys loaded from ``entry`` (read once)."""
+        for seq, checksum, offset in loaded_frames(self.root, entry, self.decoder):
+            entry.seq_lo, entry.seq_hi = self.frames.add(entry.run_id, entry.writer, seq,
+                                                         checksum, entry.segment, offset)
+        if entry.seq_lo is None:
+            entry.seq_lo, entry.seq_hi = 0, -1  # nothing readable: an empty range
+        self.touched[entry.segment] = entry
 
     def _problem(self, entry: LedgerEntry, problem: Problem) -> None:
         self.problems.append(problem)
@@ -218,7 +233,7 @@ class _Pass:
         self.report.segments += 1
         window = self.read_window
         while True:
-            data = _pread(fd, max(0, min(size - pos, window)), pos)
+            data = read_at(fd, max(0, min(size - pos, window)), pos)
             last = pos + len(data) >= size
             forced = not last and window >= _MAX_WINDOW  # a "frame" over 1 GiB: damage
             consumed = self._spans(seg, entry, data, pos, (sealed and last) or forced,

@@ -171,7 +171,8 @@ def _old_store(path):
 
 def test_store_made_before_migration_2_keeps_ingesting(seg_root, make_writer, query, tmp_path):
     """A pre-change store (ledger without seq range, no ingest_frames) is migrated and
-    continues exactly where it stopped, with duplicate detection from then on."""
+    continues exactly where it stopped; the frames the old code loaded are made known, so a
+    copy of the old segment loads nothing twice."""
     w = make_writer().start()
     for f in range(3):
         w.metrics(f, {"loss": 1.0}).flush()
@@ -193,11 +194,11 @@ def test_store_made_before_migration_2_keeps_ingesting(seg_root, make_writer, qu
     assert report.points == 3 and not report.problems
     assert query(old, "SELECT max(version) FROM schema_migrations") == [(MIGRATIONS[-1][0],)]
     assert _points(query, old) == (6, 6)
-    assert query(old, "SELECT count(*) FROM ingest_frames") == [(4,)]  # the new frames
+    assert query(old, "SELECT count(*) FROM ingest_frames") == [(7,)]  # 3 old + 4 new frames
     assert query(old, "SELECT seq_lo IS NOT NULL FROM ingest_ledger") == [(True,)]
     shutil.copy(w.dir / "000000.jsonl.zst", w.dir / "000001.jsonl.zst")
     again = ingest(seg_root)
-    assert again.duplicates == 4 and _points(query, old)[0] == 6 + 3  # old frames: see docs
+    assert again.duplicates == 7 and again.points == 0 and _points(query, old) == (6, 6)
 
 
 def test_frames_table_says_where_each_frame_came_from(seg_root, make_writer, query):
