@@ -355,6 +355,9 @@ def run_query(
             rows = _fetch(cur, limits)
         except duckdb.Error as exc:
             raise _failure(exc, limits, watchdog) from None
+        except (ArithmeticError, ValueError) as exc:  # e.g. INTERVAL 1e8 YEARS as timedelta
+            raise QueryError(f"a value of the result has no Python equivalent ({_one_line(exc)});"
+                             f" cast that column to VARCHAR, e.g. col::VARCHAR") from None
         finally:
             watchdog.stop()
     truncated = limits.max_rows is not None and len(rows) > limits.max_rows

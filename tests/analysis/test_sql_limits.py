@@ -142,6 +142,7 @@ ODD = [
     "COPY (PIVOT metrics ON key USING sum(value)) TO '/tmp/runlake-p.csv'",
     "SELECT 1) UNION (SELECT 2", "SELECT 1; DROP TABLE runs", "", "   \n\t  ", ";;",
     "ßüñ 日本", "\x00", "SELECT '\udcff'", "/* open comment", "SELECT ?",
+    "SELECT INTERVAL 100000000 YEARS",
     "SELECT " + "+".join(["1"] * 2000), "SELECT '" + "x" * (1 << 20) + "'",
 ]
 
