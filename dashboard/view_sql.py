@@ -134,4 +134,5 @@ def render(db: str, token: tuple) -> None:
     st.caption(f"{frame.height} row(s)" + (f" (stopped at {MAX_ROWS}; narrow the query to see "
                                            f"the rest)" if truncated else ""))
     st.dataframe(frame, hide_index=True)
-    st.download_button("Download CSV", frame.write_csv(), file_name="runlake-query.csv", mime="text/csv")
+    st.download_button("Download CSV", frame.write_csv(), file_name="runlake-query.csv",
+                       mime="text/csv")
