@@ -36,9 +36,11 @@ __all__ = [
     "checkpoint_fields",
     "data_fields",
     "dataset_fields",
+    "epoch_arg",
     "file_facts",
     "item_ids",
     "sample_fields",
+    "step_arg",
 ]
 
 MAX_ID_CHARS = 4096
@@ -52,6 +54,24 @@ def bad(run, cause: str, message: str, default: Any = None) -> Any:
         raise EventValueError(message)
     run._drop(cause, message)
     return default
+
+
+def step_arg(run, step: Any) -> int:
+    """A ``log(step=)`` the hot path did not accept: converted, or (non-strict) the next step."""
+    try:
+        return as_int(step, "step")
+    except EventValueError as exc:
+        auto = run.step + 1 if run.step + 1 < 2**63 else run.step
+        return bad(run, "bad_step", f"{exc}; logged at step {auto} instead", auto)
+
+
+def epoch_arg(run, epoch: Any) -> int | None:
+    """A ``log(epoch=)`` the hot path did not accept: converted, or the previous epoch."""
+    try:
+        return as_int(epoch, "epoch", _I32)
+    except EventValueError as exc:
+        return bad(run, "bad_epoch", f"{exc}; logged with the previous epoch ({run.epoch})",
+                   run.epoch)
 
 
 def _step(run, step: Any, default: int | None, what: str = "step") -> int | None:

@@ -11,13 +11,10 @@ numpy/torch scalars, nested dicts, bad input - goes through
 path lets through without converting (a float subclass or ``Fraction``: ``0.0 + x`` is a
 float) is converted by the writer thread, value by value (:func:`values.clean_values`).
 
-``strict=False`` means no argument of any type makes a logging call raise: each bad key,
-value, step or argument is one warning per cause and a count in ``run.dropped``, and the
-rest of the event is kept. ``strict=True`` raises :class:`EventValueError` naming it.
-
-Steps: ``step=None`` is one past the highest step logged so far (``run.step``), so an
-out-of-order point (``step=1`` after step 10) is kept where it was put and the next
-automatic step is 11, never a step that already holds data.
+With ``strict=False`` no argument of any type makes a logging call raise: each bad key,
+value, step or argument is one warning per cause and a count in ``run.dropped``, the rest
+of the event kept (:mod:`records`). ``step=None`` is one past the *highest* step logged
+(``run.step``): after ``step=1`` following step 10 the next automatic step is 11.
 
 Every other event kind goes through :meth:`Run._emit`, which also enforces the buffer cap
 (beyond it events are dropped and counted, never allowed to eat the machine's memory).
@@ -36,14 +33,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from runlake.emitter import lifecycle, records
 from runlake.emitter.jsonable import jsonable
-from runlake.emitter.values import (
-    as_int,
-    coerce_metrics,
-    describe,
-    safe_str,
-    truncate,
-    user_stacklevel,
-)
+from runlake.emitter.values import coerce_metrics, describe, safe_str, truncate, user_stacklevel
 from runlake.schemas.errors import EventValueError, RunlakeError, RunlakeWarning, RunStateError
 from runlake.schemas.events import (
     Alert,
@@ -136,6 +126,7 @@ class Run:
         slow = self._slow_values
         pressure = self._pressure
         run_id, writer, rank = self.id, self.writer, self.rank
+        step_arg, epoch_arg = records.step_arg, records.epoch_arg
         _float, _dict, _int = float, dict, int
 
         def log(metrics: Mapping[str, Any], step: int | None = None, *, epoch: int | None = None):
@@ -156,16 +147,16 @@ class Run:
             if step is None:
                 step = run.step + 1
                 if step >= _I64:
-                    step = run._step_arg(step)
+                    step = step_arg(run, step)
                 run.step = step
             else:
                 if step.__class__ is not _int or not _I64_MIN <= step < _I64:
-                    step = run._step_arg(step)
+                    step = step_arg(run, step)
                 if step > run.step:
                     run.step = step
             if epoch is not None:
                 if epoch.__class__ is not _int or not _I32_MIN <= epoch < _I32:
-                    epoch = run._epoch_arg(epoch)
+                    epoch = epoch_arg(run, epoch)
                 run.epoch = epoch
             if len(buf) >= run._pressure_at and pressure():
                 return
@@ -177,21 +168,6 @@ class Run:
         values = coerce_metrics(metrics, strict=self.strict, on_drop=self._drop)
         self._known.update(values)
         return values
-
-    def _step_arg(self, step: Any) -> int:
-        """A ``step=`` the hot path did not accept: converted, or (non-strict) the next step."""
-        try:
-            return as_int(step, "step")
-        except EventValueError as exc:
-            auto = self.step + 1 if self.step + 1 < _I64 else self.step
-            return records.bad(self, "bad_step", f"{exc}; logged at step {auto} instead", auto)
-
-    def _epoch_arg(self, epoch: Any) -> int | None:
-        try:
-            return as_int(epoch, "epoch", _I32)
-        except EventValueError as exc:
-            return records.bad(self, "bad_epoch", f"{exc}; logged with the previous epoch "
-                               f"({self.epoch})", self.epoch)
 
     def _pressure(self) -> bool:
         """Called when the buffer passed its threshold: wake the writer, or drop past the cap."""
@@ -206,9 +182,6 @@ class Run:
         return False
 
     # -- shared plumbing ---------------------------------------------------------------------
-    def _next_seq(self) -> int:
-        return next(self._seq)
-
     def _envelope(self) -> tuple:
         return (1, self.id, self.writer, next(self._seq), time.time_ns(), self.rank)
 
