@@ -114,42 +114,52 @@ def divergence(st: SeriesTables) -> pl.DataFrame:
 
 
 def plateau(st: SeriesTables) -> pl.DataFrame:
-    """Training loss that stopped improving beyond noise: from the first data bucket ``k``
-    after which no later bucket median beats the best so far by twice the noise of a
-    bucket median. Reported when that stall covers >= 25% of the series (info); a warning
-    when it covers >= 50% or the loss never improved at all. A constant series is no
-    plateau (it is a setting or a placeholder, not a trajectory)."""
+    """Training loss not improving beyond noise over the last quarter (info) or the last
+    half (warning) of the series, or never improved at all (warning).
+
+    A window is stalled when the median of its first half's bucket medians minus that of
+    its second half is below twice the noise of that difference (2 x 1.25 sigma_med
+    sqrt(2/m) for m buckets a half) or 0.1% of the level: levels, not minima of noisy
+    buckets, are compared. A window rising beyond that noise (and 5%) is left to the
+    divergence detector. A constant series is no plateau (a setting or a placeholder,
+    not a trajectory)."""
     return _shape(st.frame(
         """WITH b AS (
                SELECT run_id, rank, key, bi, s0, s1, med, sigma_med, vmin, vmax,
-                      count(*) OVER (PARTITION BY run_id, rank, key) AS nbk,
-                      min(med) OVER (PARTITION BY run_id, rank, key ORDER BY bi
-                                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
-                      min(med) OVER (PARTITION BY run_id, rank, key ORDER BY bi
-                                     ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS after
+                      count(*) OVER (PARTITION BY run_id, rank, key) AS nbk
                FROM {buckets} WHERE role = 'train_loss' AND med IS NOT NULL),
+           w AS (
+               SELECT b.*, f.frac FROM b CROSS JOIN (VALUES (0.25), (0.5)) f(frac)
+               WHERE nbk >= 8 AND bi > nbk - greatest(4, floor(nbk * f.frac))),
+           h AS (
+               SELECT *, row_number() OVER (PARTITION BY run_id, rank, key, frac ORDER BY bi) AS j,
+                         count(*) OVER (PARTITION BY run_id, rank, key, frac) AS m
+               FROM w),
+           agg AS (
+               SELECT run_id, rank, key, frac, min(s0) AS start, max(s1) AS stop, any_value(m) AS m,
+                      median(med) FILTER (WHERE j <= m // 2) AS first_half,
+                      median(med) FILTER (WHERE j > m - m // 2) AS second_half,
+                      median(sigma_med) AS noise
+               FROM h GROUP BY run_id, rank, key, frac),
            s AS (
-               SELECT run_id, rank, key, any_value(nbk) AS nbk, median(sigma_med) AS noise,
-                      min(s0) AS first, max(s1) AS stop, arg_min(med, bi) AS initial,
-                      min(med) AS best, max(vmax) AS hi, min(vmin) AS lo
+               SELECT run_id, rank, key, arg_min(med, bi) AS initial, min(med) AS best,
+                      max(vmax) AS hi, min(vmin) AS lo
                FROM b GROUP BY run_id, rank, key),
-           k AS (
-               SELECT b.run_id, b.rank, b.key, min(b.bi) AS k FROM b JOIN s USING (run_id, rank, key)
-               WHERE b.after IS NOT NULL
-                 AND b.upto - b.after < greatest(2 * s.noise, 1e-3 * abs(b.upto))
-               GROUP BY ALL),
-           j AS (
-               SELECT s.*, b.s1 AS stall_at, b.upto AS ref, b.after AS value
-               FROM s JOIN k USING (run_id, rank, key)
-               JOIN b ON b.run_id = k.run_id AND b.rank = k.rank AND b.key = k.key AND b.bi = k.k)
+           flag AS (
+               SELECT agg.*, s.initial, s.best FROM agg JOIN s USING (run_id, rank, key)
+               WHERE first_half - second_half
+                     < greatest(2 * 1.25 * noise * sqrt(2.0 / greatest(m // 2, 1)), 1e-3 * abs(first_half))
+                 -- rising well beyond noise is divergence, not a plateau
+                 AND second_half - first_half
+                     < greatest(2 * 1.25 * noise * sqrt(2.0 / greatest(m // 2, 1)), 0.05 * abs(first_half))
+                 AND s.hi - s.lo > 1e-9 * greatest(abs(s.hi), abs(s.lo)))
            SELECT run_id, key, 'plateau' AS detector,
-                  CASE WHEN initial - best < 0.02 * abs(initial)
-                         OR stop - stall_at >= 0.5 * (stop - first) THEN 'warning'
-                       ELSE 'info' END AS severity,
-                  stall_at AS step_start, stop AS step_end, value, ref
-           FROM j
-           WHERE nbk >= 8 AND hi - lo > 1e-9 * greatest(abs(hi), abs(lo))
-             AND stop - stall_at >= 0.25 * (stop - first)"""
+                  CASE WHEN max(frac) >= 0.5 OR any_value(initial) - any_value(best)
+                                                < 0.02 * abs(any_value(initial))
+                       THEN 'warning' ELSE 'info' END AS severity,
+                  arg_max(start, frac) AS step_start, max(stop) AS step_end,
+                  arg_max(second_half, frac) AS value, arg_max(first_half, frac) AS ref
+           FROM flag GROUP BY run_id, rank, key"""
     ))
 
 
@@ -318,7 +328,7 @@ def overfitting(st: SeriesTables, pairs: pl.DataFrame) -> pl.DataFrame:
                SELECT run_id, key, 'overfitting' AS detector, 'warning' AS severity,
                       best_step AS step_start, stop AS step_end, vlast AS value, vbest AS ref
                FROM tj
-               WHERE nbk >= 6 AND best_from_end > 3
+               WHERE nbk >= 5 AND best_from_end > 3
                  AND tail_min > vbest + greatest(3 * noise, 0.05 * abs(vbest))
                  AND train_last < train_at_best - 0.01 * abs(train_at_best)
                  AND (vlast - train_last) > (vbest - train_at_best)"""

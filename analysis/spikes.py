@@ -10,10 +10,15 @@ their rules are spelled out here in one place:
   spike, and the first point of a series (nothing before it) never is. A real early spike
   (4.36 -> 9.58 at step 2) still is: its neighbours on both sides are near 4.3.
 * **Noise is measured without the trend**: from second differences of the neighbouring
-  points (median |x_i - (x_{i-1} + x_{i+1}) / 2| / 0.826, a robust sigma for white noise),
-  capped by the bucket statistics' sigma. Steep early curves therefore do not inflate it.
+  points (median |x_i - (x_{i-1} + x_{i+1}) / 2| / 0.826, a robust sigma for white noise)
+  over about 64 of them (as many data buckets around the candidate as that takes, so a
+  series logged every 10 steps is judged on as many points as a dense one), raised by one
+  standard error (x (1 + 1/sqrt(n))) so that a short series' lucky low estimate does not
+  make noise look like a spike; below 8 points, the bucket statistics' sigma. Bucket
+  sigmas are only a loose screen: buckets of one or two points bias them either way. Steep early curves therefore do not inflate it, and
+  buckets of one or two points do not deflate it.
 * **Gradient norms are judged on a log scale** (their noise is multiplicative: a log-normal
-  sigma of 0.35 is healthy): ``ln(x / level) > 8 sigma_log`` and ``x >= 3 level``. A level
+  sigma of 0.35 is healthy): ``ln(x / level) > 6 sigma_log`` and ``x >= 3 level``. A level
   of 0 (a dead layer) is no reference: nothing is "N times" zero.
 * **Growth is sustained**: the bucket median stays > 10x the lowest earlier rolling level,
   beyond 5 sigma_log, for 3+ consecutive data buckets.
@@ -28,42 +33,51 @@ import polars as pl
 from runlake.analysis._detect_sql import islands, shape
 from runlake.analysis.series import SeriesTables
 
-__all__ = ["SPIKE_Z", "grad_growth", "grad_spike", "loss_spike"]
+__all__ = ["LOG_SPIKE_Z", "SPIKE_Z", "grad_growth", "grad_spike", "loss_spike"]
 
 SPIKE_Z = 8.0
-"""Robust sigmas above its neighbours for a point to be a spike."""
+"""Robust sigmas above its neighbours for a loss point to be a spike."""
+LOG_SPIKE_Z = 6.0
+"""The same on a log scale (gradient norms): with sigma_log 0.35 that is an 8x jump, and the
+spike itself inflates the noise estimate of a short (sparse) series by up to ~50%."""
 _NEIGHBOURS = 5
-_MIN_NOISE_POINTS = 8  # fewer context points: use the bucket sigma alone
+_NOISE_POINTS = 64  # second differences wanted for the local noise
+_MIN_NOISE_POINTS = 8  # fewer: the bucket sigma instead
+_MAX_REACH = 50  # data buckets on each side of a candidate, at most
 
 
 def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, *, log: bool,
             rel_floor: float, crit_ratio: float) -> pl.DataFrame:
     role_list = ", ".join(f"'{r}'" for r in roles)
-    z, k = SPIKE_Z, _NEIGHBOURS
+    z, k = (LOG_SPIKE_Z if log else SPIKE_Z), _NEIGHBOURS
     if log:
-        screen = (f"center > 0 AND vmax > {1 + rel_floor} * center "
-                  f"AND ln(vmax / center) > {z} * sigma / center")
+        screen = f"center > 0 AND vmax > {1 + rel_floor} * center"
         noise = "ln(value) - (ln(lag(value) OVER w) + ln(lead(value) OVER w)) / 2"
         test = (f"level > 0 AND value >= {1 + rel_floor} * level "
                 f"AND ln(value / level) > {z} * sig")
         bucket_sig = "sigma / center"
     else:
-        screen = f"vmax > center + {z} * sigma AND vmax > center + {rel_floor} * abs(center)"
+        screen = f"vmax > center + {z / 2} * sigma AND vmax > center + {rel_floor} * abs(center)"
         noise = "value - (lag(value) OVER w + lead(value) OVER w) / 2"
         test = f"value > level + {z} * sig AND value > level + {rel_floor} * abs(level)"
         bucket_sig = "sigma"
     positive = "AND m.value > 0" if log else ""
     return shape(st.frame(
-        f"""WITH cand AS (
-                SELECT run_id, rank, key, b, bi, s0, s1, {bucket_sig} AS bsig FROM {{buckets}}
-                WHERE role IN ({role_list}) AND {screen}),
+        f"""WITH bk AS (
+                SELECT *, least({_MAX_REACH}, greatest(2, ceil({_NOISE_POINTS / 2 + 1}
+                          / (sum(cnt) OVER p / count(*) OVER p))))::BIGINT AS reach
+                FROM {{buckets}} WHERE role IN ({role_list})
+                WINDOW p AS (PARTITION BY run_id, rank, key)),
+            cand AS (
+                SELECT run_id, rank, key, b, bi, s0, s1, reach, {bucket_sig} AS bsig FROM bk
+                WHERE {screen}),
             ctx AS (
                 SELECT c.run_id, c.rank, c.key, c.b AS cb, any_value(c.s0) AS c0,
                        any_value(c.s1) AS c1, any_value(c.bsig) AS bsig,
                        min(n.s0) AS lo, max(n.s1) AS hi
-                FROM cand c JOIN {{buckets}} n
+                FROM cand c JOIN bk n
                   ON n.run_id = c.run_id AND n.rank = c.rank AND n.key = c.key
-                 AND n.bi BETWEEN c.bi - 2 AND c.bi + 2
+                 AND n.bi BETWEEN c.bi - c.reach AND c.bi + c.reach
                 GROUP BY c.run_id, c.rank, c.key, c.b),
             pts AS (
                 SELECT x.run_id, x.rank, x.key, x.cb, x.c0, x.c1, x.bsig, m.step, m.value
@@ -80,7 +94,8 @@ def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, *, log: boo
             lv AS (
                 SELECT *, greatest(before, coalesce(after, before)) AS level,
                        CASE WHEN count(d2) OVER p >= {_MIN_NOISE_POINTS}
-                            THEN least(bsig, median(d2) OVER p / 0.826) ELSE bsig END AS sig
+                            THEN median(d2) OVER p / 0.826 * (1 + 1 / sqrt(count(d2) OVER p))
+                            ELSE bsig END AS sig
                 FROM nb WINDOW p AS (PARTITION BY run_id, rank, key, cb)),
             hit AS (
                 SELECT run_id, rank, key, step, value, level FROM lv
@@ -105,7 +120,7 @@ def loss_spike(st: SeriesTables) -> pl.DataFrame:
 
 
 def grad_spike(st: SeriesTables) -> pl.DataFrame:
-    """A gradient norm point >= 3x its neighbours' level and > 8 sigmas on a log scale."""
+    """A gradient norm point >= 3x its neighbours' level and > 6 sigmas on a log scale."""
     return _spikes(st, ("grad_norm",), "grad_spike", log=True, rel_floor=2.0, crit_ratio=10.0)
 
 

@@ -9,8 +9,9 @@ a real DuckDB store and runs the real detectors (``anomalies.detect``). Used by
 (the full one, >= 200 healthy runs).
 
 A healthy run: ``lr`` with warm-up + cosine, step decay, linear decay or constant;
-``train/loss`` falling with training progress (the integral of the lr) and with the lr
-itself, with multiplicative log-normal noise; ``val/loss`` and ``val/acc`` every N steps;
+``train/loss`` falling with training progress (the integral of lr^0.3) and with the lr
+itself, with multiplicative log-normal noise (the value logged every k steps is the mean
+of those k steps, as HF's Trainer logs it); ``val/loss`` and ``val/acc`` every N steps;
 ``train/grad_norm`` with log-normal noise (sigma 0.1-0.4) and large first steps; fp16 runs
 log ``loss_scale`` (constant at its cap, or GradScaler-like halvings on overflow, where the
 grad norm is inf and the step is skipped, and doubling after 2000 clean steps);
@@ -66,7 +67,7 @@ def _spec(rng: np.random.Generator) -> dict:
         "floor": float(rng.uniform(0.05, 0.5)),
         "tau": float(rng.uniform(0.03, 0.3)),
         "alpha": float(rng.uniform(0.5, 1.5)),
-        "lr_term": float(rng.uniform(0.02, 0.15)),
+        "lr_term": float(rng.uniform(0.05, 0.3)),
         "loss_sigma": float(rng.uniform(0.01, 0.08)),
         "grad_sigma": float(rng.uniform(0.1, 0.4)),
         "grad_level": float(10 ** rng.uniform(-1, 1)),
@@ -100,7 +101,7 @@ def _lr(spec: dict, s: np.ndarray) -> np.ndarray:
 
 def _loss_curve(spec: dict, s: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Clean loss: falls with progress (integral of lr / peak) and with the lr itself."""
-    progress = np.cumsum(lr / spec["peak_lr"]) / spec["n"]
+    progress = np.cumsum((lr / spec["peak_lr"]) ** 0.3) / spec["n"]  # a smaller lr still learns
     excess = spec["loss0"] - spec["floor"]
     trend = spec["floor"] + excess * (1 + progress / spec["tau"]) ** -spec["alpha"]
     rel = np.where(s < spec["warmup"], 1.0, lr / spec["peak_lr"])  # no rise during warm-up
@@ -146,8 +147,11 @@ def healthy_series(spec: dict, rng: np.random.Generator) -> dict:
     mem = spec["mem"] * np.minimum(1.0, 0.3 + s / max(0.01 * n, 5)) * (1 + rng.normal(0, 0.002, n))
     mem = np.where(s > spec["eval_every"], mem * 1.05, mem)
     logged = s[s % spec["log_every"] == 0]
+    k = spec["log_every"]  # like HF's Trainer: the loss logged is the mean since the last log
+    window = np.convolve(loss, np.ones(k) / k)[: n]
+    window[: k] = np.cumsum(loss[: k]) / np.arange(1, k + 1)
     out = {
-        "train/loss": (logged, loss[logged]),
+        "train/loss": (logged, window[logged]),
         "lr": (logged, lr[logged]),
         "train/grad_norm": (logged, grad[logged]),
         "perf/samples_per_sec": (logged, tp[logged]),
@@ -232,7 +236,7 @@ def plant(kind: str, series: dict, spec: dict, rng) -> tuple[str, str, tuple[int
         return "plateau", "train/loss", (s0 + (n - s0) // 2, last)
     if kind == "grad_spike":
         s0 = _at(series, "train/grad_norm", rng.uniform(0.3, 0.8))
-        _mod(series, "train/grad_norm", lambda st, v: np.where(st == s0, v * rng.uniform(30, 100), v))
+        _mod(series, "train/grad_norm", lambda st, v: np.where(st == s0, v * rng.uniform(60, 200), v))
         return "gradient_explosion", "train/grad_norm", (s0, s0)
     if kind == "grad_growth":
         s0 = _at(series, "train/grad_norm", rng.uniform(0.4, 0.6))
