@@ -19,7 +19,6 @@ import msgspec
 import pytest
 
 import runlake
-from runlake.emitter.jsonable import jsonable
 from runlake.schemas.codec import to_float
 
 np = pytest.importorskip("numpy")
@@ -220,6 +219,8 @@ def test_nested_dicts_flatten_to_slash_keys(rl, root):
 
 def test_jsonable_repairs_anything_without_raising():
     """Non-strict conversion of hostile values yields JSON; the walk does not recurse unbounded."""
+    from runlake.emitter.jsonable import jsonable
+
     fixes = []
     hostile = {"deep": _nested(5000), "c": _circular(), (1,): BadFloat(), "ok": [1, {"x": math.inf}]}
     out = jsonable(hostile, strict=False, on_fix=lambda cause, m: fixes.append(cause))
