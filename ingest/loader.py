@@ -122,6 +122,7 @@ class _Pass:
         self.problems: list[Problem] = []
         self.touched: dict[str, LedgerEntry] = {}
         self.skips: _Skips | None = None
+        self._last_garbage: Problem | None = None
         self.committer: Committer | None = None
         self.frames = FrameBook((), self._frame_keys)
 
@@ -278,10 +279,8 @@ class _Pass:
                     span = replace(span, end=n - 3)  # a magic may straddle the next window
                     length -= 3
                 self._end_skips()
-                self._problem(entry, Problem(
-                    seg.key, where, length, None,
-                    f"{length} bytes that are not a zstd frame ({span.reason}); skipped to the "
-                    f"next frame", data[span.offset:span.offset + 60].hex()))
+                self._garbage(entry, where, length, span.reason,
+                              data[span.offset:span.offset + 60].hex())
             else:
                 resync = self._frame(seg, entry, data, span.offset, span.end, where)
                 if resync is not None:  # a damaged frame swallowed the start of the next one
@@ -294,6 +293,22 @@ class _Pass:
                 bar.update(0, self.builder.points)
                 self._flush(committer)
         return consumed
+
+    def _garbage(self, entry: LedgerEntry, where: int, length: int, why: str, excerpt: str):
+        """Bytes that are not a frame; one run of them across windows is one problem."""
+        last = self.problems[-1] if self.problems else None
+        if last is not None and last is self._last_garbage and last.segment == entry.segment \
+                and last.offset + last.length == where:
+            length += last.length
+            self.problems[-1] = self._last_garbage = replace(
+                last, length=length, reason=f"{length} bytes that are not a zstd frame "
+                                            f"({why}); skipped to the next frame")
+            return
+        self._last_garbage = Problem(
+            entry.segment, where, length, None,
+            f"{length} bytes that are not a zstd frame ({why}); skipped to the next frame",
+            excerpt)
+        self._problem(entry, self._last_garbage)
 
     def _skip(self, entry: LedgerEntry, cause: tuple, reason: str, where: int, end: int):
         """A whole frame not loaded; consecutive ones with the same cause are one problem."""

@@ -65,6 +65,8 @@ class IngestReport:
             + (f", {others}" if others else "")
             + f" in {self.seconds:.2f}s ({rate / 1e6:.2f}M points/s)"
         )
+        if self.duplicates:
+            text += f"; {self.duplicates:,} duplicate frame(s) skipped"
         if self.problems:
             text += f"; {len(self.problems)} problem(s) quarantined (see the quarantine table)"
         return text

@@ -48,6 +48,7 @@ def test_segment_copied_under_another_name_loads_once(seg_root, make_writer, que
     assert len(report.problems) == 1, report.problems
     assert "000007" in report.problems[0] and "already loaded from proj/run-a/" in (
         report.problems[0])
+    assert "4 duplicate frame(s) skipped" in report.summary()
     (reason,) = query(db, "SELECT reason FROM quarantine")[0]
     assert reason.startswith("4 frames")
     assert not ingest(seg_root).problems

@@ -229,6 +229,16 @@ def test_small_read_windows_load_the_same_rows(seg_root, make_writer, make_frame
     assert loaded[0] == loaded[1] == loaded[2]
 
 
+def test_huge_file_of_garbage_is_one_problem_in_bounded_memory(seg_root, make_writer, tmp_path):
+    """A regular file of zeros named like a segment, read in small windows: one problem."""
+    w = _good_run(make_writer)
+    with open(w.dir / "000001.jsonl.zst", "wb") as f:
+        f.truncate(300_000)  # sparse zeros, 70+ windows of 4 KiB
+    report = run_pass(seg_root, tmp_path / "s.duckdb", read_window=4096)
+    assert report.points == 2 and len(report.problems) == 1, report.problems[:3]
+    assert "300000 bytes that are not a zstd frame" in report.problems[0]
+
+
 def test_linked_lock_file_is_refused_and_its_target_unchanged(seg_root, make_writer, tmp_path):
     """A .ingest.lock that is a link is refused clearly; the file it points to is untouched."""
     _good_run(make_writer)
