@@ -24,6 +24,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from runlake.schemas.errors import RootError
 from runlake.schemas.segments import OPEN_SUFFIX, segment_key, segment_seq
 
 __all__ = [
@@ -100,13 +101,27 @@ def _linked_dir(entry: os.DirEntry) -> bool:
     return entry.is_symlink() and os.path.isdir(entry.path)
 
 
-def _subdirs(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused]
+def _listing(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused]
              ) -> list[os.DirEntry]:
+    """The visible entries of a folder; one that cannot be listed is refused, not fatal."""
     try:
         with os.scandir(path) as it:
-            entries = [e for e in it if not e.name.startswith(".")]
+            return [e for e in it if not e.name.startswith(".")]
     except (FileNotFoundError, NotADirectoryError):
         return []  # removed while we walked: nothing to read there
+    except OSError as exc:
+        if not rel:
+            raise RootError(f"cannot list the storage root {path}: {exc.strerror or exc}; "
+                            f"check its permissions") from None
+        refused.append(Refused(rel, *(*parts, "", "", "")[:3],
+                               f"cannot list {rel}: {exc.strerror or exc}; nothing in it is "
+                               f"read (fix its permissions)"))
+        return []
+
+
+def _subdirs(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused]
+             ) -> list[os.DirEntry]:
+    entries = _listing(path, rel.rstrip("/"), parts, refused)
     out = []
     for e in entries:
         if e.is_dir(follow_symlinks=False):
@@ -140,11 +155,9 @@ def discover(root: Path) -> tuple[list[SegmentFile], list[Refused]]:
         for run in _subdirs(project.path, f"{project.name}/", (project.name,), refused):
             for writer in _subdirs(run.path, f"{project.name}/{run.name}/",
                                    (project.name, run.name), refused):
-                try:
-                    entries = list(os.scandir(writer.path))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                for entry in entries:
+                rel = f"{project.name}/{run.name}/{writer.name}"
+                names = (project.name, run.name, writer.name)
+                for entry in _listing(writer.path, rel, names, refused):
                     seq = segment_seq(entry.name)
                     if seq is None:
                         continue
@@ -155,10 +168,10 @@ def discover(root: Path) -> tuple[list[SegmentFile], list[Refused]]:
                     except FileNotFoundError:
                         continue  # sealed (renamed) between listing and stat
                     if not stat.S_ISREG(st.st_mode):
-                        rel = f"{project.name}/{run.name}/{writer.name}/{entry.name}"
                         refused.append(Refused(
                             key, project.name, run.name, writer.name,
-                            f"{rel} is {describe_entry(entry.path, st.st_mode)}, not a segment "
+                            f"{rel}/{entry.name} is {describe_entry(entry.path, st.st_mode)}, "
+                            f"not a segment "
                             f"file; not read ({_NOT_FOLLOWED})"))
                         continue
                     sealed = not entry.name.endswith(OPEN_SUFFIX)

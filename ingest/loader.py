@@ -196,16 +196,16 @@ class _Pass:
 
     def _refuse(self, entry: LedgerEntry, reason: str) -> None:
         """Report a path that is not read (a link, FIFO...) once; the ledger remembers it."""
+        if entry.status == "skipped":
+            return  # reported when first seen
         entry.error = None
         self._problem(entry, Problem(entry.segment, entry.bytes, None, None, reason, ""))
         entry.status = "skipped"
         self.touched[entry.segment] = entry
 
     def _refused(self, ledger: dict[str, LedgerEntry], r: Refused) -> None:
-        entry = ledger.get(r.key)
-        if entry is not None and entry.status == "skipped":
-            return  # reported when first seen
-        self._refuse(entry or LedgerEntry(r.key, r.project, r.run_id, r.writer), r.reason)
+        self._refuse(ledger.get(r.key) or LedgerEntry(r.key, r.project, r.run_id, r.writer),
+                     r.reason)
 
     def _read_segment(self, seg: SegmentFile, entry: LedgerEntry, committer: Committer,
                       bar: Progress) -> None:
