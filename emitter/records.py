@@ -46,6 +46,7 @@ __all__ = [
 MAX_ID_CHARS = 4096
 SEVERITIES = ("info", "warning", "critical")
 _I32 = 2**31
+_STEP_MAX = 2**63 - 1
 
 
 def bad(run, cause: str, message: str, default: Any = None) -> Any:
@@ -57,12 +58,19 @@ def bad(run, cause: str, message: str, default: Any = None) -> Any:
 
 
 def step_arg(run, step: Any) -> int:
-    """A ``log(step=)`` the hot path did not accept: converted, or (non-strict) the next step."""
+    """A ``log(step=)`` the hot path did not take: converted, or (non-strict) the next step.
+
+    Also the automatic step past the int64 maximum: strict raises, else the maximum again.
+    Moves ``run.step`` to the highest step, as the hot path does.
+    """
     try:
-        return as_int(step, "step")
+        step = as_int(step, "step")
     except EventValueError as exc:
-        auto = run.step + 1 if run.step + 1 < 2**63 else run.step
-        return bad(run, "bad_step", f"{exc}; logged at step {auto} instead", auto)
+        auto = min(run.step + 1, _STEP_MAX)
+        step = bad(run, "bad_step", f"{exc}; logged at step {auto} instead", auto)
+    if step > run.step:
+        run.step = step
+    return step
 
 
 def epoch_arg(run, epoch: Any) -> int | None:

@@ -133,7 +133,7 @@ def resume_point(run_dir: Path, rank: int) -> ResumePoint:
     return ResumePoint(
         attempt=top + 1,
         resumed_from=previous[2].name,
-        start_step=0 if last is None else last + 1,
+        start_step=0 if last is None else min(last + 1, 2**63 - 1),  # int64 at most
         last_step=last,
         name=None if start is None else start.name,
         group=None if start is None else start.group,

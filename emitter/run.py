@@ -127,10 +127,11 @@ class Run:
         pressure = self._pressure
         run_id, writer, rank = self.id, self.writer, self.rank
         step_arg, epoch_arg = records.step_arg, records.epoch_arg
+        top = _I64 - 1
         _float, _dict, _int = float, dict, int
 
         def log(metrics: Mapping[str, Any], step: int | None = None, *, epoch: int | None = None):
-            """Record scalars at a step (default: last step + 1). Returns None.
+            """Record scalars at a step (default: the highest step so far + 1). Returns None.
 
             Raises:
                 EventValueError: a key or value of the wrong type (strict mode).
@@ -146,14 +147,12 @@ class Run:
                 values = slow(metrics)
             if step is None:
                 step = run.step + 1
-                if step >= _I64:
+            elif step.__class__ is not _int or not _I64_MIN <= step < _I64:
+                step = step_arg(run, step)  # converts, or repairs
+            if step > run.step:  # run.step is the highest step: out-of-order never rewinds it
+                if step > top:  # only an automatic step past int64's maximum gets here
                     step = step_arg(run, step)
                 run.step = step
-            else:
-                if step.__class__ is not _int or not _I64_MIN <= step < _I64:
-                    step = step_arg(run, step)
-                if step > run.step:
-                    run.step = step
             if epoch is not None:
                 if epoch.__class__ is not _int or not _I32_MIN <= epoch < _I32:
                     epoch = epoch_arg(run, epoch)

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 import runlake
 from runlake.emitter.testing import capture, of_kind
 
@@ -78,3 +80,26 @@ time.sleep(60)
     ingest(root)
     (row,) = [r for r in _runs_json(root) if r["run_id"] == run_id]
     assert row["last_step"] == 10
+
+
+def test_no_automatic_step_beyond_int64(root):
+    """After step 2**63 - 1, log() without a step is refused (strict) or kept at the maximum
+    (strict=False): never a step the store cannot hold, which would cost its whole flush."""
+    top = 2**63 - 1
+    with runlake.init("p", root=root, **_quiet()) as run:
+        run.log({"x": 1.0}, step=top)
+        with pytest.raises(runlake.EventValueError, match="step must fit in 64 bits"):
+            run.log({"x": 2.0})
+    with capture() as events:
+        with pytest.warns(runlake.RunlakeWarning, match="logged at step 9223372036854775807"):
+            with runlake.init("p", root=root, strict=False, **_quiet()) as run:
+                run.log({"x": 1.0}, step=top)
+                run.log({"x": 2.0})
+                run.log({"x": 3.0})
+    assert [e.step for e in of_kind(events, "metrics")] == [top, top, top]
+    with runlake.init("p", root=root, **_quiet()) as first:
+        first.log({"x": 1.0}, step=top - 1)
+        first.log({"x": 1.0})
+    with runlake.init("p", root=root, run_id=first.id, resume=True, strict=False,
+                      **_quiet()) as again:
+        assert again.start_step == top  # resume clamps too
