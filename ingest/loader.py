@@ -49,7 +49,7 @@ from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
 from runlake.ingest.store import read_store, write_store
-from runlake.schemas.errors import RootError
+from runlake.schemas.errors import RootError, StoreError
 from runlake.schemas.segments import FRAME_MAGIC, default_db, iter_frame_spans, resolve_root
 
 __all__ = ["CHUNK_POINTS", "READ_WINDOW", "run_pass"]
@@ -142,6 +142,9 @@ class _Pass:
                     break
             with write_store(self.db):
                 pass  # a store made by an older runlake: apply the new migrations first
+        else:
+            raise StoreError(f"the store {self.db} could not be migrated to schema version "
+                             f"{MIGRATIONS[-1][0]}; is it a runlake store?")
         legacy: dict[tuple[str, str], list[LedgerEntry]] = {}
         for e in ledger.values():
             if e.seq_lo is None and e.bytes and e.status != "skipped":
@@ -151,7 +154,6 @@ class _Pass:
              if e.seq_lo is not None), self._frame_keys, legacy, self._backfill)
         for r in refused:
             self._refused(ledger, r)
-        self.report.refused = len(self.touched)
         total = sum(s.size - (ledger[s.key].bytes if s.key in ledger else 0) for s in pending)
         bar = Progress(total, self.progress)
         self.committer = committer = Committer(self.db)
@@ -200,6 +202,7 @@ class _Pass:
             return  # reported when first seen
         entry.error = None
         self._problem(entry, Problem(entry.segment, entry.bytes, None, None, reason, ""))
+        self.report.refused += 1
         entry.status = "skipped"
         self.touched[entry.segment] = entry
 
@@ -237,7 +240,7 @@ class _Pass:
             data = read_at(fd, max(0, min(size - pos, window)), pos)
             last = pos + len(data) >= size
             forced = not last and window >= _MAX_WINDOW  # a "frame" over 1 GiB: damage
-            consumed = self._spans(seg, entry, data, pos, (sealed and last) or forced,
+            consumed = self._spans(seg, entry, data, pos, sealed, not last, forced,
                                    committer, bar)
             pos += consumed
             bar.update(consumed)
@@ -254,12 +257,15 @@ class _Pass:
         self.report.bytes += pos - start
 
     def _spans(self, seg: SegmentFile, entry: LedgerEntry, data: bytes, base: int,
-               final: bool, committer: Committer, bar: Progress) -> int:
+               sealed: bool, more: bool, forced: bool, committer: Committer,
+               bar: Progress) -> int:
         """Load the frames of one window; returns the bytes consumed from its start.
 
-        ``final``: nothing follows this window (the end of a sealed segment), so a torn
-        frame is damage; otherwise it is waited for (more bytes, or the next window).
+        ``more``: the file goes on after this window. At the end of a sealed segment (or
+        when ``forced``: a window at its size cap) a torn frame is damage; otherwise it is
+        waited for (the writer's next bytes, or the next window).
         """
+        final = (sealed and not more) or forced
         consumed = 0
         n = len(data)
         spans = iter_frame_spans(data, 0, sealed=final)
@@ -275,8 +281,10 @@ class _Pass:
                     f"sealed segment ends with an incomplete zstd frame of {length} bytes "
                     f"(cut by a crash or a copy); skipped", ""))
             elif span.status == "garbage":
-                if not final and span.end == n and length > 3:
-                    span = replace(span, end=n - 3)  # a magic may straddle the next window
+                if more and not forced and span.end == n:  # a magic may straddle windows
+                    if length <= 3:
+                        break
+                    span = replace(span, end=n - 3)
                     length -= 3
                 self._end_skips()
                 self._garbage(entry, where, length, span.reason,
@@ -289,7 +297,7 @@ class _Pass:
             consumed = span.end
             if self.builder.points >= self.chunk_points:
                 self._end_skips()  # a skip's problem commits with the bytes it covers
-                self._set_offset(entry, base + consumed, final, done=False)
+                self._set_offset(entry, base + consumed, sealed, done=False)
                 bar.update(0, self.builder.points)
                 self._flush(committer)
         return consumed
