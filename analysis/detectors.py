@@ -1,9 +1,11 @@
 """Metric detectors: set-based SQL over the bucket statistics of ``series.SeriesTables``.
 
-Each detector returns raw findings, one row per contiguous flagged range:
-``run_id, key, detector, severity, step_start, step_end, value, ref`` where ``value`` is
-the most extreme observed value and ``ref`` the reference it was judged against (local
-level, running best, baseline...). ``anomalies`` turns them into worded findings.
+Each detector returns raw findings (``_detect_sql.RAW_COLUMNS``), one row per contiguous
+flagged range: ``run_id, key, detector, severity, step_start, step_end, value, ref, note``
+where ``value`` is the most extreme observed value, ``ref`` the reference it was judged
+against (local level, running best, baseline...) and ``note`` an optional extra sentence.
+``anomalies`` turns them into worded findings. Spikes and gradient growth, the detectors
+most prone to false alarms, live in ``spikes``.
 
 Thresholds are multiples of each series' own robust noise scale (``sigma``) combined
 with a relative floor, so a smooth loss and a noisy one are judged on their own terms.
@@ -20,8 +22,9 @@ from runlake.analysis.spikes import SPIKE_Z, grad_growth, grad_spike, loss_spike
 
 __all__ = ["METRIC_DETECTORS", "RAW_COLUMNS", "SPIKE_Z"]
 
-OVERFLOW_NOTE = ("The run's loss scale dropped at this step: an fp16 overflow that the loss "
-                 "scaler skipped, expected now and then with mixed precision.")
+OVERFLOW_NOTE = ("An fp16 overflow: the run's loss scale dropped here (or was still being "
+                 "calibrated), so the loss scaler skipped this step; expected now and then "
+                 "with mixed precision.")
 
 
 def nonfinite(st: SeriesTables) -> pl.DataFrame:
@@ -30,7 +33,8 @@ def nonfinite(st: SeriesTables) -> pl.DataFrame:
     A non-finite gradient norm at a step where the run's loss scale dropped (the scale
     after it, at the same or the next logged step, is below the one before, and still >= 1)
     is an fp16 overflow the loss scaler skipped: info, not critical. So is one at or before
-    the first logged loss scale (the scaler calibrates its scale on the first steps).
+    the first logged loss scale (the scaler calibrates its scale on the first steps) or at
+    its last one (a scale logged before ``update()`` shows the drop one point later).
     """
     scope_sql = "TRUE" if st.run_ids is None else "m.run_id IN (SELECT unnest(?::VARCHAR[]))"
     params = [] if st.run_ids is None else [list(st.run_ids)]
@@ -56,7 +60,8 @@ def nonfinite(st: SeriesTables) -> pl.DataFrame:
             ov AS (
                 SELECT pv.run_id, pv.step FROM pv
                 LEFT JOIN nx USING (run_id, step) LEFT JOIN ls USING (run_id, step)
-                WHERE least(coalesce(ls.value, 'inf'), coalesce(nx.after, 'inf')) < pv.before
+                WHERE (least(coalesce(ls.value, 'inf'), coalesce(nx.after, 'inf')) < pv.before
+                       OR (nx.after IS NULL AND ls.value IS NOT NULL))  -- its last scale: no later one shows the drop
                   AND least(coalesce(ls.value, 'inf'), coalesce(nx.after, 'inf')) >= 1
                 UNION  -- before the first logged scale: the scaler is still calibrating
                 SELECT g.run_id, g.step FROM g JOIN ls USING (run_id)

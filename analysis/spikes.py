@@ -11,8 +11,9 @@ their rules are spelled out here in one place:
   (4.36 -> 9.58 at step 2) still is: its neighbours on both sides are near 4.3.
 * **Noise is measured without the trend**: from second differences of the neighbouring
   points (median |x_i - (x_{i-1} + x_{i+1}) / 2| / 0.826, a robust sigma for white noise)
-  over about 64 of them (as many data buckets around the candidate as that takes, so a
-  series logged every 10 steps is judged on as many points as a dense one), raised by one
+  over about 64 of them around the candidate bucket but not touching it, so the spike
+  does not inflate its own yardstick (as many data buckets around the candidate as that
+  takes, so a series logged every 10 steps is judged on as many points as a dense one), raised by one
   standard error (x (1 + 1/sqrt(n))) so that a short series' lucky low estimate does not
   make noise look like a spike; below 8 points, the bucket statistics' sigma. Bucket
   sigmas are only a loose screen: buckets of one or two points bias them either way. Steep early curves therefore do not inflate it, and
@@ -38,8 +39,7 @@ __all__ = ["LOG_SPIKE_Z", "SPIKE_Z", "grad_growth", "grad_spike", "loss_spike"]
 SPIKE_Z = 8.0
 """Robust sigmas above its neighbours for a loss point to be a spike."""
 LOG_SPIKE_Z = 6.0
-"""The same on a log scale (gradient norms): with sigma_log 0.35 that is an 8x jump, and the
-spike itself inflates the noise estimate of a short (sparse) series by up to ~50%."""
+"""The same on a log scale (gradient norms): with sigma_log 0.35 that is an 8x jump."""
 _NEIGHBOURS = 5
 _NOISE_POINTS = 64  # second differences wanted for the local noise
 _MIN_NOISE_POINTS = 8  # fewer: the bucket sigma instead
@@ -65,11 +65,13 @@ def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, *, log: boo
     return shape(st.frame(
         f"""WITH bk AS (
                 SELECT *, least({_MAX_REACH}, greatest(2, ceil({_NOISE_POINTS / 2 + 1}
-                          / (sum(cnt) OVER p / count(*) OVER p))))::BIGINT AS reach
+                          / (sum(cnt) OVER p / count(*) OVER p))))::BIGINT AS reach,
+                       count(*) OVER p AS nbk
                 FROM {{buckets}} WHERE role IN ({role_list})
                 WINDOW p AS (PARTITION BY run_id, rank, key)),
-            cand AS (
-                SELECT run_id, rank, key, b, bi, s0, s1, reach, {bucket_sig} AS bsig FROM bk
+            cand AS (  -- the context window [b_lo, b_lo + 2 reach] slides inward at the ends
+                SELECT run_id, rank, key, b, bi, s0, s1, reach, {bucket_sig} AS bsig,
+                       greatest(1, least(bi - reach, nbk - 2 * reach)) AS b_lo FROM bk
                 WHERE {screen}),
             ctx AS (
                 SELECT c.run_id, c.rank, c.key, c.b AS cb, any_value(c.s0) AS c0,
@@ -77,7 +79,7 @@ def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, *, log: boo
                        min(n.s0) AS lo, max(n.s1) AS hi
                 FROM cand c JOIN bk n
                   ON n.run_id = c.run_id AND n.rank = c.rank AND n.key = c.key
-                 AND n.bi BETWEEN c.bi - c.reach AND c.bi + c.reach
+                 AND n.bi BETWEEN c.b_lo AND c.b_lo + 2 * c.reach
                 GROUP BY c.run_id, c.rank, c.key, c.b),
             pts AS (
                 SELECT x.run_id, x.rank, x.key, x.cb, x.c0, x.c1, x.bsig, m.step, m.value
@@ -89,14 +91,16 @@ def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, *, log: boo
                 SELECT *,
                        median(value) OVER (w ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING) AS before,
                        median(value) OVER (w ROWS BETWEEN 1 FOLLOWING AND {k} FOLLOWING) AS after,
-                       abs({noise}) AS d2
+                       abs({noise}) AS d2, lag(step) OVER w AS prev_step, lead(step) OVER w AS next_step
                 FROM pts WINDOW w AS (PARTITION BY run_id, rank, key, cb ORDER BY step, value)),
+            nz AS (  -- noise sample: second differences not touching the candidate bucket
+                SELECT *, CASE WHEN next_step < c0 OR prev_step > c1 THEN d2 END AS d2out FROM nb),
             lv AS (
                 SELECT *, greatest(before, coalesce(after, before)) AS level,
-                       CASE WHEN count(d2) OVER p >= {_MIN_NOISE_POINTS}
-                            THEN median(d2) OVER p / 0.826 * (1 + 1 / sqrt(count(d2) OVER p))
+                       CASE WHEN count(d2out) OVER p >= {_MIN_NOISE_POINTS}
+                            THEN median(d2out) OVER p / 0.826 * (1 + 1 / sqrt(count(d2out) OVER p))
                             ELSE bsig END AS sig
-                FROM nb WINDOW p AS (PARTITION BY run_id, rank, key, cb)),
+                FROM nz WINDOW p AS (PARTITION BY run_id, rank, key, cb)),
             hit AS (
                 SELECT run_id, rank, key, step, value, level FROM lv
                 WHERE step BETWEEN c0 AND c1 AND before IS NOT NULL AND {test}),

@@ -185,5 +185,5 @@ def test_fp16_overflow_is_info_but_a_plain_inf_grad_is_critical(builder):
         found = find(con).filter(pl.col("kind") == "nonfinite")
     rows = {(r["run_id"], r["step_start"]): r for r in found.iter_rows(named=True)}
     assert rows[("fp16", 400)]["severity"] == "info"
-    assert "loss scale dropped" in rows[("fp16", 400)]["message"]
+    assert "fp16 overflow" in rows[("fp16", 400)]["message"]
     assert rows[("fp16-bad", 700)]["severity"] == "critical"
