@@ -187,6 +187,8 @@ CALLS = [
     pytest.param(lambda r: r.log_dataset("d", items=object(), meta=5), id="dataset"),
     pytest.param(lambda r: r.log({"x": 1.0}, step="3", epoch=2**40), id="log-step-epoch"),
     pytest.param(lambda r: r.log([("x", 1.0)]), id="log-list"),
+    pytest.param(lambda r: r.log({"x": 1.0, "deep": _nested(3000)}), id="log-3000-deep"),
+    pytest.param(lambda r: r.log({"x": 1.0, "c": _circular()}), id="log-circular"),
 ]
 
 
