@@ -200,14 +200,14 @@ class FileSink:
                 break
             else:
                 raise FileExistsError(errno.EEXIST, f"no free segment name in {self.dir}")
+            st = os.fstat(fd)
+            self._fd, self._path, self._ino = fd, self.dir / name, (st.st_dev, st.st_ino)
+            self._size = st.st_size
+            self._opened_at = self._clock()
             if self.fsync != "never":
                 os.fsync(dfd)
         finally:
             os.close(dfd)
-        st = os.fstat(fd)
-        self._fd, self._path, self._ino = fd, self.dir / name, (st.st_dev, st.st_ino)
-        self._size = st.st_size
-        self._opened_at = self._clock()
 
     def _still_ours(self) -> bool:
         """The open segment is still reachable at its path, through real folders only."""
