@@ -66,9 +66,10 @@ def export_table(con, table: str, run_ids: list[str], path: Path, fmt: str) -> i
     order = _ORDER.get(table, "run_id, rank, ts")
     options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
     target = str(path).replace("'", "''")
-    query = f"SELECT {_select_list(con, table)} FROM {table} WHERE run_id IN (SELECT unnest($ids)) ORDER BY {order}"
+    scope = "run_id IN (SELECT unnest($ids))"
+    query = f"SELECT {_select_list(con, table)} FROM {table} WHERE {scope} ORDER BY {order}"
     con.execute(f"COPY ({query}) TO '{target}' ({options})", {"ids": run_ids})  # a write: no result
-    return scalar(con, f"SELECT count(*) FROM {table} WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids})
+    return scalar(con, f"SELECT count(*) FROM {table} WHERE {scope}", {"ids": run_ids})
 
 
 def _select_list(con, table: str) -> str:
@@ -140,9 +141,8 @@ def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> 
     out = Path(out)
     with read_store(db) as con:
         run_ids = resolve_runs(con, refs)
-        runs = rows(
-            con, "SELECT run_id, name, config FROM runs WHERE run_id IN (SELECT unnest($ids))", {"ids": run_ids}
-        )
+        runs = rows(con, "SELECT run_id, name, config FROM runs WHERE run_id IN (SELECT unnest($ids))",
+                    {"ids": run_ids})
     names = [r[1] for r in runs]
     results = []
     for run_id, name, config in sorted(runs, key=lambda r: run_ids.index(r[0])):
