@@ -41,6 +41,7 @@ __all__ = [
     "resolve_runs",
     "run_configs",
     "run_items",
+    "run_labels",
     "run_readonly",
     "seed_groups",
     "write_report",
@@ -72,6 +73,7 @@ _HOME = {
     "list_runs": "runlake.analysis.runs",
     "resolve_run": "runlake.analysis.runs",
     "resolve_runs": "runlake.analysis.runs",
+    "run_labels": "runlake.analysis.runs",
     "check_query": "runlake.analysis.sql",
     "run_readonly": "runlake.analysis.sql",
     "build_report": "runlake.analysis.report",
@@ -88,7 +90,7 @@ if _typing.TYPE_CHECKING:
     from runlake.analysis.lineage import (
         augmentation_breakdown, coverage, data_diff, duplicates_within_epoch, item_runs, leakage,
         never_seen, run_items)
-    from runlake.analysis.runs import list_runs, resolve_run, resolve_runs
+    from runlake.analysis.runs import list_runs, resolve_run, resolve_runs, run_labels
     from runlake.analysis.sql import check_query, run_readonly
     from runlake.analysis.report import build_report, write_report
     from runlake.analysis.export import export_tables, export_tensorboard
