@@ -59,7 +59,7 @@ def _upto(con, run_id: str, upto_step: int | None, checkpoint_step: int | None) 
         )]
         raise ConfigError(
             f"run {run_id} has no checkpoint at step {checkpoint_step}; its checkpoints are "
-            f"at steps {steps or 'none'} (list them with `runlake lineage run {run_id}`)"
+            f"at steps {steps or 'none'}; pass one of those"
         )
     return checkpoint_step if upto_step is None else min(upto_step, checkpoint_step)
 
