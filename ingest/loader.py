@@ -87,7 +87,7 @@ def _ledger(con) -> dict[str, LedgerEntry]:
 def _current(con) -> bool:
     """Whether the store has every migration (an older one is migrated before a pass)."""
     try:
-        (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0]
     except duckdb.CatalogException:
         return False
     return version is not None and version >= MIGRATIONS[-1][0]
