@@ -11,10 +11,7 @@ while it is open.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
-import sys
 from pathlib import Path
 
 import streamlit as st
@@ -22,28 +19,8 @@ import streamlit as st
 from runlake.dashboard import data, exposure, selection
 from runlake.dashboard.widgets import escape_md
 from runlake.schemas.errors import RunlakeError
-from runlake.schemas.segments import default_db
 
 REFRESH_CHOICES = selection.REFRESH_CHOICES
-
-
-def _script_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--db")
-    parser.add_argument("--root")
-    parser.add_argument(exposure.ALLOW_REMOTE, action="store_true", dest="allow_remote")
-    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return args
-
-
-def store_path(argv: list[str] | None = None) -> Path:
-    """The store file from ``--db`` (script arguments), ``$RUNLAKE_DB`` or the default."""
-    args = _script_args(argv)
-    if args.db:
-        return Path(args.db)
-    if os.environ.get("RUNLAKE_DB"):
-        return Path(os.environ["RUNLAKE_DB"])
-    return default_db(args.root)
 
 
 def _navigation(view: str) -> str:
@@ -95,7 +72,7 @@ def _refuse_if_exposed() -> None:
     if not Runtime.exists() or type(Runtime.instance()) is not Runtime:
         return
     problem = exposure.exposure_problem(st.get_option("server.address"),
-                                        allow_remote=_script_args().allow_remote)
+                                        allow_remote=data.script_args().allow_remote)
     if problem:
         st.error(problem)
         st.stop()
@@ -107,7 +84,7 @@ def _refuse_if_exposed() -> None:
 def main() -> None:
     st.set_page_config(page_title="runlake", layout="wide")
     _refuse_if_exposed()
-    db = store_path()
+    db = data.store_path()
     view = _navigation(selection.init_selection())
     refresh = _sidebar_status(db)
     st.session_state["rl_refresh_s"] = refresh

@@ -20,7 +20,9 @@ Guarantees:
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +32,7 @@ import streamlit as st
 
 from runlake.analysis._common import frame, rows
 from runlake.ingest.store import read_store
+from runlake.schemas.segments import default_db
 
 __all__ = [
     "MISSING_STORE",
@@ -40,6 +43,8 @@ __all__ = [
     "metric_keys",
     "run_index",
     "schema_columns",
+    "script_args",
+    "store_path",
 ]
 
 MISSING_STORE = ("missing",)
@@ -53,6 +58,29 @@ SELECT (SELECT max(updated_at) FROM ingest_ledger),
        (SELECT max(last_seen_at) FROM runs),
        (SELECT count(*) FROM anomalies)
 """
+
+def script_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The app's own arguments (after ``--`` on the ``streamlit run`` line): ``--db``,
+    ``--root`` and ``--allow-remote``; anything else is ignored."""
+    from runlake.dashboard.exposure import ALLOW_REMOTE
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db")
+    parser.add_argument("--root")
+    parser.add_argument(ALLOW_REMOTE, action="store_true", dest="allow_remote")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def store_path(argv: list[str] | None = None) -> Path:
+    """The store file from ``--db`` (script arguments), ``$RUNLAKE_DB`` or the default."""
+    args = script_args(argv)
+    if args.db:
+        return Path(args.db)
+    if os.environ.get("RUNLAKE_DB"):
+        return Path(os.environ["RUNLAKE_DB"])
+    return default_db(args.root)
+
 
 _lock = threading.Lock()
 _last: dict[str, tuple[tuple, tuple]] = {}  # db -> (file signature, data token)

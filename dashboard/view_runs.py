@@ -15,7 +15,7 @@ import streamlit as st
 from runlake.analysis.compare import metric_table, run_configs
 from runlake.dashboard import data, selection, widgets
 
-__all__ = ["filter_runs", "render", "status_text", "table"]
+__all__ = ["filter_runs", "prefetch", "render", "status_text", "table"]
 
 TITLE = "Runs"
 
@@ -126,9 +126,23 @@ def _metric_columns(
     return out
 
 
+def prefetch(db: str, token: tuple) -> tuple[pl.DataFrame, dict, list[str]]:
+    """The store reads the Runs view's first draw needs, through the token-keyed caches.
+
+    ``render`` starts with it; the launcher (``runlake.dashboard._serve``) calls it once
+    before any browser connects, so the landing page of a first visit is served from
+    memory. Returns ``(runs, configs, metric keys)``.
+    """
+    runs, _ = widgets.all_runs(db, token)
+    configs = data.fetch(run_configs, db, token, None)
+    metric_options = data.metric_keys(db, token, ())
+    widgets.run_labels(db, token)
+    return runs, configs, metric_options
+
+
 def render(db: str, token: tuple) -> None:
     """Draw the Runs view."""
-    runs, _ = widgets.all_runs(db, token)
+    runs, configs, metric_options = prefetch(db, token)
     if runs.height == 0:
         st.info("No runs in the store yet. Start a run with `runlake.init(...)` and ingest it.")
         return
@@ -140,9 +154,7 @@ def render(db: str, token: tuple) -> None:
     text = c4.text_input("Search", key="runs_text", placeholder="name, id, group or project")
     shown = filter_runs(runs, projects=projects, statuses=statuses, tags=tags, text=text)
 
-    configs = data.fetch(run_configs, db, token, None)
     config_options = sorted({k for rid in shown["run_id"].to_list() for k in configs.get(rid, {})})
-    metric_options = data.metric_keys(db, token, ())
     c5, c6 = st.columns(2)
     config_keys = c5.multiselect("Config columns", config_options, key="runs_cfg")
     metric_cols = c6.multiselect("Metric columns (last / best)", metric_options, key="runs_metrics",

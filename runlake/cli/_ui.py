@@ -50,12 +50,15 @@ def _flag_value(value: object) -> str:
 
 
 def streamlit_command(db: Path, host: str, port: int) -> list[str]:
-    """The ``python -m streamlit run ...`` argv that serves the dashboard: the safe options
-    with ``host`` as the address; a non-loopback host adds ``--allow-remote`` for the app."""
+    """The argv that serves the dashboard: ``streamlit run`` through
+    ``runlake.dashboard._serve`` (which warms the app's imports while the server starts),
+    with the safe options and ``host`` as the address; a non-loopback host adds
+    ``--allow-remote`` for the app."""
     options = {**SAFE_OPTIONS, "server.address": host, "server.port": port}
     flags = [part for name, value in options.items() for part in (f"--{name}", _flag_value(value))]
     script_args = ["--db", str(db)] + ([] if is_loopback(host) else [ALLOW_REMOTE])
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *flags, "--", *script_args]
+    return [sys.executable, "-m", "runlake.dashboard._serve", "run", str(app_path()), *flags,
+            "--", *script_args]
 
 
 def _run(args) -> int:
@@ -75,7 +78,8 @@ def _run(args) -> int:
         )
     if not db.exists():
         print(f"note: no store at {db} yet; the dashboard waits for `runlake ingest`.", file=sys.stderr)
-    print(f"runlake ui: http://{args.host}:{args.port}  (store {db}; Ctrl-C stops)", file=sys.stderr)
+    print(f"runlake ui: starting http://{args.host}:{args.port}  (store {db}; Ctrl-C stops); "
+          f"it answers once Streamlit prints its URL below", file=sys.stderr)
     argv = streamlit_command(db, args.host, args.port)
     sys.stderr.flush()
     if os.name == "posix":

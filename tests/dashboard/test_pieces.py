@@ -29,7 +29,7 @@ def test_is_loopback(host, loopback):
 def test_streamlit_command_binds_host_and_passes_db(tmp_path):
     """The server argv names the app, the address, headless mode and the store after `--`."""
     argv = streamlit_command(tmp_path / "s.duckdb", "127.0.0.1", 8600)
-    assert argv[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert argv[:4] == [sys.executable, "-m", "runlake.dashboard._serve", "run"]
     assert Path(argv[4]).name == "app.py" and Path(argv[4]).exists()
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
     assert argv[argv.index("--server.port") + 1] == "8600"
