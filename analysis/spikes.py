@@ -5,10 +5,12 @@ smooth loss's first step, log-normal gradient noise, a dead layer's zero gradien
 their rules are spelled out here in one place:
 
 * **A spike is a transient.** A point is judged against the median of the 5 points before
-  it *and* the 5 points after it, and must exceed the larger of the two. On a falling
-  curve the points before are higher, on a rising one the points after: a trend is never a
-  spike, and the first point of a series (nothing before it) never is. A real early spike
-  (4.36 -> 9.58 at step 2) still is: its neighbours on both sides are near 4.3.
+  it *and* the 5 points after it, and must exceed the larger of the two. Each side's
+  level is carried along its own trend up to the point when it leads upwards there (the
+  median of the next 5 points against that of the 5 after them, on a falling curve), so a
+  trend is never a spike, even when the one or two points before it are few and noisy; the
+  first point of a series (nothing before it) never is. A real early spike (4.36 -> 9.58
+  at step 2) still is: its neighbours on both sides are near 4.3.
 * **Noise is measured without the trend**: from second differences of the neighbouring
   points (median |x_i - (x_{i-1} + x_{i+1}) / 2| / 0.826, a robust sigma for white noise)
   over about 64 of them around the candidate bucket but not touching it, so the spike
@@ -41,6 +43,7 @@ SPIKE_Z = 8.0
 LOG_SPIKE_Z = 6.0
 """The same on a log scale (gradient norms): with sigma_log 0.35 that is an 8x jump."""
 _NEIGHBOURS = 5
+_CARRY = (_NEIGHBOURS + 1) / 2 / _NEIGHBOURS  # window centre to the point, in window spacings
 _NOISE_POINTS = 64  # second differences wanted for the local noise
 _MIN_NOISE_POINTS = 8  # fewer: the bucket sigma instead
 _MAX_REACH = 50  # data buckets on each side of a candidate, at most
@@ -90,13 +93,19 @@ def _spikes(st: SeriesTables, roles: tuple[str, ...], detector: str, *, log: boo
             nb AS (
                 SELECT *,
                        median(value) OVER (w ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING) AS before,
+                       median(value) OVER (w ROWS BETWEEN {2 * k} PRECEDING AND {k + 1} PRECEDING) AS before2,
                        median(value) OVER (w ROWS BETWEEN 1 FOLLOWING AND {k} FOLLOWING) AS after,
+                       median(value) OVER (w ROWS BETWEEN {k + 1} FOLLOWING AND {2 * k} FOLLOWING) AS after2,
                        abs({noise}) AS d2, lag(step) OVER w AS prev_step, lead(step) OVER w AS next_step
                 FROM pts WINDOW w AS (PARTITION BY run_id, rank, key, cb ORDER BY step, value)),
             nz AS (  -- noise sample: second differences not touching the candidate bucket
                 SELECT *, CASE WHEN next_step < c0 OR prev_step > c1 THEN d2 END AS d2out FROM nb),
             lv AS (
-                SELECT *, greatest(before, coalesce(after, before)) AS level,
+                SELECT *,  -- each side's level, carried along its trend up to the point
+                       greatest(CASE WHEN before2 < before THEN before + {_CARRY} * (before - before2)
+                                     ELSE before END,
+                                coalesce(CASE WHEN after2 < after THEN after + {_CARRY} * (after - after2)
+                                              ELSE after END, before)) AS level,
                        CASE WHEN count(d2out) OVER p >= {_MIN_NOISE_POINTS}
                             THEN median(d2out) OVER p / 0.826 * (1 + 1 / sqrt(count(d2out) OVER p))
                             ELSE bsig END AS sig

@@ -26,6 +26,7 @@ that a human watching the console learns about a diverging run within seconds.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import deque
@@ -45,6 +46,8 @@ NOISE_Z = 8.0
 """Robust log-sigmas of its own history a gradient norm must exceed to be exploding."""
 PENDING_FLUSHES = 2
 """Flushes a possible fp16 overflow waits for the loss scale before it is alerted."""
+MAX_JUDGED = 32
+"""Possible fp16 overflows judged per key and flush."""
 
 _WATCHED_ROLES = ("train_loss", "val_loss", "grad_norm")
 
@@ -182,40 +185,52 @@ class OnlineChecks:
                     NONFINITE_SUGGESTION)
 
     def _judge_overflows(self, alerts: list[Event], batch: list[Event], new: list) -> None:
-        """Alert the non-finite gradient norms that were no fp16 overflow; keep undecided ones."""
-        points = []  # (position, step, scale) of loss-scale values in this batch, in order
-        for pos, ev in enumerate(batch):
+        """Alert the non-finite gradient norms that were no fp16 overflow; keep undecided ones.
+
+        At most :data:`MAX_JUDGED` candidates per key and flush are judged (a run whose
+        gradients are all NaN is decided by its first ones), each by binary search.
+        """
+        points = []  # (step, scale) of the loss-scale values in this batch
+        for ev in batch:
             if ev.__class__ is Metrics and ev.step is not None:
                 for key, value in ev.values.items():
                     if self._key_kind(key) == "scale" and isinstance(value, (int, float)):
                         points.append((ev.step, float(value)))
+        points.sort()
+        steps = [st for st, _ in points]
+        per_key: dict[str, int] = {}
         pending, self._pending = self._pending + new, []
         for key, value, step, prev, waited in pending:
-            if prev is None and step is not None:
-                before = [v for st, v in points if st < step]
-                prev = before[-1] if before else self._scale_last
-            verdict = self._overflow(step, prev, points)
+            if key in self._nonfinite_seen or per_key.get(key, 0) >= MAX_JUDGED:
+                continue
+            per_key[key] = per_key.get(key, 0) + 1
+            if step is None:
+                self._nonfinite(alerts, key, value, step)
+                continue
+            i = bisect.bisect_left(steps, step)
+            if prev is None:
+                prev = points[i - 1][1] if i > 0 else self._scale_last
+            j = bisect.bisect_right(steps, step)
+            at = [v for _, v in points[i:j]]
+            later = [points[j][1]] if j < len(points) else []
+            verdict = self._overflow(prev, at, later)
             if verdict is None and waited < PENDING_FLUSHES:
                 self._pending.append((key, value, step, prev, waited + 1))
             elif not verdict:
                 self._nonfinite(alerts, key, value, step)
 
     @staticmethod
-    def _overflow(step: int | None, prev: float | None, points) -> bool | None:
-        """True: the loss scale dropped at ``step`` (or none was logged before it);
-        False: it did not; None: not known yet (no scale logged at or after ``step``)."""
-        if step is None:
-            return False
+    def _overflow(prev: float | None, at: list[float], later: list[float]) -> bool | None:
+        """True: the loss scale dropped (or none was logged before: the scaler calibrates);
+        False: it did not; None: not known yet (no scale logged at or after the step)."""
         if prev is None:
-            return True  # before the first logged scale: the scaler is calibrating
-        at = [v for st, v in points if st == step]
-        later = [v for st, v in points if st > step][:1]
+            return True
         if not at and not later:
             return None
         low = min(at + later)
-        if low < prev and low >= 1:
+        if prev > low >= 1:
             return True
-        return None if not later and low >= prev else False
+        return None if not later else False
 
     def _latest(self, batch: list[Event]) -> dict[str, tuple[float, int | None]]:
         """Latest value per watched or loss-scale key in the batch (scanning back at most

@@ -251,7 +251,7 @@ def plant(kind: str, series: dict, spec: dict, rng) -> tuple[str, str, tuple[int
                 series[k] = v
         s0 = _at(series, "grad/norm", rng.uniform(0.4, 0.7))
         for k in [k for k in series if k.startswith("grad/norm")]:
-            _mod(series, k, lambda st, v: np.where(st == s0, v * 80, v))
+            _mod(series, k, lambda st, v: np.where(st == s0, v * 300, v))
         return "gradient_explosion", "grad/norm", (s0, s0)
     if kind == "vanishing":
         s0 = _at(series, "train/grad_norm", rng.uniform(0.3, 0.6))
@@ -442,8 +442,8 @@ def score(found, cases: list[Case]) -> dict:
             false_alarms += [(case.name, r["kind"], r["key"], r["step_start"], r["message"]) for r in loud]
             info += len(mine) - len(loud)
             continue
-        ok = [r for r in loud if r["kind"] == case.kind
-              and (case.key is None or r["key"] == case.key) and _overlaps(r, case)]
+        ok = [r for r in loud if r["kind"] == case.kind  # a family finding counts for its key
+              and (case.key is None or r["key"] in (case.key, f"{case.key}/*")) and _overlaps(r, case)]
         if ok:
             hits += 1
         else:
