@@ -76,7 +76,7 @@ CATALOG: list[Detector] = [
     ),
     Detector(
         "loss_spike", "loss_spike", "warning",
-        "A loss point far above its local level (robust rolling median + IQR/MAD z-score > 8).",
+        "A loss point > 8 robust sigmas and 5% above its neighbours on both sides.",
         lambda f: f"{f['key']} spiked to {_g(f['value'])} at {_steps(f)}, {_times_level(f)}.",
         lambda f: (f"Inspect the batch at step {_g(f['step_start'])} (corrupt or mislabelled samples); if spikes "
                    "repeat, lower the learning rate 2×, enable gradient clipping (max_norm=1.0) or lengthen warmup."),
@@ -91,7 +91,7 @@ CATALOG: list[Detector] = [
     ),
     Detector(
         "plateau", "plateau", "info",
-        "Training loss not improving beyond noise over the last quarter of the run.",
+        "Training loss not improving beyond noise over the last quarter (or half) of the run.",
         lambda f: (f"{f['key']} has not improved beyond noise over {_steps(f)} (best {_g(f['value'])} vs "
                    f"{_g(f['ref'])} before)."),
         lambda f: ("If the run is not converged: raise the learning rate or use a schedule with restarts, check "
@@ -100,14 +100,14 @@ CATALOG: list[Detector] = [
     ),
     Detector(
         "grad_spike", "gradient_explosion", "warning",
-        "Gradient norm spike: a point ≥3× its local level and > 8 robust sigmas above it.",
+        "Gradient norm spike: a point ≥3× its neighbours and > 6 robust sigmas above them (log scale).",
         lambda f: f"{f['key']} spiked to {_g(f['value'])} at {_steps(f)}, {_times_level(f)}.",
         lambda f: (f"Enable gradient clipping (max_norm=1.0), lower the learning rate 2–10×, and check the batch "
                    f"at step {_g(f['step_start'])}."),
     ),
     Detector(
         "grad_growth", "gradient_explosion", "critical",
-        "Gradient norm growing to more than 10× its running minimum.",
+        "Gradient norm staying above 10× its lowest earlier level, beyond its noise.",
         lambda f: (f"{f['key']} grew to {_g(f['value'])} over {_steps(f)}, {_ratio(f)}× its earlier minimum "
                    "(exploding gradients)."),
         lambda f: ("Lower the learning rate 2–10×, enable gradient clipping (max_norm=1.0), add normalisation "
