@@ -239,20 +239,20 @@ def first_render_main(db: Path, repeat: int, open_after: float) -> int:
     print(f"store: {db}; median of {repeat}; load average {os.getloadavg()[0]:.1f}")
     head = ("launcher", "health", "start->table", "request->table", "returning browser")
     print(f"{head[0]:12s} {head[1]:>8s} {head[2]:>13s} {head[3]:>15s} {head[4]:>18s}")
-    results = {}
+    launchers = ("runlake-ui", "streamlit")
+    rows: dict[str, list] = {launcher: [] for launcher in launchers}
     with tempfile.TemporaryDirectory() as tmp:
-        for launcher in ("runlake-ui", "streamlit"):
-            kept = Path(tmp) / f"{launcher}-kept"
-            first_render(db, launcher, open_after, kept)  # the earlier visit
-            rows = []
-            for i in range(repeat):
+        for launcher in launchers:  # the earlier visit of the returning browser
+            first_render(db, launcher, open_after, Path(tmp) / f"{launcher}-kept")
+        for i in range(repeat):  # interleaved, so the VM's load drifts over both alike
+            for launcher in launchers:
                 health, table = first_render(db, launcher, 0.0, Path(tmp) / f"{launcher}{i}a")
                 _, later = first_render(db, launcher, open_after, Path(tmp) / f"{launcher}{i}b")
-                _, again = first_render(db, launcher, open_after, kept)
-                rows.append((health, health + table, later, again))
+                _, again = first_render(db, launcher, open_after, Path(tmp) / f"{launcher}-kept")
+                rows[launcher].append((health, health + table, later, again))
                 print(f"  {launcher:10s} {health:7.2f}s {health + table:12.2f}s {later:14.2f}s "
                       f"{again:17.2f}s", flush=True)
-            results[launcher] = [statistics.median(c) for c in zip(*rows)]
+    results = {launcher: [statistics.median(c) for c in zip(*r)] for launcher, r in rows.items()}
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     for launcher, (health, start, request, again) in results.items():
         print(f"{launcher:12s} {health:7.2f}s {start:12.2f}s {request:14.2f}s {again:17.2f}s"
