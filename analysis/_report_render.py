@@ -11,9 +11,10 @@ carry markup.
 from __future__ import annotations
 
 import json
-import string
 from html import escape
 from typing import Any, Callable, Sequence
+
+from runlake.analysis.markup import escape_markdown
 
 __all__ = ["md_text", "render_html", "render_md"]
 
@@ -40,36 +41,13 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_MD_PLAIN = frozenset(".,-/;?%'\"=")  # punctuation that starts no inline markup mid-line
-_MD_ESCAPED = frozenset(string.punctuation) - _MD_PLAIN - set(_MD_ENTITIES)
-
-
 def md_text(v: Any) -> str:
-    r"""A value as inert Markdown text (for a table cell, a heading or a line).
-
-    ``&<>`` become entities, every other punctuation character that can open markup
-    (emphasis, code, links, images, tables, math, ``:`` of autolinks and ``javascript:``)
-    gets a backslash, line breaks become spaces; numbers are written as they are.
-
-    Example:
-        >>> print(md_text("[x](javascript:alert(1)) <img>"))
-        \[x\]\(javascript\:alert\(1\)\) &lt;img&gt;
+    r"""A value as inert Markdown text (for a table cell, a heading or a line): numbers as
+    they are, anything else through :func:`~runlake.analysis.markup.escape_markdown`
+    (``&<>`` as entities, markup punctuation backslashed, line breaks as spaces).
     """
     text = _cell(v)
-    if _num(v):
-        return text
-    out = []
-    for ch in text:
-        if ch in _MD_ENTITIES:
-            out.append(_MD_ENTITIES[ch])
-        elif ch in _MD_ESCAPED:
-            out.append("\\" + ch)
-        elif ch in "\r\n\u2028\u2029":
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return text if _num(v) else escape_markdown(text, entities=True)
 
 
 def _num(v: Any) -> bool:

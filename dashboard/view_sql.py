@@ -20,6 +20,7 @@ import streamlit as st
 
 from runlake.analysis.sql import run_query
 from runlake.dashboard import data
+from runlake.dashboard.widgets import escape_md
 from runlake.schemas.errors import RunlakeError
 
 __all__ = ["EXAMPLES", "display_frame", "render"]
@@ -126,7 +127,7 @@ def render(db: str, token: tuple) -> None:
             result = run_query(db, sql, limit=MAX_ROWS)
         except RunlakeError as exc:  # refused, failed, over a limit, store busy
             st.session_state.pop("sql_result", None)
-            st.error(f"Query refused: {exc}")
+            st.error(f"Query refused: {escape_md(exc)}")
             return
         st.session_state["sql_result"] = (display_frame(result.columns, result.rows),
                                           result.truncated)

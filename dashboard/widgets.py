@@ -17,11 +17,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-import string
 
 import polars as pl
 import streamlit as st
 
+from runlake.analysis.markup import escape_markdown
 from runlake.analysis.runs import list_runs
 from runlake.dashboard import data, selection
 
@@ -38,30 +38,10 @@ __all__ = [
 ]
 
 
-_MD_PUNCT = frozenset(string.punctuation)
-
-
 def escape_md(text: Any) -> str:
-    r"""``text`` as inert Markdown: shown literally, never as markup, image, link or math.
-
-    Every ASCII punctuation character gets a backslash (CommonMark lets any of them be
-    escaped, and Streamlit's directives and ``$`` math are punctuation-led), and line
-    breaks become spaces, so the text stays inside the inline context it was put in (a
-    heading, a bold span, a label).
-
-    Example:
-        >>> print(escape_md("![b](x.png) $x$"))
-        \!\[b\]\(x\.png\) \$x\$
-    """
-    out = []
-    for ch in str(text):
-        if ch in _MD_PUNCT:
-            out.append("\\" + ch)
-        elif ch in "\r\n\u2028\u2029":
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """``text`` as inert Markdown for Streamlit (every punctuation character backslashed,
+    line breaks as spaces): the one rule, :func:`runlake.analysis.markup.escape_markdown`."""
+    return escape_markdown(text)
 
 
 RUN_SCHEMA = {
