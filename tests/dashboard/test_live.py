@@ -171,7 +171,10 @@ def _watch_page(ws_url: str, expression: str, seconds: float) -> list:
                 reply = json.loads(conn.recv(timeout=30))
                 if reply.get("id") == msg_id:
                     break
-            values.append(reply["result"]["result"].get("value"))
+            # An error reply (no execution context: the page is still navigating or loading,
+            # as happens on a loaded machine) is "no value yet"; the caller's assertions
+            # still need several growing steps.
+            values.append(reply.get("result", {}).get("result", {}).get("value"))
             time.sleep(0.5)
     return values
 
