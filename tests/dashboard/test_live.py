@@ -5,7 +5,6 @@ read over the DevTools protocol), and the idle change token stays put."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -35,16 +34,6 @@ def _ingest_watch(root: Path, db: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def _last_step(at) -> int | None:
     """The ``step`` column of the trainer's row in the Runs table."""
     assert not at.exception, [e.value for e in at.exception]
@@ -56,7 +45,7 @@ def _last_step(at) -> int | None:
 
 
 @pytest.mark.slow
-def test_app_shows_new_steps_while_ingest_watch_runs(tmp_path, monkeypatch, app_script):
+def test_app_shows_new_steps_while_ingest_watch_runs(tmp_path, monkeypatch, app_script, ui):
     """With a writer and `ingest --watch` running, successive app runs answer and see new steps."""
     from streamlit.testing.v1 import AppTest
 
@@ -88,8 +77,8 @@ def test_app_shows_new_steps_while_ingest_watch_runs(tmp_path, monkeypatch, app_
         charts.run()
         assert not charts.exception and charts.get("vega_lite_chart")
     finally:
-        _stop(writer)
-        _stop(watcher)
+        ui.stop(writer)
+        ui.stop(watcher)
 
 
 def test_change_token_is_stable_when_idle_and_moves_on_ingest(tmp_path):
@@ -182,7 +171,7 @@ def _watch_page(ws_url: str, expression: str, seconds: float) -> list:
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="chromium is not installed")
-def test_browser_page_shows_new_steps_without_reload(tmp_path, port):
+def test_browser_page_shows_new_steps_without_reload(tmp_path, port, ui):
     """`runlake ui` in headless Chromium, Runs view loaded once with a 1 s live refresh: while
     a training process logs and `ingest --watch` loads, the trainer's step cell grows."""
     root, db = tmp_path / "lake", tmp_path / "lake" / "runlake.duckdb"
@@ -190,7 +179,7 @@ def test_browser_page_shows_new_steps_without_reload(tmp_path, port):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     watcher = _ingest_watch(root, db)
-    ui = subprocess.Popen([sys.executable, "-m", "runlake.cli", "ui", "--db", str(db),
+    server = subprocess.Popen([sys.executable, "-m", "runlake.cli", "ui", "--db", str(db),
                            "--port", str(port)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/?view=runs&refresh=1"
@@ -211,6 +200,6 @@ def test_browser_page_shows_new_steps_without_reload(tmp_path, port):
         assert len(set(steps)) >= 3, f"step cell over 40 s without reload: {values}"
         assert steps == sorted(steps)
     finally:
-        for proc in (chromium, ui, writer, watcher):
+        for proc in (chromium, server, writer, watcher):
             if proc is not None:
-                _stop(proc)
+                ui.stop(proc)
