@@ -26,8 +26,9 @@ import zstandard
 from runlake.schemas import events as E
 from runlake.schemas.codec import CURRENT_VERSIONS, block_error, decode_lines, to_float
 from runlake.schemas.events import MetricValue
+from runlake.store.spec import arrow_schema
 
-__all__ = ["ARROW_SCHEMAS", "FrameDecoder", "Problem", "TableBuilder", "frame_identity", "ts_us"]
+__all__ = ["FrameDecoder", "Problem", "TableBuilder", "frame_identity", "ts_us"]
 
 _MAX_FRAME_CONTENT = 1 << 31  # a corrupt header must not make us allocate terabytes
 
@@ -164,49 +165,11 @@ def _json(value: Any) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
-_D = pa.dictionary(pa.int32(), pa.string())
-_TS = pa.timestamp("us")
-ARROW_SCHEMAS: dict[str, pa.Schema] = {
-    "metrics": pa.schema(
-        [("run_id", _D), ("rank", pa.int32()), ("step", pa.int64()), ("epoch", pa.int32()),
-         ("ts", _TS), ("key", _D), ("value", pa.float64())]
-    ),
-    "data_items": pa.schema(
-        [("run_id", _D), ("rank", pa.int32()), ("step", pa.int64()), ("epoch", pa.int32()),
-         ("split", pa.string()), ("item_id", pa.string()), ("source", pa.string()),
-         ("dataset", pa.string()), ("augment", pa.string()), ("cache_hit", pa.bool_()),
-         ("load_ms", pa.float64()), ("ts", _TS)]
-    ),
-    "datasets": pa.schema(
-        [("run_id", pa.string()), ("rank", pa.int32()), ("ts", _TS), ("step", pa.int64()),
-         ("name", pa.string()), ("version", pa.string()), ("digest", pa.string()),
-         ("items", pa.int64()), ("source", pa.string()), ("split", pa.string()),
-         ("meta", pa.string())]
-    ),
-    "checkpoints": pa.schema(
-        [("run_id", pa.string()), ("rank", pa.int32()), ("ts", _TS), ("step", pa.int64()),
-         ("uri", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string()),
-         ("metrics", pa.string()), ("tags", pa.list_(pa.string()))]
-    ),
-    "samples": pa.schema(
-        [("run_id", pa.string()), ("rank", pa.int32()), ("ts", _TS), ("step", pa.int64()),
-         ("name", pa.string()), ("uri", pa.string()), ("split", pa.string()),
-         ("item_id", pa.string()), ("key", pa.string()), ("value", pa.float64()),
-         ("meta", pa.string())]
-    ),
-    "logs": pa.schema(
-        [("run_id", pa.string()), ("rank", pa.int32()), ("ts", _TS), ("step", pa.int64()),
-         ("level", pa.string()), ("levelno", pa.int32()), ("logger", pa.string()),
-         ("message", pa.string())]
-    ),
-    "alerts": pa.schema(
-        [("run_id", pa.string()), ("rank", pa.int32()), ("ts", _TS), ("step", pa.int64()),
-         ("alert", pa.string()), ("severity", pa.string()), ("key", pa.string()),
-         ("value", pa.float64()), ("message", pa.string()), ("suggestion", pa.string()),
-         ("source", pa.string())]
-    ),
-}
 _ROW_TABLES = ("datasets", "checkpoints", "samples", "logs", "alerts")
+_TS = pa.timestamp("us")
+_SCHEMAS: dict[str, pa.Schema] = {
+    t: arrow_schema(t) for t in ("metrics", "data_items", *_ROW_TABLES)
+}  # the store spec's Arrow schemas, built once
 CONTROL_KINDS = (E.RunStart, E.Heartbeat, E.RunEnd)
 _RANK, _STEP, _EPOCH = attrgetter("rank"), attrgetter("step"), attrgetter("epoch")
 _TS_OF, _VALUES = attrgetter("ts"), attrgetter("values")
@@ -286,7 +249,7 @@ class TableBuilder:
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._part_epochs: list[pa.Array] = []
         self._block_points = 0
-        self._d: dict[str, list[Any]] = {f.name: [] for f in ARROW_SCHEMAS["data_items"]}
+        self._d: dict[str, list[Any]] = {f.name: [] for f in _SCHEMAS["data_items"]}
         self._d_run: list[int] = []
         self._rows: dict[str, list[tuple]] = {t: [] for t in _ROW_TABLES}
         self.problems: list[Problem] = []
@@ -516,7 +479,7 @@ class TableBuilder:
                                                pa.array(list(self._key_ids), pa.string())),
                 pa.array(np.concatenate(value)),
             ],
-            schema=ARROW_SCHEMAS["metrics"],
+            schema=_SCHEMAS["metrics"],
         )
 
     def to_arrow(self) -> dict[str, pa.Table]:
@@ -529,13 +492,13 @@ class TableBuilder:
             cols = dict(self._d)
             cols["run_id"] = pa.DictionaryArray.from_arrays(
                 pa.array(np.array(self._d_run, dtype=np.int32)), runs)
-            schema = ARROW_SCHEMAS["data_items"]
+            schema = _SCHEMAS["data_items"]
             out["data_items"] = pa.table(
                 [cols[f.name] if f.name == "run_id" else pa.array(cols[f.name], f.type)
                  for f in schema], schema=schema)
         for table, rows in self._rows.items():
             if rows:
-                schema = ARROW_SCHEMAS[table]
+                schema = _SCHEMAS[table]
                 columns = list(zip(*rows))
                 out[table] = pa.table(
                     [pa.array(list(c), f.type) for c, f in zip(columns, schema)], schema=schema)
