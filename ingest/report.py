@@ -24,6 +24,8 @@ class IngestReport:
         commits: transactions committed; commit_seconds: time spent committing (on the
             commit thread); wait_seconds: time decoding waited for commits.
         seconds: wall time of the pass.
+        notes: what ingest did to the store itself before the pass (a conversion into a
+            lake, a rebuild), one line each, for the CLI to print.
     """
 
     segments: int = 0
@@ -40,6 +42,7 @@ class IngestReport:
     commit_seconds: float = 0.0
     wait_seconds: float = 0.0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def points(self) -> int:
