@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from runlake.ingest.decode import FrameSummary, ts_us
 from runlake.schemas import events as E
+from runlake.store.spec import TABLES, arrow_schema
 
 __all__ = ["RunState", "StatusBook", "TERMINAL", "WriterState"]
 
@@ -96,15 +97,9 @@ class RunState:
     dropped: int | None = None
 
 
-_W_FIELDS = [f.name for f in fields(WriterState)]
-_R_FIELDS = [f.name for f in fields(RunState)]
+_W_FIELDS = TABLES["writers"].names  # the dataclasses' fields, in this order (a test checks)
+_R_FIELDS = TABLES["runs"].names
 _TS_COLS = ("started_at", "ended_at", "last_seen_at")
-_W_TYPES = {"rank": pa.int32(), "attempt": pa.int32(), "pid": pa.int32(), "last_step": pa.int64(),
-            "total_steps": pa.int64(), "eta_s": pa.float64(), "heartbeat_s": pa.float64(),
-            "events": pa.int64(), "dropped": pa.string()}
-_R_TYPES = {"tags": pa.list_(pa.string()), "git_dirty": pa.bool_(), "world_size": pa.int32(),
-            "attempts": pa.int32(), "last_step": pa.int64(), "total_steps": pa.int64(),
-            "eta_s": pa.float64(), "heartbeat_s": pa.float64(), "dropped": pa.int64()}
 
 
 def _select(columns: list[str]) -> str:
@@ -288,18 +283,19 @@ class StatusBook:
         dirty, self._dirty = self._dirty, set()
         runs = [self.runs[r] for r in sorted(dirty)]
         writers = [w for (r, _), w in sorted(self.writers.items()) if r in dirty]
-        return _table(runs, _R_FIELDS, _R_TYPES), _table(writers, _W_FIELDS, _W_TYPES)
+        return _table(runs, "runs"), _table(writers, "writers")
 
     def statuses(self) -> dict[str, str]:
         return {r: s.status for r, s in self.runs.items()}
 
 
-def _table(rows: list, names: list[str], types: dict[str, pa.DataType]) -> pa.Table:
+def _table(rows: list, table: str) -> pa.Table:
+    """``rows`` (states) as an Arrow table of the spec's stored schema for ``table``."""
+    schema = arrow_schema(table, plain=True)
     cols = []
-    for name in names:
-        values = [getattr(r, name) for r in rows]
-        if name == "dropped" and types is _W_TYPES:
-            values = [_json(v) for v in values]
-        typ = pa.timestamp("us") if name in _TS_COLS else types.get(name, pa.string())
-        cols.append(pa.array(values, typ))
-    return pa.table(cols, names=names)
+    for f in schema:
+        values = [getattr(r, f.name) for r in rows]
+        if TABLES[table].column(f.name).duck == "JSON":  # JSON text; a dict (dropped) encoded
+            values = [v if v is None or isinstance(v, str) else _json(v) for v in values]
+        cols.append(pa.array(values, f.type))  # timestamps: int microseconds
+    return pa.Table.from_arrays(cols, schema=schema)
