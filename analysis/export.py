@@ -20,15 +20,16 @@ from typing import Iterable
 
 from runlake.analysis._common import rows, scalar
 from runlake.analysis.runs import resolve_runs
-from runlake.ingest.ddl import TABLES, VIEWS
 from runlake.ingest.store import read_store
 from runlake.schemas.errors import ConfigError
+from runlake.store.spec import TABLES, VIEWS
 
 __all__ = ["EXPORT_TABLES", "ExportResult", "export_table", "export_tables", "export_tensorboard"]
 
-EXPORT_TABLES: tuple[str, ...] = tuple(
-    sorted(t for t, ddl in {**TABLES, **VIEWS}.items() if re.search(r"\brun_id\b", ddl) and t != "ingest_ledger")
-)
+EXPORT_TABLES: tuple[str, ...] = tuple(sorted(
+    [t.name for t in TABLES.values() if t.per_run]
+    + [v for v, (_, select) in VIEWS.items() if re.search(r"\brun_id\b", select)]
+))
 """Tables (and views) that hold per-run rows and can be exported."""
 
 _ORDER = {
