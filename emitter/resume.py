@@ -9,19 +9,20 @@ segments are only read, never modified.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
 from runlake.schemas.codec import decode_lines
 from runlake.schemas.events import Metrics, MetricsBlock, RunStart
-from runlake.schemas.segments import OPEN_SUFFIX, iter_frame_spans, segment_seq
+from runlake.schemas.segments import (
+    OPEN_SUFFIX,
+    FrameReader,
+    iter_frames,
+    parse_writer_id,
+    segment_seq,
+)
 
 __all__ = ["ResumePoint", "find_latest_run", "read_events", "resume_point", "writer_dirs"]
-
-_WRITER_RE = re.compile(r"^r(\d{4,})-a(\d{3,})-[0-9a-f]+$")
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ def writer_dirs(run_dir: Path) -> list[tuple[int, int, Path]]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     for p in entries:
-        m = _WRITER_RE.match(p.name)
-        if m and p.is_dir():
-            out.append((int(m.group(1)), int(m.group(2)), p))
+        ident = parse_writer_id(p.name)
+        if ident is not None and p.is_dir():
+            out.append((*ident, p))
     return out
 
 
@@ -58,22 +59,18 @@ def _segments(writer_dir: Path) -> list[Path]:
 def read_events(writer_dir: Path, *, first_frame_only: bool = False):
     """Yield the events of a writer directory in order, skipping torn or damaged frames.
 
-    Metrics blocks come as :class:`MetricsBlock` (their columns), not unpacked.
+    Metrics blocks come as :class:`MetricsBlock` (their columns), not unpacked. Frames are
+    read by :class:`~runlake.schemas.segments.FrameReader`, as ingest reads them: a damaged
+    frame, or one whose header declares an absurd size, is skipped (ingest quarantines it).
     """
-    dctx = zstandard.ZstdDecompressor()
+    reader = FrameReader()
     for path in _segments(writer_dir):
         try:
             buf = path.read_bytes()
         except OSError:
             continue
         sealed = not path.name.endswith(OPEN_SUFFIX)
-        for span in iter_frame_spans(buf, sealed=sealed):
-            if span.status != "frame":
-                continue
-            try:
-                data = dctx.decompress(buf[span.offset : span.end])
-            except zstandard.ZstdError:
-                continue  # checksum mismatch: ingest quarantines it; resume just skips it
+        for _span, data in iter_frames(buf, sealed=sealed, reader=reader):
             events, _problems = decode_lines(data, unpack=False)
             yield from events
             if first_frame_only:

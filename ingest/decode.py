@@ -21,16 +21,15 @@ from typing import Any, Callable, Literal, Union
 import msgspec
 import numpy as np
 import pyarrow as pa
-import zstandard
 
 from runlake.schemas import events as E
-from runlake.schemas.codec import CURRENT_VERSIONS, block_error, decode_lines, to_float
+from runlake.schemas.codec import CURRENT_VERSIONS, decode_current, decode_lines, to_float
 from runlake.schemas.events import MetricValue
+from runlake.schemas.segments import FrameReader
 from runlake.store.spec import arrow_schema
 
 __all__ = ["FrameDecoder", "Problem", "TableBuilder", "frame_identity", "ts_us"]
 
-_MAX_FRAME_CONTENT = 1 << 31  # a corrupt header must not make us allocate terabytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +81,7 @@ _FAST = msgspec.json.Decoder(
         E.Sample, E.Log, E.Alert, E.Heartbeat, E.RunEnd,
     ]
 )
-_CURRENT = dict(CURRENT_VERSIONS)
+_PINNED = (_LeanMetrics,)  # its ``Literal`` version is checked while decoding
 
 
 def ts_us(ts: int | float | None) -> int | None:
@@ -95,19 +94,16 @@ def ts_us(ts: int | float | None) -> int | None:
 
 
 class FrameDecoder:
-    """Decompress and decode one frame. Not thread-safe: one per thread."""
+    """Decompress and decode one frame. Not thread-safe: one per thread.
+
+    Decompression is :class:`runlake.schemas.segments.FrameReader`'s (the frame-size guard
+    included), the one-call fast path :func:`runlake.schemas.codec.decode_current`'s; this
+    class only adds ingest's lean metrics struct.
+    """
 
     def __init__(self) -> None:
-        self._dctx = zstandard.ZstdDecompressor()
-
-    def decompress(self, frame: bytes) -> bytes:
-        """The frame's content; raises ``zstandard.ZstdError``/``ValueError`` when damaged."""
-        size = zstandard.frame_content_size(frame)
-        if size > _MAX_FRAME_CONTENT:
-            raise ValueError(f"frame header declares {size} bytes of content (corrupt header?)")
-        if size < 0:  # no content size in the header: stream it
-            return self._dctx.decompressobj().decompress(frame)
-        return self._dctx.decompress(frame)
+        self.decompress = FrameReader().decompress
+        """``decompress(frame) -> content``; raises ``FrameError`` (a ``ValueError``)."""
 
     def decode(self, content: bytes) -> tuple[list[Any], list[Any], list[tuple[int, str, str]]]:
         """Decode a frame's content: (metrics events, other events and blocks, bad lines).
@@ -118,19 +114,12 @@ class FrameDecoder:
         back to :func:`decode_lines`, which decodes line by line, upcasts, unpacks blocks
         into events and reports ``(line_no, reason, excerpt)`` per bad line.
         """
-        try:
-            events = _FAST.decode_lines(content)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-        else:
+        events = decode_current(content, _FAST, _PINNED)
+        if events is not None:
             metrics = [ev for ev in events if ev.__class__ is _LeanMetrics]
             if len(metrics) == len(events):
                 return metrics, [], []
-            others = [ev for ev in events if ev.__class__ is not _LeanMetrics]
-            if all(ev.v == _CURRENT[ev.__struct_config__.tag] and (
-                    ev.__class__ is not E.MetricsBlock or block_error(ev) is None)
-                   for ev in others):
-                return metrics, others, []
+            return metrics, [ev for ev in events if ev.__class__ is not _LeanMetrics], []
         events, problems = decode_lines(content)
         metrics = [ev for ev in events if ev.__class__ is E.Metrics]
         others = [ev for ev in events if ev.__class__ is not E.Metrics]
@@ -245,9 +234,23 @@ class TableBuilder:
         self._ks_runs: list[list[int]] = []  # [keyset id, events]
         self._last_ks: tuple[str, ...] | None = None
         self._m_frames: list[tuple[int, str, int]] = []  # (first point, segment, offset)
-        # metrics blocks: finished columns per group
-        self._parts: list[tuple[np.ndarray, ...]] = []
-        self._part_epochs: list[pa.Array] = []
+        # metrics blocks: the blocks' lists extended as they come (one C-level extend each),
+        # made into columns once per chunk (:meth:`_block_part`): a frame costs a few list
+        # operations, not a dozen small numpy arrays
+        self._b_steps: list[int] = []  # per block row
+        self._b_times: list[int | float] = []
+        self._b_epochs: list[int | None] = []
+        self._b_epoch_rows = 0  # rows whose block has an epochs column
+        self._b_vals: list[Any] = []  # per point
+        self._g_rows: list[int] = []  # per group row: its block row (chunk-wide index)
+        self._g_nrows: list[int] = []  # per group: rows, keys, key codes, run, rank, frame
+        self._g_k: list[int] = []
+        self._g_codes: list[int] = []  # the groups' key codes, one after another
+        self._g_run: list[int] = []
+        self._g_rank: list[int] = []
+        self._g_frame: list[int] = []
+        self._frames: list[tuple[str, int]] = []  # (segment, offset) per frame added
+        self._code_of: dict[tuple[str, ...], list[int]] = {}
         self._block_points = 0
         self._d: dict[str, list[Any]] = {f.name: [] for f in _SCHEMAS["data_items"]}
         self._d_run: list[int] = []
@@ -291,32 +294,42 @@ class TableBuilder:
             else:
                 keys(ks, runs)
 
-    def _add_block(self, block: E.MetricsBlock, run: int, segment: str, offset: int) -> None:
-        """A block's groups as finished columns (rows ordered by group, then row).
+    def _add_block(self, block: E.MetricsBlock, run: int, frame: int) -> None:
+        """Append a block's rows and groups (points ordered by group, then row, then key).
 
         The schema bounds every integer to the store's types, so the columns always fit.
         """
         n = len(block.steps)
-        steps = np.array(block.steps, dtype=np.int64)
-        ts = _timestamps_us(block.times)
-        epochs = None if block.epochs is None else pa.array(block.epochs, pa.int32())
-        rank = np.int32(block.rank)
+        base = len(self._b_steps)
+        self._b_steps += block.steps
+        self._b_times += block.times
+        if block.epochs is None:
+            self._b_epochs += [None] * n
+        else:
+            self._b_epochs += block.epochs
+            self._b_epoch_rows += n
+        code_of, ids = self._code_of, self._key_ids
         for g in block.groups:
             k = len(g.keys)
             if not k:
                 continue
-            rows = np.arange(n) if g.rows is None else np.array(g.rows, dtype=np.int64)
-            idx = np.repeat(rows, k)
-            m = len(idx)
-            values = _floats(g.values, lambda i, keys=g.keys: (segment, offset, keys[i % k]),
-                             self.problems)
-            self._parts.append((
-                np.full(m, run, dtype=np.int32), np.full(m, rank, dtype=np.int32),
-                steps[idx], ts[idx], np.tile(self._key_codes(g.keys), len(rows)), values,
-            ))
-            self._part_epochs.append(pa.nulls(m, pa.int32()) if epochs is None
-                                     else epochs.take(pa.array(idx)))
-            self._block_points += m
+            ks = tuple(g.keys)
+            codes = code_of.get(ks)
+            if codes is None:
+                codes = code_of[ks] = [ids.setdefault(key, len(ids)) for key in ks]
+            if g.rows is None:
+                self._g_rows += range(base, base + n)
+                self._g_nrows.append(n)
+            else:
+                self._g_rows += map(base.__add__, g.rows)
+                self._g_nrows.append(len(g.rows))
+            self._g_k.append(k)
+            self._g_codes += codes
+            self._g_run.append(run)
+            self._g_rank.append(block.rank)
+            self._g_frame.append(frame)
+            self._b_vals += g.values
+        self._block_points = len(self._b_vals)
 
     def add(self, metrics: list[Any], others: list[Any], run_id: str, segment: str,
             offset: int) -> FrameSummary:
@@ -326,6 +339,8 @@ class TableBuilder:
         """
         run = self._run_index(run_id)
         self._m_frames.append((len(self._m_vals), segment, offset))
+        frame = len(self._frames)
+        self._frames.append((segment, offset))
         total = len(metrics) + len(others)
         mismatched = []
         last_block = None
@@ -345,7 +360,7 @@ class TableBuilder:
                 mismatched.append(ev)
             elif cls is E.MetricsBlock:
                 total += len(ev.steps) - 1
-                self._add_block(ev, run, segment, offset)
+                self._add_block(ev, run, frame)
                 last_block = ev
                 if ev.steps:
                     top = max(ev.steps)
@@ -460,11 +475,42 @@ class TableBuilder:
             _floats(self._m_vals, describe, self.problems),
         )
 
+    def _block_part(self) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array, np.ndarray,
+                                   np.ndarray, np.ndarray]:
+        """Columns of the points that came in blocks, a few vectorised calls per chunk."""
+        nrows = np.array(self._g_nrows, dtype=np.int64)
+        k = np.array(self._g_k, dtype=np.int64)
+        per_group = nrows * k
+        idx = np.repeat(np.array(self._g_rows, dtype=np.int64), np.repeat(k, nrows))
+        group = np.repeat(np.arange(len(k), dtype=np.int64), per_group)
+        first = np.cumsum(per_group) - per_group  # each group's first point
+        code_start = np.cumsum(k) - k  # each group's first key code in _g_codes
+        pos = np.arange(len(idx), dtype=np.int64) - first[group]
+        key = np.array(self._g_codes, dtype=np.int32)[code_start[group] + pos % k[group]]
+        names = list(self._key_ids)
+        starts = first.tolist()
+
+        def describe(i: int) -> tuple[str, int, str]:
+            segment, offset = self._frames[self._g_frame[bisect.bisect_right(starts, i) - 1]]
+            return segment, offset, names[key[i]]
+
+        pidx = pa.array(idx)
+        epochs = (pa.array(self._b_epochs, pa.int32()).take(pidx) if self._b_epoch_rows
+                  else pa.nulls(len(idx), pa.int32()))
+        return (
+            np.repeat(np.array(self._g_run, dtype=np.int32), per_group),
+            np.repeat(np.array(self._g_rank, dtype=np.int32), per_group),
+            pa.array(np.array(self._b_steps, dtype=np.int64)[idx]),
+            epochs,
+            _timestamps_us(self._b_times)[idx],
+            key,
+            _floats(self._b_vals, describe, self.problems),
+        )
+
     def _metrics_table(self, runs: pa.Array) -> pa.Table:
-        parts = [
-            (r, k, pa.array(s), e, t, key, v)
-            for (r, k, s, t, key, v), e in zip(self._parts, self._part_epochs)
-        ]
+        parts = []
+        if self._b_vals:
+            parts.append(self._block_part())
         if self._m_vals:
             parts.append(self._line_part())
         run, rank, step, epoch, ts, key, value = zip(*parts)

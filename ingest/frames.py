@@ -29,16 +29,13 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterable
 
-import zstandard
-
 from runlake.ingest.decode import FrameDecoder, frame_identity
 from runlake.ingest.discover import SegmentFile, UnsafeEntry, open_segment, read_at
-from runlake.schemas.segments import OPEN_SUFFIX, iter_frame_spans
+from runlake.schemas.segments import OPEN_SUFFIX, iter_frames
 
 __all__ = ["FrameBook", "frame_checksum", "loaded_frames"]
 
 Key = tuple[int, int]  # (seq, checksum)
-_SKIP_LO, _SKIP_HI = 0x184D2A50, 0x184D2A5F  # skippable frames hold no events
 _MAX_BYTES = 1 << 30
 
 
@@ -136,15 +133,8 @@ def loaded_frames(root: Path, entry, decoder: FrameDecoder) -> list[tuple[int, i
     finally:
         os.close(fd)
     out = []
-    for span in iter_frame_spans(data, 0, sealed=True):
-        frame = data[span.offset:span.end]
-        if span.status != "frame" or _SKIP_LO <= int.from_bytes(frame[:4], "little") <= _SKIP_HI:
-            continue
-        try:
-            content = decoder.decompress(frame)
-        except (zstandard.ZstdError, ValueError):
-            continue
+    for span, content in iter_frames(data, sealed=True):
         ident = frame_identity(content, *decoder.decode(content)[:2])
         if ident is not None and ident[:2] == (entry.run_id, entry.writer):
-            out.append((ident[2], frame_checksum(frame), span.offset))
+            out.append((ident[2], frame_checksum(data[span.offset:span.end]), span.offset))
     return out

@@ -42,10 +42,16 @@ from pathlib import Path
 from typing import Iterator
 
 from runlake.ingest.tb_read import Folder, Skip, is_event_file, read_folder
-from runlake.schemas.codec import ENCODER, encode_nonfinite, pack_metrics
+from runlake.schemas.codec import encode_events, encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart, Sample
-from runlake.schemas.segments import check_name, resolve_root, segment_name
+from runlake.schemas.segments import (
+    check_name,
+    frame_compressor,
+    resolve_root,
+    segment_name,
+    writer_id,
+)
 
 __all__ = ["ImportedRun", "Part", "find_run_dirs", "import_tensorboard", "plan_runs"]
 
@@ -267,20 +273,14 @@ def _events(run_id: str, writer: str, rank: int, world: int, project: str, name:
 
 
 def _write_segment(writer_dir: Path, events: list[Event]) -> Path:
-    import zstandard
-
+    """One sealed segment of ``events``, framed and encoded exactly as the emitter does."""
     writer_dir.mkdir(parents=True, exist_ok=True)
     final = writer_dir / segment_name(0, sealed=True)
     tmp = writer_dir / f".import-{os.getpid()}.tmp"
-    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
+    cctx = frame_compressor()
     with open(tmp, "wb") as f:
         for start in range(0, len(events), _EVENTS_PER_FRAME):
-            chunk = events[start : start + _EVENTS_PER_FRAME]
-            metrics = [ev for ev in chunk if ev.__class__ is Metrics]
-            block = pack_metrics(metrics)  # as the emitter writes them (architecture.md)
-            if block is not None:
-                chunk = [block, *(ev for ev in chunk if ev.__class__ is not Metrics)]
-            f.write(cctx.compress(ENCODER.encode_lines(chunk)))
+            f.write(cctx.compress(encode_events(events[start : start + _EVENTS_PER_FRAME])))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -343,7 +343,7 @@ def import_tensorboard(
         report += [("WARNING", p) for p in result.problems] + [("INFO", n) for n in result.notes]
         written = 0
         for rank in ranks:
-            writer = f"r{rank:04d}-a000-{run_id[3:11]}"
+            writer = writer_id(rank, 0, run_id[3:11])  # stable: a re-import finds it
             writer_dir = root_path / project / run_id / writer
             if (writer_dir / segment_name(0, sealed=True)).exists():
                 continue

@@ -1,7 +1,8 @@
 """Encoding and decoding events, schema versions and upcasting.
 
-Writers encode with :data:`ENCODER` (``encode_lines``: one JSON object per line), packing
-the metrics events of a flush into one ``metrics_block`` line with :func:`pack_metrics`.
+Writers (the emitter, the TensorBoard import) encode a frame's events with
+:func:`encode_events`: one JSON object per line (:data:`ENCODER`), the metrics events packed
+into one ``metrics_block`` line by :func:`pack_metrics`.
 Readers call :func:`decode_lines`, which decodes a whole frame in one C call when every line
 is a known kind at the current version, and otherwise falls back to line-by-line decoding
 that upcasts older versions and reports (never raises on) unknown kinds, newer versions and
@@ -36,7 +37,9 @@ __all__ = [
     "NONFINITE_TOKENS",
     "UPCASTERS",
     "block_error",
+    "decode_current",
     "decode_lines",
+    "encode_events",
     "encode_nonfinite",
     "pack_metrics",
     "to_float",
@@ -120,6 +123,27 @@ def pack_metrics(events: list[Metrics]) -> MetricsBlock | None:
         steps=list(map(_STEP, events)), groups=groups,
         epochs=None if epochs.count(None) == n else epochs,
     )
+
+
+def encode_events(events: list[Event]) -> bytes:
+    """JSON lines for ``events``, their metrics packed into one block where the first was.
+
+    The one encoding of a frame's content. Metrics that cannot share a block (several
+    writers) stay one line each.
+
+    Raises:
+        TypeError, ValueError, OverflowError, msgspec.EncodeError: an event that cannot be
+            encoded (the emitter's writer then encodes the others one by one).
+    """
+    metrics = [ev for ev in events if ev.__class__ is Metrics]
+    block = pack_metrics(metrics) if len(metrics) > 1 else None
+    if block is None:
+        return ENCODER.encode_lines(events)
+    if len(metrics) == len(events):
+        return ENCODER.encode_lines([block])
+    at = next(i for i, ev in enumerate(events) if ev.__class__ is Metrics)
+    rest = [ev for ev in events[at:] if ev.__class__ is not Metrics]
+    return ENCODER.encode_lines([*events[:at], block, *rest])
 
 
 def block_error(block: MetricsBlock) -> str | None:
@@ -240,6 +264,38 @@ def _decode_one(line: bytes) -> Event:
     return msgspec.convert(raw, AnyLine)
 
 
+def decode_current(buf: bytes, decoder: msgspec.json.Decoder = _FAST,
+                   pinned: tuple[type, ...] = ()) -> list[Any] | None:
+    """The fast path of every frame reader: all lines decoded in one C call.
+
+    Args:
+        buf: a frame's content.
+        decoder: a ``msgspec`` decoder of a union of event structs (default: every kind;
+            ingest passes one with leaner structs).
+        pinned: struct types whose version the decoder itself checks (a ``Literal`` ``v``),
+            skipped by the version check here.
+
+    Returns:
+        The structs (blocks not unpacked) when every line decodes as a known kind at its
+        current version and every block is consistent; None otherwise: then the caller
+        takes :func:`decode_lines`' line-by-line path, which upcasts and reports.
+    """
+    try:
+        events = decoder.decode_lines(buf)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    current = CURRENT_VERSIONS
+    for ev in events:
+        cls = ev.__class__
+        if cls in pinned:
+            continue
+        if ev.v != current[ev.__struct_config__.tag] or (
+            cls is MetricsBlock and block_error(ev) is not None
+        ):
+            return None
+    return events
+
+
 def decode_lines(buf: bytes, *, unpack: bool = True) -> tuple[list[Event], list[LineProblem]]:
     """Decode newline-delimited events; never raises for bad content.
 
@@ -253,19 +309,9 @@ def decode_lines(buf: bytes, *, unpack: bool = True) -> tuple[list[Event], list[
         The events in file order, and the problems (line number within ``buf``, reason,
         the first 200 characters of the line).
     """
-    try:
-        events = _FAST.decode_lines(buf)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    else:
-        current = CURRENT_VERSIONS
-        for ev in events:
-            if ev.v != current[ev.__struct_config__.tag] or (
-                ev.__class__ is MetricsBlock and block_error(ev) is not None
-            ):
-                break
-        else:
-            return (_unpacked(events) if unpack else events), []
+    events = decode_current(buf)
+    if events is not None:
+        return (_unpacked(events) if unpack else events), []
     events, problems = [], []
     for i, line in enumerate(buf.split(b"\n"), start=1):  # 1-based, as editors count
         if not line.strip():
