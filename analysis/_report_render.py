@@ -15,6 +15,7 @@ from html import escape
 from typing import Any, Callable, Sequence
 
 from runlake.analysis.markup import escape_markdown
+from runlake.schemas.severity import by_severity
 
 __all__ = ["md_text", "render_html", "render_md"]
 
@@ -26,9 +27,9 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.swatch{display:inline-block;width:12px;height:12px;
 border-radius:2px;margin-right:4px;vertical-align:middle}
-.sev-critical{color:#b30000;font-weight:bold}.sev-warning{color:#b35900;font-weight:bold}
-.sev-info{color:#2b6ca3}.muted{color:#777}.suggest{color:#333;font-style:italic}
-"""
+.muted{color:#777}.suggest{color:#333;font-style:italic}
+""" + "".join(f".sev-{s}{{{style}}}" for s, style in by_severity(  # least severe first
+    ("color:#2b6ca3", "color:#b35900;font-weight:bold", "color:#b30000;font-weight:bold")).items()) + "\n"
 
 
 def _cell(v: Any) -> str:

@@ -22,12 +22,13 @@ import duckdb
 import polars as pl
 
 from runlake.analysis._common import frame, run_ids_list, run_scope
-from runlake.analysis.catalog import CATALOG, SEVERITIES, Detector, by_name
+from runlake.analysis.catalog import CATALOG, Detector, by_name
 from runlake.analysis.detectors import METRIC_DETECTORS, overfitting
 from runlake.analysis.roles import Roles
 from runlake.analysis.run_checks import RUN_DETECTORS
 from runlake.analysis.series import SeriesTables
 from runlake.schemas.errors import ConfigError
+from runlake.schemas.severity import SEVERITIES, at_least, severity_order_sql
 
 __all__ = ["CATALOG", "COLUMNS", "Detector", "Roles", "detect", "find", "list_anomalies"]
 
@@ -233,7 +234,7 @@ def list_anomalies(
     Args:
         con: an open store connection.
         run_ids: the runs (None: all).
-        severity: minimum level: "info", "warning" or "critical".
+        severity: the minimum severity, any case (one of ``SEVERITIES``; None: all).
 
     Returns:
         ``COLUMNS`` rows sorted by run, severity (worst first), step.
@@ -241,16 +242,14 @@ def list_anomalies(
     Raises:
         ConfigError: unknown severity.
     """
-    if severity is not None and severity not in _RANK:
-        raise ConfigError(f"severity must be one of {', '.join(SEVERITIES)}; got {severity!r}")
+    allowed = list(at_least(severity))
     ids = run_ids_list(run_ids)
     scope, params = run_scope(ids)
-    allowed = list(SEVERITIES[_RANK[severity]:]) if severity else list(SEVERITIES)
     df = frame(
         con,
         f"""SELECT {', '.join(COLUMNS)} FROM anomalies
             WHERE {scope} AND severity IN (SELECT unnest(?::VARCHAR[]))
-            ORDER BY run_id, CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+            ORDER BY run_id, {severity_order_sql()},
                      step_start NULLS LAST, kind""",
         [*params, allowed],
     )

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["CATALOG", "Detector", "SEVERITIES", "by_name"]
+from runlake.schemas.severity import severity_rank
 
-SEVERITIES = ("info", "warning", "critical")
+__all__ = ["CATALOG", "Detector", "by_name"]
 
 
 def _g(x) -> str:
@@ -58,6 +58,9 @@ class Detector:
     description: str
     message: Callable[[dict], str] = field(repr=False, compare=False)
     suggestion: Callable[[dict], str] = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        severity_rank(self.severity)  # a typo in the catalog fails at import, not in a report
 
     def as_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "severity": self.severity,

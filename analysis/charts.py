@@ -11,11 +11,13 @@ import math
 from html import escape
 from typing import Mapping, Sequence
 
+from runlake.schemas.severity import by_severity
+
 __all__ = ["PALETTE", "line_chart"]
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
-_SEVERITY = {"info": "#9ecae1", "warning": "#fdae6b", "critical": "#fb6a4a"}
+_SEVERITY = by_severity(("#9ecae1", "#fdae6b", "#fb6a4a"))  # least severe first
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:

@@ -8,12 +8,14 @@ import streamlit as st
 
 from runlake.analysis.anomalies import list_anomalies
 from runlake.dashboard import data, selection, widgets
+from runlake.schemas.severity import SEVERITIES as _ORDERED, by_severity
 
 __all__ = ["render", "worst_first"]
 
 TITLE = "Anomalies"
-SEVERITIES = ("critical", "warning", "info")
-_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+SEVERITIES = tuple(reversed(_ORDERED))
+"""The severities worst first, as the filter and the counts list them."""
+_COLORS = by_severity(("blue", "orange", "red"))  # least severe first
 MAX_CARDS = 50
 
 

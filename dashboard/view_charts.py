@@ -17,13 +17,14 @@ import streamlit as st
 from runlake.analysis.anomalies import list_anomalies
 from runlake.analysis.curves import downsample, ema
 from runlake.dashboard import data, selection, widgets
+from runlake.schemas.severity import by_severity
 
 __all__ = ["chart", "curves", "render", "zoom_points"]
 
 TITLE = "Charts"
 X_AXES = selection.X_AXES
 MAX_POINTS = 20_000
-SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
+SEVERITY_COLORS = by_severity(("#1f77b4", "#ff7f0e", "#d62728"))  # least severe first
 
 
 def curves(

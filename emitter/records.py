@@ -29,6 +29,7 @@ from runlake.emitter.values import (
     truncate,
 )
 from runlake.schemas.errors import EventValueError
+from runlake.schemas.severity import SEVERITIES
 
 __all__ = [
     "alert_fields",
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 MAX_ID_CHARS = 4096
-SEVERITIES = ("info", "warning", "critical")
 _I32 = 2**31
 _STEP_MAX = 2**63 - 1
 

@@ -70,6 +70,15 @@ from runlake.schemas.segments import (
     segment_name,
     segment_seq,
 )
+from runlake.schemas.severity import (
+    SEVERITIES,
+    Severity,
+    at_least,
+    by_severity,
+    parse_severity,
+    severity_order_sql,
+    severity_rank,
+)
 
 __all__ = [
     "Alert",
@@ -108,13 +117,17 @@ __all__ = [
     "RunStateError",
     "RunlakeError",
     "SEGMENT_SUFFIX",
+    "SEVERITIES",
     "Sample",
     "Seconds",
+    "Severity",
     "StoreBusyError",
     "StoreError",
     "System",
     "UPCASTERS",
+    "at_least",
     "block_error",
+    "by_severity",
     "check_name",
     "decode_lines",
     "default_db",
@@ -124,10 +137,13 @@ __all__ = [
     "json_schema",
     "new_writer_id",
     "pack_metrics",
+    "parse_severity",
     "resolve_root",
     "segment_key",
     "segment_name",
     "segment_seq",
+    "severity_order_sql",
+    "severity_rank",
     "to_float",
     "unpack_metrics",
 ]

@@ -31,6 +31,8 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
+from runlake.schemas.severity import Severity  # the severities' one home
+
 __all__ = [
     "Alert",
     "AnyEvent",
@@ -67,7 +69,6 @@ Seconds = Annotated[float, msgspec.Meta(ge=-1e11, le=1e11)]
 MetricValue = Union[float, str, bool, None]
 """A scalar as it appears on disk: a float, a non-finite token string, a bool, or null."""
 
-Severity = Literal["info", "warning", "critical"]
 RunStatus = Literal["finished", "failed", "killed"]
 
 

@@ -26,10 +26,13 @@ from typing import Literal
 
 import pyarrow as pa
 
+from runlake.schemas.severity import SEVERITIES
+
 __all__ = ["Column", "TABLES", "Table", "VIEWS", "arrow_schema", "ddl", "table"]
 
 _TS = pa.timestamp("us")
 _DICT = pa.dictionary(pa.int32(), pa.string())
+_SEVERITY_DOC = " · ".join(SEVERITIES)
 
 _ARROW: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(),
@@ -228,7 +231,7 @@ _TABLE_LIST: tuple[Table, ...] = (
         _c("ts", "TIMESTAMP", "when it was raised", null=False),
         _c("step", "BIGINT", "the step"),
         _c("alert", "VARCHAR", "its kind: nonfinite, exploding, user ..."),
-        _c("severity", "VARCHAR", "info · warning · critical"),
+        _c("severity", "VARCHAR", _SEVERITY_DOC),
         _c("key", "VARCHAR", "the metric it is about"),
         _c("value", "DOUBLE", "the value that raised it"),
         _c("message", "VARCHAR", "what happened"),
@@ -238,7 +241,7 @@ _TABLE_LIST: tuple[Table, ...] = (
     Table("anomalies", "findings of runlake.analysis.anomalies, replaced per run", "derived", (
         _c("run_id", "VARCHAR", "the run", null=False),
         _c("kind", "VARCHAR", "the finding: spike, nonfinite, plateau ...", null=False),
-        _c("severity", "VARCHAR", "info · warning · critical", null=False),
+        _c("severity", "VARCHAR", _SEVERITY_DOC, null=False),
         _c("key", "VARCHAR", "the metric"),
         _c("step_start", "BIGINT", "first step of the finding"),
         _c("step_end", "BIGINT", "last step of the finding"),

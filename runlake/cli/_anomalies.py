@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runlake.cli._common import add_format_args, add_store_args, emit_rows, store_paths, subcommand
+from runlake.schemas.severity import SEVERITIES
 
 
 def register(sub) -> None:
@@ -10,7 +11,7 @@ def register(sub) -> None:
                    "runlake anomalies --refresh --severity warning my-run")
     add_store_args(p)
     p.add_argument("runs", nargs="*", metavar="RUN", help="run id, unique name or id prefix (default: all runs)")
-    p.add_argument("--severity", choices=("info", "warning", "critical"),
+    p.add_argument("--severity", choices=SEVERITIES, type=str.lower,
                    help="only findings at or above this level")
     p.add_argument("--refresh", action="store_true",
                    help="run the detectors first and store their findings")
