@@ -18,6 +18,9 @@ import sys
 import time
 from typing import Callable, TextIO
 
+from runlake.emitter.system import RAM_KEY, RSS_KEY
+from runlake.schemas.metric_keys import SYSTEM_PREFIX
+
 __all__ = ["DEFAULT_INTERVAL_S", "Progress", "console_interval", "format_duration"]
 
 DEFAULT_INTERVAL_S = 30.0
@@ -84,13 +87,13 @@ class Progress:
             lines.append(f"  loss: {shown}")
         sysv = s.get("system") or {}
         mem = []
-        if "sys/rss_bytes" in sysv:
-            mem.append(f"rss {_gib(sysv['sys/rss_bytes'])}")
-        if "sys/ram_used_pct" in sysv:
-            mem.append(f"ram {sysv['sys/ram_used_pct']:.0f}%")
+        if RSS_KEY in sysv:
+            mem.append(f"rss {_gib(sysv[RSS_KEY])}")
+        if RAM_KEY in sysv:
+            mem.append(f"ram {sysv[RAM_KEY]:.0f}%")
         for k, v in sorted(sysv.items()):
             if k.endswith("/mem_allocated"):
-                mem.append(f"{k[4:].split('/')[0]} {_gib(v)} alloc")
+                mem.append(f"{k[len(SYSTEM_PREFIX):].split('/')[0]} {_gib(v)} alloc")
         if mem:
             lines.append("  mem: " + ", ".join(mem))
         rate = s.get("steps_per_s")

@@ -1,5 +1,9 @@
 """System sampling: CPU, memory and (when torch already runs CUDA) GPU stats under ``sys/``.
 
+Keys are made by :func:`runlake.schemas.metric_keys.system_key` (the one place adding the
+prefix); :data:`CPU_KEY`, :data:`RSS_KEY` and :data:`RAM_KEY` name the stats for readers
+such as the console.
+
 Called by the writer thread every ``system_interval`` seconds, so it needs no thread of its
 own. Uses psutil when it is importable, else ``/proc`` (Linux); torch is consulted only if
 it is already in ``sys.modules`` and ``torch.cuda.is_initialized()`` - sampling never
@@ -12,11 +16,17 @@ import os
 import sys
 import time
 
-__all__ = ["SystemSampler"]
+from runlake.schemas.metric_keys import system_key
+
+__all__ = ["CPU_KEY", "RAM_KEY", "RSS_KEY", "SystemSampler"]
+
+CPU_KEY = system_key("cpu_pct")
+RSS_KEY = system_key("rss_bytes")
+RAM_KEY = system_key("ram_used_pct")
 
 
 class SystemSampler:
-    """Produces one ``{"sys/...": float}`` dict per call to :meth:`sample`."""
+    """Produces one dict of system stats (``sys/...`` keys to floats) per :meth:`sample`."""
 
     def __init__(self) -> None:
         try:
@@ -34,9 +44,9 @@ class SystemSampler:
         """Current stats. Keys: sys/cpu_pct, sys/rss_bytes, sys/ram_used_pct, sys/gpu{i}/*."""
         out: dict[str, float] = {}
         if self._proc is not None:
-            out["sys/cpu_pct"] = float(self._proc.cpu_percent(None))
-            out["sys/rss_bytes"] = float(self._proc.memory_info().rss)
-            out["sys/ram_used_pct"] = float(self._psutil.virtual_memory().percent)
+            out[CPU_KEY] = float(self._proc.cpu_percent(None))
+            out[RSS_KEY] = float(self._proc.memory_info().rss)
+            out[RAM_KEY] = float(self._psutil.virtual_memory().percent)
         else:
             out.update(self._proc_stats())
         out.update(self._gpu_stats())
@@ -49,10 +59,10 @@ class SystemSampler:
         self._last_cpu = (now, times)
         busy = (times.user + times.system) - (last.user + last.system)
         if now > last_t:
-            out["sys/cpu_pct"] = 100.0 * busy / (now - last_t)
+            out[CPU_KEY] = 100.0 * busy / (now - last_t)
         try:
             with open("/proc/self/statm") as f:
-                out["sys/rss_bytes"] = float(int(f.read().split()[1]) * self._page)
+                out[RSS_KEY] = float(int(f.read().split()[1]) * self._page)
             mem = {}
             with open("/proc/meminfo") as f:
                 for line in f:
@@ -60,7 +70,7 @@ class SystemSampler:
                     mem[name] = int(rest.split()[0])
             total, avail = mem.get("MemTotal"), mem.get("MemAvailable")
             if total and avail is not None:
-                out["sys/ram_used_pct"] = 100.0 * (total - avail) / total
+                out[RAM_KEY] = 100.0 * (total - avail) / total
         except (OSError, ValueError, IndexError):
             pass  # not Linux: CPU % above is all we can tell without psutil
         return out
@@ -76,7 +86,7 @@ class SystemSampler:
                 return {}
             out: dict[str, float] = {}
             for i in range(cuda.device_count()):
-                p = f"sys/gpu{i}/"
+                p = system_key(f"gpu{i}/")
                 out[p + "mem_allocated"] = float(cuda.memory_allocated(i))
                 out[p + "mem_reserved"] = float(cuda.memory_reserved(i))
                 out[p + "max_allocated"] = float(cuda.max_memory_allocated(i))

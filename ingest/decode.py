@@ -25,6 +25,7 @@ import pyarrow as pa
 from runlake.schemas import events as E
 from runlake.schemas.codec import CURRENT_VERSIONS, decode_current, decode_lines, to_float
 from runlake.schemas.events import MetricValue
+from runlake.schemas.metric_keys import system_key
 from runlake.schemas.segments import FrameReader
 from runlake.store.spec import arrow_schema
 
@@ -287,8 +288,7 @@ class TableBuilder:
         vals, keys, runs = self._m_vals.extend, self._keys, self._ks_runs
         for v in map(_VALUES, events):
             vals(v.values())
-            ks = tuple(v) if not system else tuple(
-                k if k.startswith("sys/") else "sys/" + k for k in v)
+            ks = tuple(v) if not system else tuple(map(system_key, v))
             if ks == self._last_ks:
                 runs[-1][1] += 1
             else:

@@ -29,7 +29,37 @@ from typing import Iterable
 
 from runlake.schemas.errors import ConfigError
 
-__all__ = ["DEFAULT_ROLES", "DIRECTIONS", "ROLE_NAMES", "Roles", "direction", "lower_is_better"]
+__all__ = [
+    "DEFAULT_ROLES",
+    "DIRECTIONS",
+    "ROLE_NAMES",
+    "Roles",
+    "SYSTEM_PREFIX",
+    "direction",
+    "is_system_key",
+    "lower_is_better",
+    "system_key",
+]
+
+SYSTEM_PREFIX = "sys/"
+"""The prefix of system stats among metric keys (``sys/cpu_pct``). Added only by
+:func:`system_key` (the emitter's sampler, ingest, the TensorBoard mirror): applied in three
+places it once came out twice (``sys/sys/cpu_pct``)."""
+
+
+def system_key(name: str) -> str:
+    """``name`` as a system metric key: ``sys/`` added unless it is already there.
+
+    Example:
+        >>> system_key("cpu_pct"), system_key("sys/cpu_pct")
+        ('sys/cpu_pct', 'sys/cpu_pct')
+    """
+    return name if name.startswith(SYSTEM_PREFIX) else SYSTEM_PREFIX + name
+
+
+def is_system_key(key: str) -> bool:
+    """True for a system stat's key (``sys/...``, any case)."""
+    return key[:len(SYSTEM_PREFIX)].lower() == SYSTEM_PREFIX
 
 ROLE_NAMES = (
     "train_loss", "val_loss", "grad_norm", "lr", "loss_scale", "throughput", "memory",
@@ -96,7 +126,7 @@ class Roles:
 
     def role_of(self, key: str) -> str | None:
         """The role of one key (one of ``ROLE_NAMES``) or None."""
-        if key.lower().startswith("sys/"):
+        if is_system_key(key):
             return "memory" if self._match(key, self.memory) else None
         for role in _BEFORE_LOSS:
             if self._match(key, getattr(self, role)):

@@ -16,12 +16,14 @@ ranks. Values are written as float32 ``simple_value`` (TensorBoard's scalar type
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import time
 from pathlib import Path
 from typing import Any, Iterable
+
+from runlake.schemas.codec import NONFINITE_TOKENS
+from runlake.schemas.metric_keys import system_key
 
 __all__ = ["EventFileWriter", "TensorBoardMirror", "flatten_hparams"]
 
@@ -138,8 +140,8 @@ class TensorBoardMirror:
     def write_events(self, events: Iterable[Any]) -> int:
         """Write the ``metrics`` and ``system`` events among ``events``; returns how many.
 
-        System values are written under ``sys/`` (as in the store), at the event's step
-        when it has one, else at the last metrics step seen.
+        System values are keyed as in the store (:func:`system_key`: ``sys/`` once), at
+        the event's step when it has one, else at the last metrics step seen.
         """
         count = 0
         for ev in events:
@@ -148,12 +150,13 @@ class TensorBoardMirror:
                 continue
             values = ev.values
             if kind == "system":
-                values = {f"sys/{k}": v for k, v in values.items()}
+                values = {system_key(k): v for k, v in values.items()}
                 step = ev.step if ev.step is not None else self._last_step
             else:
                 step = self._last_step = ev.step
             clean = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
-            clean.update({k: _TOKENS[v] for k, v in values.items() if isinstance(v, str) and v in _TOKENS})
+            clean.update({k: NONFINITE_TOKENS[v] for k, v in values.items()
+                          if isinstance(v, str) and v in NONFINITE_TOKENS})
             if not clean:
                 continue
             if self._writer is None:
@@ -171,6 +174,3 @@ class TensorBoardMirror:
         """Flush and close the event file (call at run end)."""
         if self._writer is not None:
             self._writer.close()
-
-
-_TOKENS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
