@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 
 import duckdb
 import pytest
@@ -162,3 +163,294 @@ def test_migrate_runs_each_migration_once(tmp_path):
     assert old.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [
         (v,) for v in range(1, LATEST + 1)]
     assert catalog(old) == catalog(con)
+
+
+# -- a store made by runlake v0.1 -----------------------------------------------------------
+# The v0.1 schema exactly as v0.1 created it (its migration 1, before migration 2 existed),
+# frozen here on purpose: not imported from runlake, so no change to runlake can alter it.
+V01_SCHEMA = (
+    """CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR,
+       applied_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+            run_id        VARCHAR PRIMARY KEY,
+            project       VARCHAR NOT NULL,
+            name          VARCHAR,
+            group_name    VARCHAR,
+            status        VARCHAR NOT NULL,      -- running | finished | failed | killed | crashed
+            started_at    TIMESTAMP,
+            ended_at      TIMESTAMP,
+            last_seen_at  TIMESTAMP,
+            config        JSON,
+            tags          VARCHAR[],
+            git_commit    VARCHAR,
+            git_branch    VARCHAR,
+            git_dirty     BOOLEAN,
+            host          JSON,
+            argv          JSON,
+            world_size    INTEGER,
+            attempts      INTEGER,              -- number of attempts (resumes + 1)
+            last_step     BIGINT,
+            total_steps   BIGINT,
+            eta_s         DOUBLE,
+            heartbeat_s   DOUBLE,               -- expected heartbeat interval
+            exit_reason   VARCHAR,
+            traceback     VARCHAR,
+            summary       JSON,
+            dropped       BIGINT                -- events the emitter counted as dropped
+        )""",
+    """CREATE TABLE IF NOT EXISTS writers (
+            run_id        VARCHAR NOT NULL,
+            writer        VARCHAR NOT NULL,
+            rank          INTEGER,
+            attempt       INTEGER,
+            hostname      VARCHAR,
+            pid           INTEGER,
+            status        VARCHAR NOT NULL,      -- running | finished | failed | killed | crashed
+            started_at    TIMESTAMP,
+            ended_at      TIMESTAMP,
+            last_seen_at  TIMESTAMP,
+            last_step     BIGINT,
+            total_steps   BIGINT,
+            eta_s         DOUBLE,
+            heartbeat_s   DOUBLE,
+            events        BIGINT,
+            dropped       JSON,
+            exit_reason   VARCHAR,
+            PRIMARY KEY (run_id, writer)
+        )""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+            run_id  VARCHAR NOT NULL,
+            rank    INTEGER NOT NULL,
+            step    BIGINT,
+            epoch   INTEGER,
+            ts      TIMESTAMP NOT NULL,
+            key     VARCHAR NOT NULL,
+            value   DOUBLE                        -- NaN and +/-Inf kept
+        )""",
+    """CREATE TABLE IF NOT EXISTS data_items (
+            run_id     VARCHAR NOT NULL,
+            rank       INTEGER NOT NULL,
+            step       BIGINT,
+            epoch      INTEGER,
+            split      VARCHAR,
+            item_id    VARCHAR NOT NULL,
+            source     VARCHAR,
+            dataset    VARCHAR,
+            augment    JSON,
+            cache_hit  BOOLEAN,
+            load_ms    DOUBLE,
+            ts         TIMESTAMP NOT NULL
+        )""",
+    """CREATE TABLE IF NOT EXISTS datasets (
+            run_id   VARCHAR NOT NULL,
+            rank     INTEGER NOT NULL,
+            ts       TIMESTAMP NOT NULL,
+            step     BIGINT,
+            name     VARCHAR NOT NULL,
+            version  VARCHAR,
+            digest   VARCHAR,
+            items    BIGINT,
+            source   VARCHAR,
+            split    VARCHAR,
+            meta     JSON
+        )""",
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+            run_id   VARCHAR NOT NULL,
+            rank     INTEGER NOT NULL,
+            ts       TIMESTAMP NOT NULL,
+            step     BIGINT,
+            uri      VARCHAR NOT NULL,
+            bytes    BIGINT,
+            sha256   VARCHAR,
+            metrics  JSON,
+            tags     VARCHAR[]
+        )""",
+    """CREATE TABLE IF NOT EXISTS samples (
+            run_id   VARCHAR NOT NULL,
+            rank     INTEGER NOT NULL,
+            ts       TIMESTAMP NOT NULL,
+            step     BIGINT,
+            name     VARCHAR NOT NULL,
+            uri      VARCHAR,
+            split    VARCHAR,
+            item_id  VARCHAR,
+            key      VARCHAR NOT NULL,            -- one row per quality score
+            value    DOUBLE,
+            meta     JSON
+        )""",
+    """CREATE TABLE IF NOT EXISTS logs (
+            run_id   VARCHAR NOT NULL,
+            rank     INTEGER NOT NULL,
+            ts       TIMESTAMP NOT NULL,
+            step     BIGINT,
+            level    VARCHAR NOT NULL,
+            levelno  INTEGER,
+            logger   VARCHAR,
+            message  VARCHAR
+        )""",
+    """CREATE TABLE IF NOT EXISTS alerts (
+            run_id      VARCHAR NOT NULL,
+            rank        INTEGER NOT NULL,
+            ts          TIMESTAMP NOT NULL,
+            step        BIGINT,
+            alert       VARCHAR,                 -- nonfinite | exploding | user | ...
+            severity    VARCHAR,
+            key         VARCHAR,
+            value       DOUBLE,
+            message     VARCHAR,
+            suggestion  VARCHAR,
+            source      VARCHAR
+        )""",
+    """CREATE TABLE IF NOT EXISTS anomalies (
+            run_id       VARCHAR NOT NULL,
+            kind         VARCHAR NOT NULL,
+            severity     VARCHAR NOT NULL,       -- info | warning | critical
+            key          VARCHAR,
+            step_start   BIGINT,
+            step_end     BIGINT,
+            value        DOUBLE,
+            message      VARCHAR NOT NULL,
+            suggestion   VARCHAR,
+            detector     VARCHAR NOT NULL,
+            detected_at  TIMESTAMP NOT NULL
+        )""",
+    """CREATE TABLE IF NOT EXISTS ingest_ledger (
+            segment     VARCHAR PRIMARY KEY,     -- sealed path relative to the root
+            project     VARCHAR,
+            run_id      VARCHAR,
+            writer      VARCHAR,
+            bytes       BIGINT NOT NULL,         -- bytes consumed (whole frames only)
+            frames      BIGINT NOT NULL,
+            events      BIGINT NOT NULL,
+            sealed      BOOLEAN NOT NULL,
+            status      VARCHAR NOT NULL,        -- live | done | damaged
+            error       VARCHAR,
+            updated_at  TIMESTAMP NOT NULL
+        )""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+            segment      VARCHAR NOT NULL,
+            byte_offset  BIGINT NOT NULL,
+            byte_length  BIGINT,
+            line_no      INTEGER,                -- line within the frame, for bad lines
+            reason       VARCHAR NOT NULL,
+            excerpt      VARCHAR,
+            detected_at  TIMESTAMP NOT NULL
+        )""",
+    """CREATE OR REPLACE VIEW metric_summary AS
+        SELECT run_id, key,
+               count(*)                          AS points,
+               min(step)                         AS first_step,
+               max(step)                         AS last_step,
+               arg_max(value, step)              AS last,
+               min(value) FILTER (WHERE isfinite(value)) AS min,
+               max(value) FILTER (WHERE isfinite(value)) AS max,
+               count(*) FILTER (WHERE NOT isfinite(value)) AS nonfinite
+        FROM metrics GROUP BY run_id, key""",
+    "INSERT INTO schema_migrations VALUES (1, 'initial schema', TIMESTAMP '2026-01-05 10:00:00')",
+)
+_T0 = "TIMESTAMP '2026-01-05 09:00:00'"
+_OLD_SEG = "old/run-v01/r0000-a000-old/000000.jsonl.zst"
+# A few rows in every v0.1 table, as v0.1 would have written them (one finished run).
+V01_ROWS = {
+    "runs": f"""('run-v01', 'old', 'baseline', NULL, 'finished', {_T0}, {_T0}, {_T0},
+               '{{"lr": 0.1}}', ['best'], 'abc123', 'main', false, '{{"hostname": "h"}}',
+               '["train.py"]', 1, 1, 2, 2, NULL, 30.0, NULL, NULL, '{{"acc": 0.9}}', 0)""",
+    "writers": f"""('run-v01', 'r0000-a000-old', 0, 0, 'h', 4242, 'finished', {_T0}, {_T0},
+                  {_T0}, 2, 2, NULL, 30.0, 7, '{{}}', NULL)""",
+    "metrics": f"""('run-v01', 0, 1, NULL, {_T0}, 'loss', 0.5),
+                  ('run-v01', 0, 2, NULL, {_T0}, 'loss', 'NaN'::DOUBLE)""",
+    "data_items": f"('run-v01', 0, 1, 0, 'train', 'img-1', 's3://b', 'cifar', NULL, true, "
+                  f"1.5, {_T0})",
+    "datasets": f"('run-v01', 0, {_T0}, 0, 'cifar', 'v1', 'sha:1', 50000, 's3://b', 'train', "
+                f"'{{}}')",
+    "checkpoints": f"('run-v01', 0, {_T0}, 2, '/ckpt/2.pt', 10, 'ab', '{{\"loss\": 0.5}}', "
+                   f"['latest'])",
+    "samples": f"('run-v01', 0, {_T0}, 2, 'gen-1', NULL, 'val', NULL, 'bleu', 0.3, NULL)",
+    "logs": f"('run-v01', 0, {_T0}, 1, 'INFO', 20, 'train', 'epoch 0')",
+    "alerts": f"('run-v01', 0, {_T0}, 2, 'nonfinite', 'critical', 'loss', 'NaN'::DOUBLE, "
+              f"'loss is NaN', 'lower the lr', 'online')",
+    "anomalies": f"('run-v01', 'nonfinite', 'critical', 'loss', 2, 2, 'NaN'::DOUBLE, "
+                 f"'loss became NaN', 'lower the lr', 'nonfinite', {_T0})",
+    "ingest_ledger": f"('{_OLD_SEG}', 'old', 'run-v01', 'r0000-a000-old', 900, 2, 7, true, "
+                     f"'done', NULL, {_T0})",
+    "quarantine": f"('{_OLD_SEG}', 800, 100, 3, 'not JSON', '{{oops', {_T0})",
+}
+
+
+def _v01_store(path) -> dict[str, list]:
+    """A v0.1 store file at ``path`` holding :data:`V01_ROWS`; returns its rows per table
+    (v0.1 columns), as they must stay."""
+    con = duckdb.connect(str(path))
+    try:
+        for stmt in V01_SCHEMA:
+            con.execute(stmt)
+        for table, values in V01_ROWS.items():
+            con.execute(f"INSERT INTO {table} VALUES {values}")
+        return _old_rows(con)
+    finally:
+        con.close()
+
+
+def _old_rows(con) -> dict[str, list]:
+    out = {}
+    for table in V01_ROWS:
+        cols = [r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+            "AND column_name NOT IN ('seq_lo', 'seq_hi') ORDER BY column_index",
+            [table]).fetchall()]
+        by = "segment" if table in ("ingest_ledger", "quarantine") else "run_id"
+        rows = con.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE {by} LIKE "
+                           f"'%run-v01%' ORDER BY ALL").fetchall()
+        out[table] = [tuple("NaN" if v != v else v for v in r) for r in rows]  # NaN != NaN
+    return out
+
+
+def _log_new_run(root) -> None:
+    """One finished run written by the emitter: metrics, a dataset, a checkpoint, an alert."""
+    import runlake
+
+    run = runlake.init("new", "fresh", root=root, run_id="run-new", console=False,
+                       system_interval=0, capture_logging=False, online_checks=False)
+    for step in range(5):
+        run.log({"loss": 1.0 / (step + 1), "acc": step / 10}, step=step)
+    run.log_dataset("mnist", version="v2", items=60000)
+    run.log_checkpoint("/ckpt/new.pt", step=4, bytes=3, sha256="cd")
+    run.alert("slow", severity="info", key="loss", value=1.0)
+    run.finish()
+
+
+def test_v01_store_upgrades_in_place(tmp_path):
+    """A store written by v0.1 (schema frozen in this test, rows in every table), ingested by
+    today's code with new segments: the same tables, columns and types as a fresh store, the
+    old rows intact, the new rows loaded, and schema_migrations at LATEST."""
+    from runlake.ingest import ingest
+
+    old_root, fresh_root = tmp_path / "old", tmp_path / "fresh"
+    _log_new_run(old_root)
+    shutil.copytree(old_root, fresh_root)  # the same segments, no store yet
+    before = _v01_store(old_root / "runlake.duckdb")
+    assert all(before.values())  # every table holds rows
+
+    for root in (old_root, fresh_root):
+        report = ingest(root)
+        assert report.points == 10 and not report.problems
+
+    old = duckdb.connect(str(old_root / "runlake.duckdb"), read_only=True)
+    fresh = duckdb.connect(str(fresh_root / "runlake.duckdb"), read_only=True)
+    try:
+        assert catalog(old) == catalog(fresh)
+        assert _old_rows(old) == before
+        assert old.execute("SELECT seq_lo, seq_hi FROM ingest_ledger WHERE segment = ?",
+                           [_OLD_SEG]).fetchall() == [(None, None)]
+        assert old.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [
+            (v,) for v in range(1, LATEST + 1)]
+        new = ("SELECT * FROM {} WHERE run_id = 'run-new' ORDER BY ALL")
+        for table in ("metrics", "datasets", "checkpoints", "alerts", "ingest_frames"):
+            rows = old.execute(new.format(table)).fetchall()
+            assert rows and rows == fresh.execute(new.format(table)).fetchall(), table
+        state = "SELECT run_id, project, status, last_step FROM runs ORDER BY run_id"
+        assert old.execute(state).fetchall() == [
+            ("run-new", "new", "finished", 4), ("run-v01", "old", "finished", 2)]
+    finally:
+        old.close()
+        fresh.close()
