@@ -193,8 +193,14 @@ def detect(
 ) -> int:
     """Find anomalies and store them: the ``anomalies`` rows of those runs are replaced.
 
-    The store is opened read-only to compute, then read-write only for the replacement
-    (one transaction), so ingest and readers are blocked for milliseconds.
+    The store is opened read-only to compute. A DuckDB file is then opened read-write only
+    for the replacement (one transaction), so ingest and readers are blocked for
+    milliseconds; a lake replaces the rows in one atomic Delta commit
+    (:func:`runlake.store.lake.write_anomalies`) that blocks nobody.
+
+    Args:
+        db: the store (a ``.duckdb`` file, a lake folder or a ``StoreLocation``); default
+            the root's (:func:`runlake.store.locate`).
 
     Returns:
         The number of findings stored.
@@ -202,12 +208,20 @@ def detect(
     Raises:
         StoreError / StoreBusyError: the store cannot be opened.
     """
-    from runlake.ingest.store import read_store, write_store
+    from runlake.store import StoreLocation, locate, read_store
 
+    location = db if isinstance(db, StoreLocation) else locate(root, db)
     ids = run_ids_list(run_ids)
-    with read_store(db, root=root) as con:
+    with read_store(location) as con:
         found = find(con, ids, roles=roles)
-    with write_store(db, root=root) as con:
+    if location.kind == "lake":
+        from runlake.store.lake import write_anomalies
+
+        write_anomalies(location, ids, found.select(COLUMNS).to_arrow())
+        return found.height
+    from runlake.store.duck import write_store
+
+    with write_store(location.path) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             scope, params = run_scope(ids)

@@ -1,9 +1,14 @@
 """Continuous ingest: a pass every ``interval`` seconds until stopped.
 
-The ingest lock is held for the whole watch, so a second ingest on the same root fails
-fast with a clear message instead of racing. Between passes the store is closed, so
-readers (``runlake sql``, the dashboard) open it freely; a pass that has nothing new and
-no status to change does not open it for writing at all.
+The ingest lock is held for the whole watch, so a second ingest (or ``runlake compact``)
+on the same root fails fast with a clear message instead of racing. The store is chosen,
+converted or rebuilt once, as by :func:`runlake.ingest.ingest`, and its backend is kept for
+the whole watch. Each pass commits what it found, so new data is in the store one
+``interval`` (default 1 s) plus one pass after it was flushed; between passes the backend's
+housekeeping runs (``run_pass`` ends with :meth:`Backend.maintain`: on a lake, compaction
+of small files, log checkpoints and vacuum when due), never blocking readers. Between
+passes a DuckDB file is closed, so readers (``runlake sql``, the dashboard) open it freely;
+a pass that has nothing new and no status to change does not open it for writing at all.
 
 A store held by another process (a notebook keeping a live connection, a long query) never
 ends the watch: the pass that could not commit is retried every ``interval`` (nothing of
@@ -20,9 +25,11 @@ from pathlib import Path
 from typing import Callable
 
 from runlake.ingest.lock import IngestLock
-from runlake.ingest.loader import check_root, run_pass, store_path
+from runlake.ingest.loader import check_root, run_pass
+from runlake.ingest.pipeline import rebuild_store, select_store
 from runlake.ingest.report import IngestReport
 from runlake.schemas.errors import StoreBusyError
+from runlake.store import open_backend
 
 __all__ = ["watch"]
 
@@ -58,13 +65,16 @@ def watch(
     stop: threading.Event | None = None,
     on_pass: Callable[[IngestReport], None] | None = None,
     *,
+    kind: str | None = None,
+    rebuild: bool = False,
     progress: bool = False,
     stale_after: float | None = None,
 ) -> int:
     """Ingest repeatedly until ``stop`` is set (or KeyboardInterrupt).
 
     Args:
-        root, db, progress, stale_after: as for :func:`runlake.ingest.ingest`.
+        root, db, kind, progress, stale_after: as for :func:`runlake.ingest.ingest`.
+        rebuild: the first pass rebuilds the store from the segments (as ``ingest``'s).
         interval: seconds between the end of one pass and the start of the next.
         stop: set it (from another thread) to end the watch after the current pass.
         on_pass: called with each pass's report.
@@ -76,19 +86,27 @@ def watch(
         RootError, StoreBusyError (another ingest holds the root), StoreError.
     """
     path = check_root(root)
-    db_path = store_path(path, db)
     stop = stop or threading.Event()
     passes = 0
     busy = _BusyReport()
     with IngestLock(path):
+        location, notes = select_store(path, db, kind)
+        backend = None
         while not stop.is_set():
             try:
-                report = run_pass(path, db_path, progress=progress, stale_after=stale_after)
+                if rebuild:
+                    report = rebuild_store(path, location, progress, stale_after)
+                    rebuild = False
+                else:
+                    backend = backend or open_backend(location)
+                    report = run_pass(path, backend, progress=progress,
+                                      stale_after=stale_after)
             except StoreBusyError as exc:  # another process held the store: try again
                 busy.busy(exc)
             else:
                 busy.free()
                 passes += 1
+                report.notes[:0], notes = notes, []
                 if on_pass is not None:
                     on_pass(report)
             stop.wait(interval)

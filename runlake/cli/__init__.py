@@ -20,6 +20,7 @@ __all__ = ["build_parser", "main"]
 _MODULES = (
     "_demo",
     "_ingest",
+    "_compact",
     "_runs",
     "_sql",
     "_logs",

@@ -1,21 +1,39 @@
-"""`runlake ingest`: load new segment bytes into the store (once, or continuously)."""
+"""`runlake ingest`: load new segment bytes into the store (once, or continuously).
+
+``--lake``/``--duckdb`` (or ``$RUNLAKE_STORE``) choose the root's store; ``--lake`` on a
+root whose store is a DuckDB file converts it first and remembers the choice in the root
+(see docs/ingest.md#choosing-the-store). ``--rebuild`` rebuilds the chosen store from the
+segments.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from runlake.cli._common import add_store_args, store_paths, subcommand
+from runlake.cli._common import add_store_args, subcommand
 from runlake.schemas.errors import ConfigError
 
 
 def register(sub) -> None:
     p = subcommand(
-        sub, "ingest", "load new segments into the DuckDB store, exactly once",
+        sub, "ingest", "load new segments into the store (DuckDB file or lake), exactly once",
         "runlake ingest --root runs/            # one pass\n"
-        "  runlake ingest --watch --interval 2    # keep the store fresh while training runs",
+        "  runlake ingest --watch --interval 2    # keep the store fresh while training runs\n"
+        "  runlake ingest --lake                  # move the root to the lake (converts the file)\n"
+        "  runlake ingest --rebuild               # rebuild the store from the segments",
     )
     add_store_args(p)
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--lake", dest="kind", action="store_const", const="lake",
+                      help="use the root's Delta lake (<root>/runlake-lake/); the first time, "
+                           "a DuckDB store is converted into it and the root remembers")
+    kind.add_argument("--duckdb", dest="kind", action="store_const", const="duckdb",
+                      help="use the root's DuckDB file (the default; $RUNLAKE_STORE and the "
+                           "root's setting can choose the lake)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the store from the segments beside the old one, then swap "
+                        "it in (the old one is kept as <name>.old)")
     p.add_argument("--watch", action="store_true", help="keep ingesting until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between passes with --watch (default 1)")
@@ -43,8 +61,10 @@ def _detector():
 
 def _run(args) -> int:
     from runlake.ingest import ingest, watch
+    from runlake.schemas.segments import resolve_root
+    from runlake.store import locate
 
-    root, db = store_paths(args)
+    root, db = resolve_root(args.root), args.db
     if args.interval <= 0:
         raise ConfigError(f"--interval must be a positive number of seconds, got {args.interval}")
     detect = _detector() if args.analyze else None
@@ -53,22 +73,26 @@ def _run(args) -> int:
     progress = not args.quiet and sys.stderr.isatty()
 
     def after(report) -> None:
+        if not args.quiet:
+            for note in report.notes:
+                print(note, flush=True)
         touched = sorted(report.runs) if report.points or report.events else []
         if detect is not None and touched:
-            found = detect(db, run_ids=touched)
+            found = detect(locate(root, db, args.kind), run_ids=touched)
             if not args.quiet:
                 print(f"anomalies: {found} found in {len(touched)} run(s)", flush=True)
-        if not args.quiet and (report.segments or not args.watch):
+        if not args.quiet and (report.segments or report.notes or not args.watch):
             print(report.summary(), flush=True)
 
     if args.watch:
         if not args.quiet:
             print(f"watching {root} every {args.interval:g}s (Ctrl-C to stop)", file=sys.stderr)
         try:
-            watch(root, db, interval=args.interval, on_pass=after, progress=progress,
-                  stale_after=args.stale_after)
+            watch(root, db, interval=args.interval, on_pass=after, kind=args.kind,
+                  rebuild=args.rebuild, progress=progress, stale_after=args.stale_after)
         except KeyboardInterrupt:
             return 0
         return 0
-    after(ingest(root, db, progress=progress, stale_after=args.stale_after))
+    after(ingest(root, db, kind=args.kind, rebuild=args.rebuild, progress=progress,
+                 stale_after=args.stale_after))
     return 0
