@@ -118,10 +118,11 @@ def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int]) -> int:
     con = duckdb.connect()
     try:
         con.execute("SET threads = 1")
-        data = con.execute(
-            f"SELECT * FROM read_parquet(?, union_by_name=true) "
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        data = con.sql(
+            f"SELECT * FROM read_parquet([{listed}], union_by_name=true) "
             f"QUALIFY ({keep}) OR row_number() OVER (PARTITION BY {key} "
-            f"ORDER BY _chunk DESC) = 1", [files]).to_arrow_table()
+            f"ORDER BY _chunk DESC) = 1").to_arrow_table()
     finally:
         con.close()
     data = _sorted(data.cast(delta_schema(name)), t.sort)

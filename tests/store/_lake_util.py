@@ -29,18 +29,18 @@ COMPARED = ("metrics", "logs", "alerts", "runs", "writers", "ingest_ledger", "in
 
 def write_segments(root: Path, runs: int = 3, steps: int = 400, keys: int = 5,
                    flush_steps: int = 20, segment_flushes: int = 5, *, seal_last: bool = True,
-                   garbage: bool = True) -> int:
+                   garbage: bool = True, prefix: str = "run", project: str = "proj") -> int:
     """Runs of metrics (packed blocks), logs and alerts, several segments per writer;
     one run's open segment ends with bytes that are not a frame (quarantined). Returns
     the metric points written."""
     ts = 1_700_000_000_000_000_000
     for r in range(runs):
-        run_id, writer = f"run-{r:02d}", "r0000-a000-test"
-        folder = root / "proj" / run_id / writer
+        run_id, writer = f"{prefix}-{r:02d}", "r0000-a000-test"
+        folder = root / project / run_id / writer
         folder.mkdir(parents=True, exist_ok=True)
         seq, segment, flushes = 0, 0, 0
         events: list = [E.RunStart(v=1, run_id=run_id, writer=writer, seq=0, ts=ts, rank=0,
-                                   project="proj", name=f"run{r}", heartbeat_s=30.0,
+                                   project=project, name=f"{prefix}{r}", heartbeat_s=30.0,
                                    config={"lr": 0.1 * (r + 1)})]
         for step in range(steps):
             seq += 1
