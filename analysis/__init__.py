@@ -1,6 +1,6 @@
 """Analysis over the store: anomaly detection, run comparison, data lineage, reports.
 
-Every function takes an open DuckDB connection (``runlake.ingest.store.read_store``) and
+Every function takes an open DuckDB connection (``runlake.store.read_store``) and
 returns polars DataFrames, except ``detect``, ``build_report``/``write_report`` and the
 exports, which open the store themselves. See ``docs/analysis.md``. Names load on first use
 (PEP 562): ``import runlake.analysis`` costs nothing until a function is touched.

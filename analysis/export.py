@@ -20,8 +20,8 @@ from typing import Iterable
 
 from runlake.analysis._common import rows, scalar
 from runlake.analysis.runs import resolve_runs
-from runlake.ingest.store import read_store
 from runlake.schemas.errors import ConfigError
+from runlake.store import read_store
 from runlake.store.spec import TABLES, VIEWS
 
 __all__ = ["EXPORT_TABLES", "ExportResult", "export_table", "export_tables", "export_tensorboard"]

@@ -87,7 +87,7 @@ def build_report(
     from runlake.analysis import compare, lineage
     from runlake.analysis.curves import downsample
     from runlake.analysis.anomalies import find
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     run_ids = list(run_ids)
     if not run_ids:

@@ -40,9 +40,8 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import duckdb
 
-from runlake.ingest.store import attach_read_only
 from runlake.schemas.errors import ConfigError, QueryError
-from runlake.schemas.segments import default_db
+from runlake.store import attach_read_only, locate
 
 __all__ = [
     "DEFAULT_MAX_ROWS",
@@ -345,7 +344,7 @@ def run_query(
         >>> run_query(None, "SELECT run_id, status FROM runs", timeout=10)  # doctest: +SKIP
     """
     limits = Limits.resolve(timeout, memory, limit)
-    path = Path(db) if db is not None else default_db(root)
+    path = locate(root, db).path
     with _console(path, limits) as con:
         text = check_query(con, sql)
         watchdog = _Watchdog(con, limits.timeout_s)

@@ -29,7 +29,7 @@ KEYS = ("train/loss", "val/loss", "train/grad_norm", "lr")
 
 
 def generate(db: Path) -> None:
-    from runlake.ingest.store import write_store
+    from runlake.store.duck import write_store
 
     tmp = db.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from runlake.analysis.anomalies import find
     from runlake.analysis.curves import downsample
     from runlake.analysis.report import build_report, write_report
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     db = Path(args.store)
     db.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ CACHE = Path("/tmp/runlake-bench-ui")
 
 def build_store(db: Path, runs: int, steps: int) -> None:
     """Create the benchmark store with SQL from range(), unless it already exists."""
-    from runlake.ingest.store import write_store
+    from runlake.store.duck import write_store
 
     marker = db.with_suffix(".ok")
     if db.exists() and marker.exists() and marker.read_text() == f"{runs}x{steps}":
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from runlake.analysis.curves import downsample
     from runlake.dashboard import APP, data
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     db = CACHE / f"bench-{args.runs}x{args.steps}.duckdb"
     build_store(db, args.runs, args.steps)

@@ -31,11 +31,12 @@ from pathlib import Path
 
 import zstandard
 
-from runlake.ingest import ingest, read_store, watch
+from runlake.ingest import ingest, watch
 from runlake.schemas import events as E
 from runlake.emitter.writer import encode_batch
 from runlake.schemas.codec import ENCODER
 from runlake.schemas.segments import segment_name
+from runlake.store import read_store
 
 FLUSH_STEPS = 1000
 SEGMENT_BYTES = 64 << 20

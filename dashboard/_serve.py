@@ -25,7 +25,7 @@ from typing import Callable
 __all__ = ["LANDING_MODULES", "WARM_MODULES", "main", "prime", "warm"]
 
 LANDING_MODULES = (
-    "pyarrow", "pandas", "polars", "duckdb", "runlake.ingest.store",
+    "pyarrow", "pandas", "polars", "duckdb", "runlake.store.duck",
     "runlake.analysis.runs", "runlake.analysis.compare",
     "runlake.dashboard.data", "runlake.dashboard.widgets", "runlake.dashboard.selection",
     "runlake.dashboard.view_runs",

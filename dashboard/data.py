@@ -2,7 +2,7 @@
 
 Why this module exists: a DuckDB reader that stays open blocks the ingest writer, so the
 dashboard never keeps a connection. Every fetch opens the store read-only
-(``runlake.ingest.store.read_store``), runs one analysis call, and closes it.
+(``runlake.store.read_store``), runs one analysis call, and closes it.
 
 Guarantees:
 
@@ -31,8 +31,7 @@ import polars as pl
 import streamlit as st
 
 from runlake.analysis._common import frame, rows
-from runlake.ingest.store import read_store
-from runlake.schemas.segments import default_db
+from runlake.store import locate, read_store
 
 __all__ = [
     "MISSING_STORE",
@@ -79,7 +78,7 @@ def store_path(argv: list[str] | None = None) -> Path:
         return Path(args.db)
     if os.environ.get("RUNLAKE_DB"):
         return Path(os.environ["RUNLAKE_DB"])
-    return default_db(args.root)
+    return locate(args.root).path
 
 
 _lock = threading.Lock()

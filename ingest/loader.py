@@ -1,18 +1,19 @@
-"""Exactly-once loading of segment bytes into the DuckDB store.
+"""Exactly-once loading of segment bytes into the store (a DuckDB file or a lake).
 
 Durability story: the ledger (``ingest_ledger``) records, per segment, how many bytes have
 been consumed, and only whole frames are ever consumed. A pass reads each segment from its
-ledger offset, decodes the complete frames, and commits the resulting rows, the quarantine
-rows, the writers/runs updates and the advanced ledger offsets in ONE DuckDB transaction.
-If the process dies anywhere (SIGKILL included) the transaction either committed, and the
-next pass starts after those bytes, or it did not, and the next pass reads them again:
-nothing is lost or loaded twice. A large backlog is committed in chunks of about
-``CHUNK_POINTS`` rows, each chunk its own such transaction, decoded while the previous
-chunk commits on a second thread. A torn tail of an open segment is left for the next
+ledger offset, decodes the complete frames, and hands the resulting rows, the quarantine
+rows, the writers/runs updates and the advanced ledger offsets to the store's
+:class:`~runlake.store.backend.Backend` as ONE chunk, committed all-or-nothing (the DuckDB
+file in one transaction, the lake as :mod:`runlake.store.lake` tells). If the process dies
+anywhere (SIGKILL included) the chunk either committed, and the next pass starts after
+those bytes, or it did not, and the next pass reads them again: nothing is lost or loaded
+twice. A large backlog is committed in chunks of about ``CHUNK_POINTS`` rows, each chunk
+its own such commit, decoded while the previous chunk commits on a second thread. A torn tail of an open segment is left for the next
 pass; in a sealed segment it can never complete, so it is quarantined and the segment is
 marked done. Damaged frames and bad lines are quarantined with file, offset and reason;
-everything else loads. Only one ingest runs per root (:class:`IngestLock`), and the store
-is opened for writing only while a chunk commits, so readers only ever wait briefly.
+everything else loads. Only one ingest runs per root (:class:`IngestLock`); the pass reads
+the store's state through the backend's short-lived reader and writes only by committing.
 
 Exactly-once also holds across files: each frame's identity (writer, seq, checksum) is
 committed with it (:mod:`runlake.ingest.frames`), so a segment copied under another name
@@ -30,11 +31,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import zstandard
 
-from runlake.ingest.commit import LEDGER_COLS, Chunk, Committer, LedgerEntry
-from runlake.ingest.ddl import MIGRATIONS
+from runlake.ingest.commit import Committer
 from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder, frame_identity
 from runlake.ingest.discover import (
     Refused,
@@ -48,9 +47,10 @@ from runlake.ingest.frames import FrameBook, frame_checksum, loaded_frames
 from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
-from runlake.ingest.store import read_store, write_store
-from runlake.schemas.errors import RootError, StoreError
-from runlake.schemas.segments import FRAME_MAGIC, default_db, iter_frame_spans, resolve_root
+from runlake.schemas.errors import RootError
+from runlake.schemas.segments import FRAME_MAGIC, iter_frame_spans, resolve_root
+from runlake.store.backend import Backend
+from runlake.store.chunk import LEDGER_COLS, Chunk, LedgerEntry
 
 __all__ = ["CHUNK_POINTS", "READ_WINDOW", "run_pass"]
 
@@ -84,15 +84,6 @@ def _ledger(con) -> dict[str, LedgerEntry]:
     return {row[idx[0]]: LedgerEntry(*(row[i] for i in idx)) for row in cur.fetchall()}
 
 
-def _current(con) -> bool:
-    """Whether the store has every migration (an older one is migrated before a pass)."""
-    try:
-        (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0]
-    except duckdb.CatalogException:
-        return False
-    return version is not None and version >= MIGRATIONS[-1][0]
-
-
 class _Skips:
     """Consecutive frames of a segment skipped for one cause: one problem, not one each."""
 
@@ -109,9 +100,9 @@ class _Skips:
 
 
 class _Pass:
-    def __init__(self, root: Path, db: Path, progress: bool, stale_after: float | None,
+    def __init__(self, root: Path, backend: Backend, progress: bool, stale_after: float | None,
                  chunk_points: int, read_window: int):
-        self.root, self.db = root, db
+        self.root, self.backend = root, backend
         self.chunk_points = chunk_points
         self.read_window = read_window
         self.progress = progress
@@ -130,21 +121,11 @@ class _Pass:
         start = time.perf_counter()
         segments, refused = discover(self.root)
         self.report.segments_seen = len(segments)
-        if not self.db.exists():
-            with write_store(self.db):
-                pass  # create and migrate, so readers find an (empty) store
-        for _ in range(2):
-            with read_store(self.db) as con:
-                if _current(con):
-                    ledger = _ledger(con)
-                    pending = [s for s in segments if _needs_read(s, ledger.get(s.key))]
-                    self.book.load(con, {s.run_id for s in pending})
-                    break
-            with write_store(self.db):
-                pass  # a store made by an older runlake: apply the new migrations first
-        else:
-            raise StoreError(f"the store {self.db} could not be migrated to schema version "
-                             f"{MIGRATIONS[-1][0]}; is it a runlake store?")
+        self.backend.prepare()  # created, migrated, a half-done commit finished or undone
+        with self.backend.reader() as con:
+            ledger = _ledger(con)
+            pending = [s for s in segments if _needs_read(s, ledger.get(s.key))]
+            self.book.load(con, {s.run_id for s in pending})
         legacy: dict[tuple[str, str], list[LedgerEntry]] = {}
         for e in ledger.values():
             if e.seq_lo is None and e.bytes and e.status != "skipped":
@@ -156,7 +137,7 @@ class _Pass:
             self._refused(ledger, r)
         total = sum(s.size - (ledger[s.key].bytes if s.key in ledger else 0) for s in pending)
         bar = Progress(total, self.progress)
-        self.committer = committer = Committer(self.db)
+        self.committer = committer = Committer(self.backend)
         try:
             for seg in pending:
                 entry = ledger.get(seg.key) or LedgerEntry(
@@ -166,6 +147,7 @@ class _Pass:
         finally:
             committer.close()
             bar.close()
+        self.backend.maintain()
         self.report.commits = committer.commits
         self.report.commit_seconds = committer.commit_seconds
         self.report.wait_seconds = committer.wait_seconds
@@ -176,7 +158,7 @@ class _Pass:
     def _frame_keys(self, segment: str) -> dict[tuple[int, int], int]:
         """Exact frame keys of a segment loaded by earlier passes (rare: see FrameBook)."""
         self.committer.wait_idle()  # the store is closed between commits
-        with read_store(self.db) as con:
+        with self.backend.reader() as con:
             rows = con.execute("SELECT seq, checksum, byte_offset FROM ingest_frames "
                                "WHERE segment = ?", [segment]).fetchall()
         return {(seq, checksum): offset for seq, checksum, offset in rows}
@@ -419,19 +401,20 @@ class _Pass:
 
 def run_pass(
     root: Path,
-    db: Path,
+    backend: Backend,
     *,
     progress: bool = False,
     stale_after: float | None = None,
     chunk_points: int = CHUNK_POINTS,
     read_window: int = READ_WINDOW,
 ) -> IngestReport:
-    """One ingest pass over ``root`` into ``db``; the caller holds the ingest lock.
+    """One ingest pass over ``root`` into ``backend``'s store; the caller holds the ingest
+    lock. ``backend``: ``runlake.store.open_backend(runlake.store.locate(root, db))``.
 
     ``chunk_points`` bounds the rows of one commit (memory and reader wait);
     ``read_window`` the bytes of a segment held in memory at once (see :data:`READ_WINDOW`).
     """
-    return _Pass(root, db, progress, stale_after, chunk_points, read_window).run()
+    return _Pass(root, backend, progress, stale_after, chunk_points, read_window).run()
 
 
 def check_root(root: str | Path | None) -> Path:
@@ -447,7 +430,3 @@ def check_root(root: str | Path | None) -> Path:
             f"the folder your training runs write to"
         )
     return path
-
-
-def store_path(root: Path, db: str | Path | None) -> Path:
-    return Path(db) if db is not None else default_db(root)

@@ -127,11 +127,9 @@ def connect(db: str | _Path | None = None, *, root: str | _Path | None = None,
         con = runlake.connect()
         con.sql("SELECT key, max(value) FROM metrics GROUP BY key").pl()
     """
-    from runlake.ingest import store as _store
+    from runlake import store as _store
 
-    if live:
-        return _store.connect(db, read_only=True, root=root)
-    return _store.snapshot(db, root=root)
+    return _store.connect(db, root=root, live=live)
 
 
 def query(sql: str, params: _Any = None, *, db: str | _Path | None = None,
@@ -157,7 +155,7 @@ def query(sql: str, params: _Any = None, *, db: str | _Path | None = None,
     import duckdb as _duckdb
 
     from runlake.analysis._common import frame as _frame
-    from runlake.ingest.store import read_store as _read_store
+    from runlake.store import read_store as _read_store
 
     with _read_store(db, root=root) as con:
         try:

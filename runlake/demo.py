@@ -190,7 +190,7 @@ def _cli_name() -> str:
 
 def main(root: str | Path | None = None, *, out=None) -> int:
     """Run the whole demo into ``root`` (default store) and print what happened."""
-    from runlake.schemas.segments import default_db, resolve_root
+    from runlake.schemas.segments import resolve_root
 
     out = out or sys.stdout
     root = resolve_root(root).resolve()
@@ -222,9 +222,9 @@ def main(root: str | Path | None = None, *, out=None) -> int:
     from runlake.analysis.runs import list_runs
     from runlake.cli._common import emit_rows
     from runlake.ingest import ingest
-    from runlake.ingest.store import read_store
+    from runlake.store import locate, read_store
 
-    db = default_db(root)
+    db = locate(root).path
     report = ingest(root=root, db=db)
     findings = detect(db, run_ids=list(run_ids.values()))
     print(f"\ningested {report.events} events into {db}; {findings} anomaly findings\n", file=out)

@@ -22,7 +22,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from runlake.analysis.anomalies import detect, list_anomalies
     from runlake.analysis.runs import resolve_runs, run_labels
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     _, db = store_paths(args)
     run_ids = None

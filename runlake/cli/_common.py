@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from runlake.schemas.segments import default_db, resolve_root
+from runlake.schemas.segments import resolve_root
+from runlake.store.location import locate
 
 __all__ = ["add_format_args", "add_store_args", "emit_rows", "store_paths", "subcommand"]
 
@@ -31,9 +32,10 @@ def add_store_args(parser: argparse.ArgumentParser) -> None:
 
 
 def store_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    """(root, db) from --root/--db/$RUNLAKE_DIR."""
+    """(root, store path) from --root/--db/$RUNLAKE_DIR (and ``args.kind``, the store kind
+    flag, where the command has one), by :func:`runlake.store.locate`."""
     root = resolve_root(getattr(args, "root", None))
-    db = Path(args.db) if getattr(args, "db", None) else default_db(root)
+    db = locate(root, getattr(args, "db", None) or None, getattr(args, "kind", None)).path
     return root, db
 
 

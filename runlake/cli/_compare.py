@@ -38,7 +38,7 @@ def _run(args) -> int:
 
     from runlake.analysis import compare
     from runlake.analysis.runs import resolve_runs, run_labels
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     _, db = store_paths(args)
     with read_store(db) as con:

@@ -31,7 +31,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from runlake.analysis import lineage
     from runlake.analysis.runs import resolve_run, resolve_runs
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     _, db = store_paths(args)
     with read_store(db) as con:

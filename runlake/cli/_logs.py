@@ -33,7 +33,7 @@ def register(sub) -> None:
 def _fetch(db, run_ref, run_id, levelno, grep, after_rowid, limit):
     from runlake.analysis._common import rows as query_rows
     from runlake.analysis.runs import resolve_run
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     with read_store(db) as con:
         run_id = run_id or resolve_run(con, run_ref)

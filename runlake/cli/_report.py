@@ -24,7 +24,7 @@ def _run(args) -> int:
 
     from runlake.analysis.report import build_report, write_report
     from runlake.analysis.runs import resolve_runs
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     _, db = store_paths(args)
     fmt = args.format

@@ -39,7 +39,7 @@ def _progress(run) -> str:
 
 def _run(args) -> int:
     from runlake.analysis.runs import list_runs
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     _, db = store_paths(args)
     with read_store(db) as con:

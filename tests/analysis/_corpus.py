@@ -464,7 +464,7 @@ def run_corpus(workdir: Path, n_healthy: int, sick_per_kind: int = 1, seed: int 
     """Generate, ingest into ``workdir/store.duckdb``, detect, score. Returns the score."""
     from runlake.analysis.anomalies import detect, list_anomalies
     from runlake.ingest import ingest
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     root = Path(workdir) / "lake"
     db = Path(workdir) / "store.duckdb"

@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from runlake.ingest.store import read_store, write_store
+from runlake.store import read_store
+from runlake.store.duck import write_store
 
 T0 = dt.datetime(2024, 1, 1)
 

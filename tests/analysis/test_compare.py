@@ -12,7 +12,7 @@ from scipy import stats
 
 from runlake.analysis import compare, curves
 from runlake.analysis._stats import t_ppf
-from runlake.ingest.store import read_store
+from runlake.store import read_store
 from runlake.schemas.errors import ConfigError, RunNotFoundError
 
 LRS = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001]

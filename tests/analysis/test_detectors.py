@@ -8,7 +8,7 @@ import pytest
 
 from runlake.analysis import anomalies
 from runlake.analysis.anomalies import CATALOG, Roles, detect, find, list_anomalies
-from runlake.ingest.store import read_store
+from runlake.store import read_store
 
 from . import _planted
 

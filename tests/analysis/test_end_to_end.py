@@ -9,7 +9,7 @@ import pytest
 import runlake
 from runlake.analysis.anomalies import detect, list_anomalies
 from runlake.ingest import ingest
-from runlake.ingest.store import read_store
+from runlake.store import read_store
 
 torch = pytest.importorskip("torch")
 

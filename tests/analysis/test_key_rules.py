@@ -10,7 +10,7 @@ import pytest
 from runlake.analysis import compare
 from runlake.analysis.anomalies import find
 from runlake.analysis.roles import Roles, direction, lower_is_better
-from runlake.ingest.store import read_store
+from runlake.store import read_store
 
 
 def _loud(found: pl.DataFrame) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import pytest
 import runlake
 from runlake.analysis import lineage
 from runlake.ingest import ingest
-from runlake.ingest.store import read_store
+from runlake.store import read_store
 from runlake.schemas.errors import ConfigError
 
 DATASET = [f"img_{i:03d}" for i in range(40)]

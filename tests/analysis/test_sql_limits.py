@@ -14,7 +14,8 @@ import pytest
 
 from runlake.analysis.sql import DEFAULT_MAX_ROWS, MAX_SQL_CHARS, Limits, run_query
 from runlake.cli import main
-from runlake.ingest.store import read_store, write_store
+from runlake.store import read_store
+from runlake.store.duck import write_store
 from runlake.schemas.errors import ConfigError, QueryError
 
 HOURS = "SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3"

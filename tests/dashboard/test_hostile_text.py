@@ -65,7 +65,7 @@ def hostile(tmp_path_factory):
     import runlake
     from runlake.analysis import anomalies
     from runlake.ingest import ingest
-    from runlake.ingest.store import write_store
+    from runlake.store.duck import write_store
 
     listener = Listener()
     bad = payload(listener.port)

@@ -40,7 +40,7 @@ def _can_mount_tmpfs(tmp: Path) -> bool:
 @pytest.mark.parametrize("mode", ["tmpfs", "rlimit"])
 def test_full_disk_mid_run_loses_only_what_could_not_be_written(tmp_path, mode):
     from runlake.ingest import ingest
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     out = tmp_path / "out"
     out.mkdir()

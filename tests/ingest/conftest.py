@@ -106,7 +106,7 @@ def make_writer(seg_root):
 
 def _query(db: Path, sql: str, params=None) -> list[tuple]:
     """Rows of a read-only query on the store."""
-    from runlake.ingest import read_store
+    from runlake.store import read_store
 
     with read_store(db) as con:
         return con.execute(sql, params or []).fetchall()

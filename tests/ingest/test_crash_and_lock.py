@@ -17,12 +17,12 @@ from runlake.schemas.errors import StoreBusyError
 # The killed ingest: a real pass in a child process; each chunk's commit is followed by a
 # pause (wrapped here, in the child only) so the SIGKILL reliably lands mid-pass.
 _PASS = ("import sys, time; from pathlib import Path; from runlake.ingest import loader; "
-         "from runlake.ingest import commit; "
+         "from runlake.store import duck, locate, open_backend; "
          "from runlake.ingest.lock import IngestLock; root = Path(sys.argv[1]); "
-         "real = commit.commit; "
-         "commit.commit = lambda db, chunk: (real(db, chunk), time.sleep(0.1)); "
+         "real = duck.DuckBackend.commit; "
+         "duck.DuckBackend.commit = lambda self, chunk: (real(self, chunk), time.sleep(0.1)); "
          "lock = IngestLock(root).__enter__(); "
-         "loader.run_pass(root, root / 'runlake.duckdb', chunk_points=10_000)")
+         "loader.run_pass(root, open_backend(locate(root)), chunk_points=10_000)")
 
 
 @pytest.mark.slow

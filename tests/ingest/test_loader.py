@@ -139,13 +139,14 @@ def test_timestamps_accept_int_ns_and_float_seconds(seg_root, make_writer, query
 def test_chunked_commits_load_everything_once(seg_root, make_writer, query, chunk):
     """A backlog split into many commits still loads every row exactly once."""
     from runlake.ingest.loader import run_pass
+    from runlake.store import locate, open_backend
 
     w = make_writer().start()
     for step in range(500):
         w.metrics(step, {"a": 1.0, "b": 2.0})
         if step % 50 == 49:
             w.flush()
-    report = run_pass(seg_root, seg_root / "runlake.duckdb", chunk_points=chunk)
+    report = run_pass(seg_root, open_backend(locate(seg_root)), chunk_points=chunk)
     assert report.points == 1000 and (report.commits > 5) == (chunk == 7)
     assert ingest(seg_root).points == 0
     assert query(seg_root / "runlake.duckdb",

@@ -14,6 +14,7 @@ from runlake.ingest import ingest
 from runlake.ingest.discover import UnsafeEntry, discover, open_segment
 from runlake.ingest.lock import IngestLock
 from runlake.ingest.loader import run_pass
+from runlake.store import locate, open_backend
 from runlake.schemas.errors import RootError
 
 SECRET = b"TOP-SECRET-runlake-hygiene-" * 40
@@ -221,7 +222,7 @@ def test_small_read_windows_load_the_same_rows(seg_root, make_writer, make_frame
     loaded = []
     for window in (1 << 20, 512, 4096):
         db = tmp_path / f"w{window}.duckdb"
-        report = run_pass(seg_root, db, read_window=window)
+        report = run_pass(seg_root, open_backend(locate(seg_root, db)), read_window=window)
         assert report.points == 6000 and report.problems, report.problems
         assert all("not a zstd frame" in p for p in report.problems), report.problems
         print_ = fingerprint(db)
@@ -234,7 +235,8 @@ def test_huge_file_of_garbage_is_one_problem_in_bounded_memory(seg_root, make_wr
     w = _good_run(make_writer)
     with open(w.dir / "000001.jsonl.zst", "wb") as f:
         f.truncate(300_000)  # sparse zeros, 70+ windows of 4 KiB
-    report = run_pass(seg_root, tmp_path / "s.duckdb", read_window=4096)
+    report = run_pass(seg_root, open_backend(locate(seg_root, tmp_path / "s.duckdb")),
+                      read_window=4096)
     assert report.points == 2 and len(report.problems) == 1, report.problems[:3]
     assert "300000 bytes that are not a zstd frame" in report.problems[0]
 

@@ -6,8 +6,9 @@ import pytest
 
 from runlake.analysis.runs import list_runs, resolve_run, resolve_runs
 from runlake.analysis.sql import run_readonly
-from runlake.ingest import ingest, read_store
+from runlake.ingest import ingest
 from runlake.schemas.errors import QueryError, RunNotFoundError
+from runlake.store import read_store
 
 
 @pytest.fixture(scope="module")

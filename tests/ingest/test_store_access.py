@@ -16,7 +16,7 @@ import pytest
 
 import runlake
 from runlake.ingest import ingest
-from runlake.ingest.store import connect, lock_holder, snapshot, write_store
+from runlake.store.duck import connect, lock_holder, snapshot, write_store
 from runlake.schemas.errors import QueryError, StoreBusyError
 
 RUNLAKE = [sys.executable, "-m", "runlake.cli"]

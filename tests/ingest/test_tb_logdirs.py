@@ -22,8 +22,7 @@ torch = pytest.importorskip("torch")
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 from runlake.cli import main  # noqa: E402
-from runlake.ingest.store import read_store  # noqa: E402
-from runlake.schemas.segments import default_db  # noqa: E402
+from runlake.store import read_store  # noqa: E402
 
 f32 = lambda v: float(np.float32(v))  # noqa: E731  (TensorBoard stores float32)
 
@@ -35,7 +34,7 @@ def _import(capsys, logdir, root, *extra) -> tuple[int, str, str]:
 
 
 def _rows(root, sql, params=None):
-    with read_store(default_db(root)) as con:
+    with read_store(root=root) as con:
         return con.execute(sql, params or []).fetchall()
 
 

@@ -55,7 +55,7 @@ def run_script(name: str, *args: str, timeout: float = 120, env: dict | None = N
 def ingest_rows(root: Path, sql: str, params=None) -> list[tuple]:
     """Ingest ``root`` into its default store and run one read-only query."""
     from runlake.ingest import ingest
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     db = root / "runlake.duckdb"
     ingest(root=root, db=db)

@@ -216,7 +216,7 @@ def test_retention_deletions_are_recorded(tmp_path):
 def test_deletion_marks_are_not_listed_as_checkpoints_in_lineage(tmp_path, store_rows):
     """`lineage item` lists each saved checkpoint once, not again for its deletion mark."""
     from runlake.analysis import item_runs
-    from runlake.ingest.store import read_store
+    from runlake.store import read_store
 
     run = _init(tmp_path)
     run.log_data(["a"], step=0)

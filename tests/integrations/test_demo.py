@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from runlake.demo import RESUMED, SWEEP  # noqa: E402
-from runlake.ingest.store import read_store  # noqa: E402
+from runlake.store import read_store  # noqa: E402
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""Opening the DuckDB store: read-only readers that retry, a short-lived writer, snapshots,
-migrations.
+"""The DuckDB-file store: read-only readers that retry, a short-lived writer, snapshots, and
+the ingest backend that commits each chunk in one transaction.
 
 DuckDB lets one process open a file for writing, and a process that has the file open in
 either mode excludes writers from other processes (and a writer excludes every reader).
@@ -9,6 +9,12 @@ few seconds when a commit is under way, so no lock error reaches the user. A rea
 stays open (a notebook) would block every commit, so :func:`snapshot` gives it a private
 copy instead. When the lock stays held past the retry window, the error names the process
 that holds it (DuckDB's lock message carries its PID; ``/proc/PID/cmdline`` says what it is).
+
+Every function here takes the store file's path; which store a root uses is decided once,
+by :func:`runlake.store.locate`. :class:`DuckBackend` is what ingest writes through
+(:class:`runlake.store.backend.Backend`): a chunk's rows, quarantine, frame keys, state rows
+and ledger offsets commit in ONE transaction, so the ledger never runs ahead of (or behind)
+the rows it accounts for.
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import duckdb
 
-from runlake.ingest.ddl import MIGRATIONS
 from runlake.schemas.errors import StoreBusyError, StoreError
-from runlake.schemas.segments import default_db
+from runlake.store.migrations import LATEST, migrate
 
-__all__ = ["attach_read_only", "connect", "lock_holder", "migrate", "read_store", "snapshot",
-           "write_store"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from runlake.store.chunk import Chunk
+    from runlake.store.location import StoreLocation
+
+__all__ = ["DuckBackend", "attach_read_only", "connect", "lock_holder", "read_store",
+           "snapshot", "write_store"]
 
 _T = TypeVar("_T")
 
@@ -119,8 +130,8 @@ def _retrying(path: Path, open_once: Callable[[], _T], retry_s: float, read_only
             delay = min(delay * 2, 0.2)
 
 
-def _existing(db: str | Path | None, root: str | Path | None) -> Path:
-    path = Path(db) if db is not None else default_db(root)
+def _existing(db: str | Path) -> Path:
+    path = Path(db)
     if not path.exists():
         raise StoreError(
             f"no store at {path}: run `runlake ingest` first (or pass --root/--db, or set "
@@ -130,19 +141,17 @@ def _existing(db: str | Path | None, root: str | Path | None) -> Path:
 
 
 def connect(
-    db: str | Path | None = None,
+    db: str | Path,
     *,
     read_only: bool = True,
     retry_s: float = 10.0,
-    root: str | Path | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the store, retrying while another process holds the write lock.
 
     Args:
-        db: the store file; default ``<root>/runlake.duckdb``.
+        db: the store file (:func:`runlake.store.locate` finds a root's).
         read_only: readers must pass True (the default); ingest alone writes.
         retry_s: how long to keep retrying a lock conflict.
-        root: the storage root used when ``db`` is None.
 
     Raises:
         StoreError: the file does not exist (read-only) or is not a DuckDB store.
@@ -150,9 +159,9 @@ def connect(
             process holding it).
     """
     if read_only:
-        path = _existing(db, root)
+        path = _existing(db)
     else:
-        path = Path(db) if db is not None else default_db(root)
+        path = Path(db)
         path.parent.mkdir(parents=True, exist_ok=True)
     return _retrying(path, lambda: duckdb.connect(str(path), read_only=read_only), retry_s,
                      read_only)
@@ -160,18 +169,17 @@ def connect(
 
 def attach_read_only(
     con: duckdb.DuckDBPyConnection,
-    db: str | Path | None,
+    db: str | Path,
     alias: str,
     *,
     retry_s: float = 10.0,
-    root: str | Path | None = None,
 ) -> Path:
     """``ATTACH`` the store read-only into ``con`` as ``alias``, retrying like :func:`connect`.
 
     For a private DuckDB instance (``duckdb.connect(":memory:")``) whose settings must not
     reach other connections of this process (the SQL console's limits). Returns the path.
     """
-    path = _existing(db, root)
+    path = _existing(db)
     literal = str(path).replace("'", "''")
     name = '"' + alias.replace('"', '""') + '"'
     _retrying(path, lambda: con.execute(f"ATTACH '{literal}' AS {name} (READ_ONLY)"), retry_s,
@@ -180,9 +188,8 @@ def attach_read_only(
 
 
 def snapshot(
-    db: str | Path | None = None,
+    db: str | Path,
     *,
-    root: str | Path | None = None,
     retry_s: float = 10.0,
     directory: str | Path | None = None,
 ) -> duckdb.DuckDBPyConnection:
@@ -196,7 +203,7 @@ def snapshot(
     time proportional to the store's size (see docs/performance.md).
 
     Args:
-        db, root: the store, as for :func:`connect`.
+        db: the store file, as for :func:`connect`.
         retry_s: how long to wait for a commit in progress before copying.
         directory: where the copy lives while open (default: the system temp directory,
             ``$TMPDIR``); it needs free space for one store.
@@ -205,7 +212,7 @@ def snapshot(
         StoreError: there is no store, or the copy failed (e.g. no space left).
         StoreBusyError: a writer held the store past ``retry_s``.
     """
-    path = _existing(db, root)
+    path = _existing(db)
     fd, name = tempfile.mkstemp(prefix="runlake-snapshot-", suffix=".duckdb", dir=directory)
     os.close(fd)
     copy = Path(name)
@@ -228,43 +235,10 @@ def snapshot(
             made_path.unlink(missing_ok=True)
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply pending migrations in order, each in its own transaction.
-
-    Returns:
-        The versions applied now (empty when the store was up to date).
-    """
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        "version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
-    )
-    done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    applied = []
-    for version, description, statements in MIGRATIONS:
-        if version in done:
-            continue
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for stmt in statements:
-                con.execute(stmt)
-            con.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)",
-                [version, description],
-            )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        applied.append(version)
-    return applied
-
-
 @contextmanager
-def read_store(
-    db: str | Path | None = None, *, root: str | Path | None = None, retry_s: float = 10.0
-) -> Iterator[duckdb.DuckDBPyConnection]:
+def read_store(db: str | Path, *, retry_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection, closed on exit. Use for one query or one page of work."""
-    con = connect(db, read_only=True, retry_s=retry_s, root=root)
+    con = connect(db, read_only=True, retry_s=retry_s)
     try:
         yield con
     finally:
@@ -272,13 +246,103 @@ def read_store(
 
 
 @contextmanager
-def write_store(
-    db: str | Path | None = None, *, root: str | Path | None = None, retry_s: float = 30.0
-) -> Iterator[duckdb.DuckDBPyConnection]:
+def write_store(db: str | Path, *, retry_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """A migrated read-write connection, closed on exit so readers get the file back."""
-    con = connect(db, read_only=False, retry_s=retry_s, root=root)
+    con = connect(db, read_only=False, retry_s=retry_s)
     try:
         migrate(con)
         yield con
     finally:
         con.close()
+
+
+def _current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store has every migration (an older one is migrated before a pass)."""
+    try:
+        (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0]
+    except duckdb.CatalogException:
+        return False
+    return version is not None and version >= LATEST
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, tbl: pa.Table, verb: str) -> None:
+    cols = ", ".join(_q(c) for c in tbl.column_names)
+    con.register("_runlake_in", tbl)
+    try:
+        con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _runlake_in")
+    finally:
+        try:
+            con.unregister("_runlake_in")
+        except duckdb.Error:
+            pass  # an aborted transaction refuses even this; the original error matters
+
+
+class DuckBackend:
+    """Ingest's view of the DuckDB file: the file is open for writing only while a chunk
+    commits, so readers wait at most one commit."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self.path = Path(location.path)
+
+    def prepare(self) -> None:
+        """Create the store if missing and apply pending migrations.
+
+        A current store is only opened read-only (no write lock taken when nothing is to
+        do); one made by an older runlake is migrated, then checked again.
+
+        Raises:
+            StoreError: the file is not a runlake store (it could not be migrated).
+        """
+        if not self.path.exists():
+            with write_store(self.path):
+                pass  # create and migrate, so readers find an (empty) store
+        for _ in range(2):
+            with read_store(self.path) as con:
+                if _current(con):
+                    return
+            with write_store(self.path):
+                pass  # a store made by an older runlake: apply the new migrations first
+        raise StoreError(f"the store {self.path} could not be migrated to schema version "
+                         f"{LATEST}; is it a runlake store?")
+
+    def reader(self):
+        """A short-lived read-only connection (:func:`read_store`)."""
+        return read_store(self.path)
+
+    def commit(self, chunk: Chunk) -> None:
+        """Write ``chunk`` in one transaction: state tables (runs, writers, the ledger) by
+        ``INSERT OR REPLACE`` on their key, every other table appended.
+
+        Raises:
+            StoreError: the store cannot be written (nothing of the chunk was committed).
+        """
+        from runlake.store.spec import TABLES
+
+        out = chunk.tables_out()
+        with write_store(self.path) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table, tbl in out.items():
+                    state = TABLES[table].kind == "state"
+                    _insert(con, table, tbl, "INSERT OR REPLACE" if state else "INSERT")
+                con.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # after an I/O error DuckDB may have rolled back (or given up) itself
+                if isinstance(exc, duckdb.Error):
+                    detail = " ".join(str(exc).split())
+                    raise StoreError(
+                        f"cannot write the store {self.path}: {detail}; nothing of this chunk "
+                        f"was committed (free disk space, then run ingest again: it resumes "
+                        f"where the last commit ended)") from exc
+                raise
+
+    def maintain(self) -> None:
+        """Nothing to do: DuckDB checkpoints its file itself."""
