@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from runlake.emitter.values import TENSOR_MODULES, describe, safe_repr, safe_str, truncate
+from runlake.emitter.values import describe, is_tensor, safe_repr, safe_str, truncate
 from runlake.schemas.errors import ConfigError
 
 __all__ = ["MAX_DEPTH", "jsonable"]
@@ -46,8 +46,7 @@ class _Refused(Exception):
 def _hook(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    root = type(obj).__module__.partition(".")[0]
-    if root in TENSOR_MODULES and hasattr(obj, "tolist"):
+    if is_tensor(obj) and hasattr(obj, "tolist"):
         return obj.tolist()
     if hasattr(obj, "__dict__") and type(obj).__name__ == "Namespace":
         return vars(obj)

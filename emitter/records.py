@@ -19,13 +19,14 @@ from typing import Any, Callable
 
 from runlake.emitter.jsonable import jsonable
 from runlake.emitter.values import (
-    TENSOR_MODULES,
     as_int,
     coerce_metrics,
     coerce_scalar,
     describe,
+    is_tensor,
     safe_repr,
     safe_str,
+    tensor_item,
     truncate,
 )
 from runlake.schemas.errors import EventValueError
@@ -127,9 +128,8 @@ def _one_id(item: Any, strict: bool, on_fix: Callable[[str, str], None] | None =
         if isinstance(item, (str, int)) and not isinstance(item, bool):
             return truncate(str.__str__(item) if isinstance(item, str) else str(int(item)),
                             MAX_ID_CHARS)
-        root = cls.__module__.partition(".")[0]
-        if root in TENSOR_MODULES and hasattr(item, "item"):
-            value = item.item()
+        if is_tensor(item) and hasattr(item, "item"):
+            value = tensor_item(item)
             if isinstance(value, int) and not isinstance(value, bool):
                 return str(value)
     except Exception:  # a meta tensor, a broken __fspath__: said below
@@ -154,9 +154,8 @@ def item_ids(items: Any, *, strict: bool,
     """
     if isinstance(items, (str, bytes, bytearray, int, os.PathLike)):
         return [_one_id(items, strict, on_fix)]
-    root = items.__class__.__module__.partition(".")[0]
     try:
-        if root in TENSOR_MODULES and hasattr(items, "tolist"):
+        if is_tensor(items) and hasattr(items, "tolist"):
             items = items.tolist()
             if not isinstance(items, list):
                 items = [items]

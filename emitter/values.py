@@ -6,7 +6,8 @@ converts ints, bools, float/int subclasses, ``Fraction``/``Decimal``, numpy scal
 single-element torch tensors to floats, flattens nested dicts (``{"train": {"loss": 1}}``
 is ``train/loss``), validates keys, and produces clear errors (strict mode) or counted
 drops (non-strict mode). numpy and torch are recognised by the module name of the value's
-type, never imported.
+type, never imported: :func:`is_tensor` (modules :data:`TENSOR_MODULES`) and
+:func:`tensor_item` are the one rule, used by metrics, steps, item ids and config values.
 
 The guarantee behind ``strict=False``: nothing a user passes makes these functions raise.
 :func:`coerce_scalar` raises only ``TypeError``/``ValueError`` with a message naming the
@@ -39,8 +40,10 @@ __all__ = [
     "coerce_metrics",
     "coerce_scalar",
     "describe",
+    "is_tensor",
     "safe_repr",
     "safe_str",
+    "tensor_item",
     "truncate",
     "user_stacklevel",
 ]
@@ -53,6 +56,31 @@ TRUNCATION_MARKER = "…[truncated by runlake: {n} more characters]"
 
 TENSOR_MODULES = ("torch", "numpy", "jax", "jaxlib", "tensorflow", "mlx", "cupy", "ml_dtypes")
 """Top-level modules whose array/scalar types are read through ``.item()``/``.tolist()``."""
+
+
+def is_tensor(value: Any) -> bool:
+    """True when ``value``'s type comes from one of :data:`TENSOR_MODULES` (numpy scalars and
+    arrays, torch/jax/... tensors), judged by the type's module name: nothing is imported."""
+    return value.__class__.__module__.partition(".")[0] in TENSOR_MODULES
+
+
+def tensor_item(value: Any) -> Any:
+    """The Python scalar a one-element tensor or array holds (``.item()``), for
+    :func:`is_tensor` values.
+
+    Raises:
+        ValueError: more than one element (message names the shape).
+        Exception: whatever the value's own ``.item()`` raises (a meta tensor has no data).
+    """
+    numel = getattr(value, "numel", None)
+    size = numel() if callable(numel) else getattr(value, "size", 1)
+    if size != 1:
+        shape = tuple(getattr(value, "shape", ()))
+        raise ValueError(
+            f"expected a scalar, got a {describe(value)} of shape {shape}; "
+            f"log one element (e.g. x.mean()) or use separate keys"
+        )
+    return value.item()
 
 
 def describe(value: Any) -> str:
@@ -120,17 +148,8 @@ def _convert(value: Any, cls: type) -> float:
         return float(value)
     if isinstance(value, int):  # bool, int subclasses, IntEnum
         return _int_to_float(int(value))
-    root = cls.__module__.partition(".")[0]
-    if root in TENSOR_MODULES and hasattr(value, "item"):
-        numel = getattr(value, "numel", None)
-        size = numel() if callable(numel) else getattr(value, "size", 1)
-        if size != 1:
-            shape = tuple(getattr(value, "shape", ()))
-            raise ValueError(
-                f"expected a scalar, got a {describe(value)} of shape {shape}; "
-                f"log one element (e.g. x.mean()) or use separate keys"
-            )
-        item = value.item()  # a meta tensor raises here; the caller words it
+    if is_tensor(value) and hasattr(value, "item"):
+        item = tensor_item(value)  # a meta tensor raises here; the caller words it
         if isinstance(item, (int, float)) and not isinstance(item, complex):
             return float(item) if isinstance(item, float) else _int_to_float(int(item))
         raise TypeError(f"expected a real number, got {describe(value)} holding {safe_repr(item)}")
@@ -172,11 +191,24 @@ def coerce_scalar(value: Any) -> float:
 def as_int(value: Any, what: str, bound: int = 2**63) -> int:
     """``value`` as a plain int within ±``bound`` (the store's BIGINT or INTEGER).
 
-    Accepts ints and numpy/torch integers (anything with ``__index__``), not bools or floats.
+    Accepts ints, one-element integer tensors/arrays (:func:`tensor_item`) and other integer
+    types (``__index__``), not bools or floats, whichever library holds them.
 
     Raises:
         EventValueError: another type, or out of range (message names both).
     """
+    if value.__class__ is not int and is_tensor(value) and hasattr(value, "item"):
+        held = value
+        try:
+            value = tensor_item(held)
+        except Exception as exc:  # a meta tensor, a multi-element array
+            raise EventValueError(
+                f"{what} must be an int, got {describe(held)} that cannot be read as one "
+                f"({type(exc).__name__}: {truncate(safe_str(exc), 120)})"
+            ) from None
+        if value.__class__ is not int:  # a bool or a float inside the tensor
+            raise EventValueError(f"{what} must be an int, got {describe(held)} holding "
+                                  f"{describe(value)} {safe_repr(value)}")
     if value.__class__ is not int:
         if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise EventValueError(
