@@ -63,8 +63,13 @@ _CACHE_LOCK = threading.Lock()
 
 def _table(path: Path) -> DeltaTable:
     """The table at ``path`` brought up to date; loaded once per process (a reader in a
-    loop, the dashboard, only reads the log's new commits). Call under ``_CACHE_LOCK``."""
-    key = str(path)
+    loop, the dashboard, only reads the log's new commits). Call under ``_CACHE_LOCK``.
+    Keyed by the log folder's inode too: a lake swapped in by ``ingest --rebuild`` under
+    the same path is another table, not newer commits of the cached one."""
+    try:
+        key = f"{path}@{os.stat(path / '_delta_log').st_ino}"
+    except OSError:
+        key = str(path)
     dt = _CACHE.get(key)
     if dt is None:
         dt = _CACHE[key] = open_table(path)
