@@ -37,6 +37,7 @@ __all__ = [
     "list_runs",
     "metric_table",
     "never_seen",
+    "query_logs",
     "resolve_run",
     "resolve_runs",
     "run_configs",
@@ -70,6 +71,7 @@ _HOME = {
     "leakage": "runlake.analysis.lineage",
     "never_seen": "runlake.analysis.lineage",
     "run_items": "runlake.analysis.lineage",
+    "query_logs": "runlake.analysis.logs",
     "list_runs": "runlake.analysis.runs",
     "resolve_run": "runlake.analysis.runs",
     "resolve_runs": "runlake.analysis.runs",
@@ -90,6 +92,7 @@ if _typing.TYPE_CHECKING:
     from runlake.analysis.lineage import (
         augmentation_breakdown, coverage, data_diff, duplicates_within_epoch, item_runs, leakage,
         never_seen, run_items)
+    from runlake.analysis.logs import query_logs
     from runlake.analysis.runs import list_runs, resolve_run, resolve_runs, run_labels
     from runlake.analysis.sql import check_query, run_readonly
     from runlake.analysis.report import build_report, write_report

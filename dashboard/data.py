@@ -31,6 +31,7 @@ import polars as pl
 import streamlit as st
 
 from runlake.analysis._common import frame, rows
+from runlake.analysis.logs import query_logs
 from runlake.store import locate, read_store
 
 __all__ = [
@@ -197,28 +198,20 @@ def log_lines(
     db: str,
     token: tuple,
     run_ids: tuple[str, ...],
-    levels: tuple[str, ...],
+    level: str | None,
     text: str,
     limit: int = 2000,
 ) -> pl.DataFrame:
-    """Log lines of these runs, newest first, filtered by level and a case-insensitive
-    substring of the message or logger name."""
-    clauses, params = [], []
-    if run_ids:
-        clauses.append(f"run_id IN ({', '.join('?' * len(run_ids))})")
-        params += list(run_ids)
-    if levels:
-        clauses.append(f"upper(level) IN ({', '.join('?' * len(levels))})")
-        params += [lv.upper() for lv in levels]
-    if text:
-        clauses.append("(contains(lower(message), ?) OR contains(lower(logger), ?))")
-        params += [text.lower(), text.lower()]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (
-        f"SELECT ts, run_id, rank, step, level, logger, message FROM logs {where} "
-        f"ORDER BY ts DESC LIMIT {int(limit)}"
-    )
-    return _query(db, sql, params)
+    """The newest ``limit`` log lines of these runs (all runs when empty), newest first.
+
+    The query is :func:`runlake.analysis.logs.query_logs`, the one ``runlake logs`` runs:
+    ``level`` is a minimum (any case; None or "" = every line), ``text`` a case-insensitive
+    substring of the message or logger name.
+    """
+    with read_store(db) as con:
+        found = query_logs(con, list(run_ids) or None, level=level or None, grep=text or None,
+                           limit=int(limit), newest_first=True)
+    return found.drop("levelno")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

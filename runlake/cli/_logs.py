@@ -1,4 +1,7 @@
-"""`runlake logs`: the log lines a run recorded (Python logging via the emitter)."""
+"""`runlake logs`: the log lines a run recorded (Python logging via the emitter).
+
+The query is :func:`runlake.analysis.logs.query_logs`, the same one the dashboard's Logs view
+runs: minimum level by number, level names and ``--grep`` case-insensitive."""
 
 from __future__ import annotations
 
@@ -8,9 +11,7 @@ import sys
 import time
 
 from runlake.cli._common import add_format_args, add_store_args, emit_rows, store_paths, subcommand
-from runlake.schemas.errors import ConfigError
 
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 _COLUMNS = ["ts", "rank", "step", "level", "logger", "message"]
 
 
@@ -19,9 +20,11 @@ def register(sub) -> None:
                    "runlake logs my-run --level WARNING --grep nan --follow")
     add_store_args(p)
     p.add_argument("run", metavar="RUN", help="run id, unique name, or unique id prefix")
-    p.add_argument("--level", default="DEBUG", type=str.upper,
-                   help="minimum level: DEBUG, INFO, WARNING, ERROR, CRITICAL (default all)")
-    p.add_argument("--grep", metavar="TEXT", help="only lines whose message contains TEXT")
+    p.add_argument("--level", default=None,
+                   help="minimum level, any case: DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL, "
+                        "a custom level the run logged, or a number (default: every line)")
+    p.add_argument("--grep", metavar="TEXT",
+                   help="only lines whose message or logger contains TEXT (ignoring case)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the last N lines")
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing new lines (needs `runlake ingest --watch`) until Ctrl-C")
@@ -30,27 +33,17 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
-def _fetch(db, run_ref, run_id, levelno, grep, after_rowid, limit):
-    from runlake.analysis._common import rows as query_rows
+def _fetch(db, run_ref, run_id, level, grep, after, limit):
+    """(run id, rows of (cursor, *_COLUMNS)): the run's lines, after the cursor if given."""
+    from runlake.analysis.logs import query_logs
     from runlake.analysis.runs import resolve_run
     from runlake.store import read_store
 
     with read_store(db) as con:
         run_id = run_id or resolve_run(con, run_ref)
-        where = ["run_id = ?", "coalesce(levelno, 0) >= ?"]
-        params = [run_id, levelno]
-        if after_rowid >= 0:
-            where.append("rowid > ?")
-            params.append(after_rowid)
-        if grep:
-            where.append("contains(message, ?)")
-            params.append(grep)
-        sql = f"SELECT rowid, {', '.join(_COLUMNS)} FROM logs WHERE {' AND '.join(where)}"
-        if limit:  # the last N lines
-            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, rowid DESC LIMIT {int(limit)})"
-        sql += " ORDER BY ts, rowid"
-        rows = query_rows(con, sql, params)
-    return run_id, rows
+        lines = query_logs(con, run_id, level=level, grep=grep, limit=limit, cursor=True,
+                           after=after)
+    return run_id, lines.select("cursor", *_COLUMNS).rows()
 
 
 def _print_lines(rows, fmt) -> None:
@@ -67,11 +60,7 @@ def _print_lines(rows, fmt) -> None:
 
 def _run(args) -> int:
     _, db = store_paths(args)
-    levelno = _LEVELS.get(args.level)
-    if levelno is None:
-        raise ConfigError(f"unknown --level {args.level!r}; expected one of "
-                          f"DEBUG, INFO, WARNING, ERROR, CRITICAL")
-    run_id, rows = _fetch(db, args.run, None, levelno, args.grep, -1, args.limit)
+    run_id, rows = _fetch(db, args.run, None, args.level, args.grep, None, args.limit)
     if not args.follow:
         emit_rows(_COLUMNS, [r[1:] for r in rows], args.fmt)
         return 0
@@ -80,7 +69,7 @@ def _run(args) -> int:
     try:
         while True:
             time.sleep(args.poll)
-            _, rows = _fetch(db, None, run_id, levelno, args.grep, last, None)
+            _, rows = _fetch(db, None, run_id, args.level, args.grep, last, None)
             _print_lines(rows, args.fmt)
             last = max((r[0] for r in rows), default=last)
     except KeyboardInterrupt:
