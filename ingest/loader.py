@@ -31,8 +31,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import zstandard
-
 from runlake.ingest.commit import Committer
 from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder, frame_identity
 from runlake.ingest.discover import (
@@ -48,7 +46,13 @@ from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
 from runlake.ingest.status import StatusBook
 from runlake.schemas.errors import RootError
-from runlake.schemas.segments import FRAME_MAGIC, iter_frame_spans, resolve_root
+from runlake.schemas.segments import (
+    FRAME_MAGIC,
+    FrameError,
+    is_skippable,
+    iter_frame_spans,
+    resolve_root,
+)
 from runlake.store.backend import Backend
 from runlake.store.chunk import LEDGER_COLS, Chunk, LedgerEntry
 
@@ -71,10 +75,6 @@ def _needs_read(seg: SegmentFile, entry: LedgerEntry | None) -> bool:
     if seg.sealed and not entry.sealed:
         return True
     return seg.size > entry.bytes
-
-
-def _is_skippable(frame: bytes) -> bool:
-    return 0x184D2A50 <= int.from_bytes(frame[:4], "little") <= 0x184D2A5F
 
 
 def _ledger(con) -> dict[str, LedgerEntry]:
@@ -322,11 +322,11 @@ class _Pass:
         frame = data[begin:end]
         entry.frames += 1
         self.report.frames += 1
-        if _is_skippable(frame):
+        if is_skippable(frame):
             return
         try:
             content = self.decoder.decompress(frame)
-        except (zstandard.ZstdError, ValueError) as exc:
+        except FrameError as exc:
             nxt = data.find(FRAME_MAGIC, begin + 1, end)
             length = (nxt if nxt > 0 else end) - begin
             self._end_skips()
