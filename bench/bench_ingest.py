@@ -29,13 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-import zstandard
-
 from runlake.ingest import ingest, watch
 from runlake.schemas import events as E
 from runlake.emitter.writer import encode_batch
 from runlake.schemas.codec import ENCODER
-from runlake.schemas.segments import segment_name
+from runlake.schemas.segments import frame_compressor, iter_frames, segment_name
 from runlake.store import read_store
 
 FLUSH_STEPS = 1000
@@ -46,7 +44,7 @@ def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0,
              rows: bool = False) -> int:
     """Write runs x steps x keys random float points; returns the point count."""
     rng = random.Random(seed)
-    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    cctx = frame_compressor()  # the emitter's frames
     names = [f"train/metric_{k}" for k in range(keys)]
     ts = time.time_ns()
     for r in range(runs):
@@ -85,13 +83,10 @@ def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0,
 
 def baseline_decompress(root: Path) -> float:
     """Seconds to decompress every segment (no decoding, no storing)."""
-    dctx = zstandard.ZstdDecompressor()
     start = time.perf_counter()
     for path in root.rglob("*.jsonl.zst"):
-        with open(path, "rb") as f:
-            reader = dctx.stream_reader(f, read_across_frames=True)
-            while reader.read(1 << 22):
-                pass
+        for _span, _content in iter_frames(path.read_bytes(), sealed=True):
+            pass
     return time.perf_counter() - start
 
 
@@ -118,7 +113,7 @@ def freshness(work: Path, flushes: int = 10) -> list[float]:
     folder = root / "live" / "run-live" / "r0000-a000-live"
     folder.mkdir(parents=True)
     db = root / "runlake.duckdb"
-    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    cctx = frame_compressor()  # the emitter's frames
     stop = threading.Event()
     thread = threading.Thread(target=watch, args=(root, db, 0.25, stop), daemon=True)
     thread.start()
