@@ -2,8 +2,8 @@
 
 ``--lake``/``--duckdb`` (or ``$RUNLAKE_STORE``) choose the root's store; ``--lake`` on a
 root whose store is a DuckDB file converts it first and remembers the choice in the root
-(see docs/ingest.md#choosing-the-store). ``--rebuild`` rebuilds the chosen store from the
-segments.
+(docs/ingest.md#choosing-the-store-duckdb-file-or-lake). ``--rebuild`` rebuilds the
+chosen store from the segments.
 """
 
 from __future__ import annotations
