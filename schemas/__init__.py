@@ -1,7 +1,7 @@
 """The event contract: typed, versioned events, their codec, JSON Schema and segment format.
 
-Imports only the stdlib and msgspec (zstandard is used by the
-emitter and ingest to compress and decompress the frames laid out here).
+Imports only the stdlib, msgspec and zstandard (in :mod:`runlake.schemas.segments`, the one
+module that compresses and decompresses the frames laid out there).
 """
 
 from runlake.schemas.codec import (
