@@ -32,6 +32,7 @@ import streamlit as st
 
 from runlake.analysis._common import frame, rows
 from runlake.analysis.logs import query_logs
+from runlake.schemas.metric_keys import is_system_key
 from runlake.store import locate, read_store
 
 __all__ = [
@@ -190,7 +191,7 @@ def metric_keys(db: str, token: tuple, run_ids: tuple[str, ...]) -> list[str]:
         params = list(run_ids)
     found = _query(db, f"SELECT DISTINCT key FROM metrics {where}", params)
     keys = found["key"].to_list() if found.height else []
-    return sorted(keys, key=lambda k: (k.startswith("sys/"), k))
+    return sorted(keys, key=lambda k: (is_system_key(k), k))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

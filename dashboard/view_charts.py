@@ -17,6 +17,7 @@ import streamlit as st
 from runlake.analysis.anomalies import list_anomalies
 from runlake.analysis.curves import downsample, ema
 from runlake.dashboard import data, selection, widgets
+from runlake.schemas.metric_keys import is_system_key
 from runlake.schemas.severity import by_severity
 
 __all__ = ["chart", "curves", "render", "zoom_points"]
@@ -131,7 +132,7 @@ def render(db: str, token: tuple) -> None:
         return
     if focus.get("key") is not None and focus["key"] not in keys:
         st.warning(f"?key={widgets.escape_md(repr(focus['key']))} is not logged by these runs; ignored.")
-    default = [focus["key"]] if focus.get("key") in keys else [k for k in keys if not k.startswith("sys/")][:1]
+    default = [focus["key"]] if focus.get("key") in keys else [k for k in keys if not is_system_key(k)][:1]
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     chosen = c1.multiselect("Metrics", keys, default=default, key="charts_keys")
     x = c2.radio("x axis", X_AXES, index=X_AXES.index(focus.get("x", "step")) if focus.get("x") in X_AXES else 0,

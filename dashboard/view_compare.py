@@ -10,6 +10,7 @@ import streamlit as st
 
 from runlake.analysis.compare import best_config, config_diff, hparam_impact, metric_table, seed_groups
 from runlake.dashboard import data, widgets
+from runlake.schemas.metric_keys import is_system_key
 
 __all__ = ["render"]
 
@@ -36,7 +37,7 @@ def render(db: str, token: tuple) -> None:
         return
     labels = widgets.run_labels(db, token)
     keys = data.metric_keys(db, token, tuple(run_ids))
-    user_keys = [k for k in keys if not k.startswith("sys/")] or keys
+    user_keys = [k for k in keys if not is_system_key(k)] or keys
 
     st.subheader("Config diff")
     diff = data.fetch(config_diff, db, token, run_ids)
