@@ -520,17 +520,20 @@ class TableBuilder:
             parts.append(self._block_part())
         if self._m_vals:
             parts.append(self._line_part())
-        run, rank, step, epoch, ts, key, value = zip(*parts)
+        run, rank, step, epoch, ts, key, value = (
+            (c[0] if len(c) == 1 else (pa.concat_arrays(c) if isinstance(c[0], pa.Array)
+                                       else np.concatenate(c)))
+            for c in zip(*parts))  # one array per column: DuckDB scans chunked input slower
         return pa.table(
             [
-                pa.DictionaryArray.from_arrays(pa.array(np.concatenate(run)), runs),
-                pa.array(np.concatenate(rank)),
-                pa.concat_arrays(step),  # one array each: DuckDB scans chunked input slower
-                pa.concat_arrays(epoch),
-                pa.array(np.concatenate(ts), _TS),
-                pa.DictionaryArray.from_arrays(pa.array(np.concatenate(key)),
+                pa.DictionaryArray.from_arrays(pa.array(run), runs),
+                pa.array(rank),
+                step,
+                epoch,
+                pa.array(ts, _TS),
+                pa.DictionaryArray.from_arrays(pa.array(key),
                                                pa.array(list(self._key_ids), pa.string())),
-                pa.array(np.concatenate(value)),
+                pa.array(value),
             ],
             schema=_SCHEMAS["metrics"],
         )

@@ -63,8 +63,11 @@ class FrameBook:
         self._legacy = legacy or {}
         self._backfill = backfill
         self._ranges: dict[tuple[str, str], dict[str, list[int]]] = {}
+        self._top: dict[tuple[str, str], int] = {}  # per writer: the highest seq of any range
         for segment, run_id, writer, lo, hi in ranges:
             self._ranges.setdefault((run_id, writer), {})[segment] = [lo, hi]
+            if hi > self._top.get((run_id, writer), hi - 1):
+                self._top[(run_id, writer)] = hi
         self._stored = {segment for segs in self._ranges.values() for segment in segs}
         self._lookup = lookup
         self._exact: dict[str, dict[Key, int]] = {}  # segment -> keys from the store
@@ -77,8 +80,8 @@ class FrameBook:
         for entry in old or ():
             self._backfill(entry)
         segments = self._ranges.get((run_id, writer))
-        if not segments:
-            return None
+        if not segments or seq > self._top[(run_id, writer)]:
+            return None  # past every range (a writer's next frame): no segment to scan
         key = (seq, checksum)
         for segment, (lo, hi) in segments.items():
             if lo <= seq <= hi:
@@ -104,6 +107,8 @@ class FrameBook:
             r[0] = seq
         elif seq > r[1]:
             r[1] = seq
+        if seq > self._top.get((run_id, writer), seq - 1):
+            self._top[(run_id, writer)] = seq
         self._new.setdefault(segment, {})[(seq, checksum)] = offset
         self.rows.append((run_id, writer, seq, checksum, segment, offset))
         return r[0], r[1]

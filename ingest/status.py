@@ -117,34 +117,44 @@ class StatusBook:
         self.stale_after = stale_after
         self.writers: dict[tuple[str, str], WriterState] = {}
         self.runs: dict[str, RunState] = {}
+        self._by_run: dict[str, dict[str, WriterState]] = {}  # run_id -> writer -> state
         self._dirty: set[str] = set()
+        # runs :meth:`refresh` re-derives: touched since the last refresh, or with a writer
+        # not ended (its liveness depends on the clock); the others cannot change
+        self._pending: set[str] = set()
 
     # -- loading ---------------------------------------------------------------------
     def load(self, con, run_ids: set[str]) -> None:
         """Load the given runs, every run not yet ended and every run with a writer still
         ``running`` (its liveness is still to be decided), with their writers."""
-        con.execute("CREATE OR REPLACE TEMP TABLE _want (run_id VARCHAR)")
-        if run_ids:
-            con.executemany("INSERT INTO _want VALUES (?)", [[r] for r in run_ids])
-        where = (f"run_id IN (SELECT run_id FROM _want) OR run_id IN (SELECT run_id FROM runs "
-                 f"WHERE status NOT IN {TERMINAL}) OR run_id IN (SELECT run_id FROM writers "
-                 f"WHERE status = 'running')")
-        for row in con.execute(f"SELECT {_select(_R_FIELDS)} FROM runs WHERE {where}").fetchall():
+        # the wanted ids as one list parameter (one row per id cost ~0.3 ms each)
+        where = (f"run_id IN (SELECT unnest(?::VARCHAR[])) OR run_id IN (SELECT run_id FROM "
+                 f"runs WHERE status NOT IN {TERMINAL}) OR run_id IN (SELECT run_id FROM "
+                 f"writers WHERE status = 'running')")
+        want = [sorted(run_ids)]
+        for row in con.execute(f"SELECT {_select(_R_FIELDS)} FROM runs WHERE {where}",
+                               want).fetchall():
             state = RunState(*row)
             self.runs[state.run_id] = state
-        for row in con.execute(
-            f"SELECT {_select(_W_FIELDS)} FROM writers WHERE {where}"
-        ).fetchall():
+            self._pending.add(state.run_id)
+        for row in con.execute(f"SELECT {_select(_W_FIELDS)} FROM writers WHERE {where}",
+                               want).fetchall():
             state = WriterState(*row)
             state.dropped = json.loads(state.dropped) if state.dropped else {}
-            self.writers[(state.run_id, state.writer)] = state
+            self._add_writer(state)
+
+    def _add_writer(self, w: WriterState) -> WriterState:
+        self.writers[(w.run_id, w.writer)] = w
+        self._by_run.setdefault(w.run_id, {})[w.writer] = w
+        self._pending.add(w.run_id)
+        return w
 
     # -- updating --------------------------------------------------------------------
     def observe(self, project: str, run_id: str, writer: str, summary: FrameSummary) -> None:
         """Apply one frame's liveness, progress and control events to its writer and run."""
         w = self.writers.get((run_id, writer))
         if w is None:
-            w = self.writers[(run_id, writer)] = WriterState(run_id, writer)
+            w = self._add_writer(WriterState(run_id, writer))
         if run_id not in self.runs:
             self.runs[run_id] = RunState(run_id, project)
         w.events += summary.events
@@ -168,6 +178,7 @@ class StatusBook:
             elif cls is E.RunEnd:
                 self._run_end(w, ev)
         self._dirty.add(run_id)
+        self._pending.add(run_id)
 
     def _run_start(self, w: WriterState, ev: E.RunStart) -> None:
         w.rank, w.attempt = ev.rank, ev.attempt
@@ -204,7 +215,7 @@ class StatusBook:
             run.summary = _json(ev.summary)
 
     def _writers_of(self, run_id: str) -> list[WriterState]:
-        return [w for (r, _), w in self.writers.items() if r == run_id]
+        return list(self._by_run.get(run_id, {}).values())
 
     # -- status ----------------------------------------------------------------------
     def _stale_limit_us(self, w: WriterState) -> int:
@@ -229,20 +240,31 @@ class StatusBook:
         return "running"
 
     def refresh(self, now_us: int | None = None) -> None:
-        """Recompute every loaded run's fields and status; mark the runs that changed."""
+        """Recompute the fields and status of every loaded run that can have changed (touched
+        since the last refresh, or with a writer not ended); mark the runs that changed.
+
+        A run whose writers have all ended and that saw no new event derives the same
+        fields again, so it is skipped: a pass over many finished runs costs nothing per
+        run and chunk.
+        """
         now_us = now_us if now_us is not None else time.time_ns() // 1000
-        by_run: dict[str, list[WriterState]] = {}
-        for (run_id, _), w in self.writers.items():
-            by_run.setdefault(run_id, []).append(w)
-        for run_id, run in self.runs.items():
-            writers = by_run.get(run_id, [])
+        pending, self._pending = self._pending, set()
+        for run_id in pending:
+            run = self.runs.get(run_id)
+            if run is None:
+                continue
+            writers = self._writers_of(run_id)
             before = (run.status, run.ended_at, [w.status for w in writers])
+            live = False
             for w in writers:
                 if not w.ended():
                     w.status = self.writer_status(w, writers, now_us)
+                    live = True
             self._derive(run, writers)
             if (run.status, run.ended_at, [w.status for w in writers]) != before:
                 self._dirty.add(run_id)
+            if live:
+                self._pending.add(run_id)  # liveness is decided again at the next refresh
 
     def _derive(self, run: RunState, writers: list[WriterState]) -> None:
         if not writers:
@@ -281,8 +303,9 @@ class StatusBook:
         if not self._dirty:
             return None, None
         dirty, self._dirty = self._dirty, set()
-        runs = [self.runs[r] for r in sorted(dirty)]
-        writers = [w for (r, _), w in sorted(self.writers.items()) if r in dirty]
+        order = sorted(dirty)
+        runs = [self.runs[r] for r in order]
+        writers = [w for r in order for _, w in sorted(self._by_run.get(r, {}).items())]
         return _table(runs, "runs"), _table(writers, "writers")
 
     def statuses(self) -> dict[str, str]:
