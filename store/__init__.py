@@ -149,14 +149,10 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, db: _Where | StoreLocation,
 
         return duck.attach_read_only(con, location.path, alias, retry_s=retry_s)
     lake = _lake()
-    attach_views = getattr(lake, "attach_views", None)
-    if attach_views is None:
-        raise _StoreError(f"the SQL console cannot read the lake {location.path} yet: use "
-                          f"runlake.connect() or the other commands")
     name = '"' + alias.replace('"', '""') + '"'
     con.execute(f"ATTACH ':memory:' AS {name}")
     con.execute(f"USE {name}")
-    attach_views(con, location)
+    lake.attach_views(con, location)  # sandboxed: readable after external access is off
     return location.path
 
 

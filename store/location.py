@@ -16,7 +16,9 @@ A root whose choices disagree is refused with a :class:`StoreError` naming both 
 what to run, never guessed: both stores exist and nothing says which, or rule 1 or 2 names
 a kind that the root's setting contradicts (``runlake ingest --lake`` converts instead of
 asking, see :mod:`runlake.store.convert`). An explicit ``db`` (``--db PATH``) is the store
-itself: a ``.duckdb`` file, or a lake folder (a directory with ``_runlake/`` inside).
+itself: a ``.duckdb`` file, or a lake folder (a directory with ``_runlake/`` inside); one
+not made yet is a lake when the flag or ``$RUNLAKE_STORE`` says so or it is named
+``runlake-lake`` (and does not end in ``.duckdb``), else a DuckDB file.
 """
 
 from __future__ import annotations
@@ -103,9 +105,12 @@ def _given(path: Path, root: Path | None, kind: Kind | None) -> StoreLocation:
         found: Kind = "lake"
     elif path.exists():
         found = "duckdb"
-    else:  # a store to create: the flag, else the environment, else the file's ending
-        env = _env_kind()
-        found = kind or ("duckdb" if path.suffix == ".duckdb" else env or "duckdb")
+    elif kind is not None:  # a store to create: the flag says which,
+        found = kind
+    elif path.suffix == ".duckdb":  # else the file's ending,
+        found = "duckdb"
+    else:  # else the environment, else a root's lake folder by its name
+        found = _env_kind() or ("lake" if path.name == LAKE_DIR else "duckdb")
     if kind is not None and kind != found:
         raise StoreError(f"--{kind} was given but {path} is a "
                          f"{'lake folder' if found == 'lake' else 'DuckDB file'}: drop "
