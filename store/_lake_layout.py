@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,9 @@ class LakeFiles:
     def names(self) -> list[str]:
         return [*TABLES, COMMITS]
 
-    def check_format(self) -> None:
-        """Refuse a lake written by a newer runlake, or a damaged ``lake.json``."""
+    def check_format(self) -> str | None:
+        """Refuse a lake written by a newer runlake, or a damaged ``lake.json``; returns the
+        lake's id (a new one whenever the lake is made again, e.g. rebuilt)."""
         try:
             info = json.loads(self.info.read_text())
             fmt = int(info["format"])
@@ -99,7 +101,7 @@ class LakeFiles:
             if self.meta.is_dir() and any(self.table(n).is_dir() for n in self.names()):
                 raise StoreError(f"the lake {self.path} has no {self.info}: it was not made by "
                                  f"runlake, or that file was removed; {_REBUILD}") from None
-            return
+            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read {self.info} ({exc}): the lake's format record is "
                              f"damaged; {_REBUILD}") from None
@@ -107,6 +109,7 @@ class LakeFiles:
             raise StoreError(f"the lake {self.path} was written by a newer runlake (lake "
                              f"format {fmt}; this runlake reads format {FORMAT}): upgrade "
                              f"runlake (pip install -U runlake)")
+        return str(info.get("id", "")) or None
 
     def write_format(self) -> None:
         if self.info.exists():
@@ -115,7 +118,7 @@ class LakeFiles:
 
         self.meta.mkdir(parents=True, exist_ok=True)
         tmp = self.info.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, "created_by": f"runlake {__version__}",
+        tmp.write_text(json.dumps({"format": FORMAT, "id": uuid.uuid4().hex, "created_by": f"runlake {__version__}",
                                    "created_at": time.time()}) + "\n")
         os.replace(tmp, self.info)
 

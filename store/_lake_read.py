@@ -61,15 +61,19 @@ _CACHE: dict[str, DeltaTable] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _table(path: Path) -> DeltaTable:
-    """The table at ``path`` brought up to date; loaded once per process (a reader in a
-    loop, the dashboard, only reads the log's new commits). Call under ``_CACHE_LOCK``.
-    Keyed by the log folder's inode too: a lake swapped in by ``ingest --rebuild`` under
-    the same path is another table, not newer commits of the cached one."""
+def _table(path: Path, lake_id: str | None) -> DeltaTable:
+    """The table at ``path`` brought up to date; loaded once per process and lake (a reader
+    in a loop, the dashboard, only reads the log's new commits). Call under ``_CACHE_LOCK``.
+    Keyed by the lake's id (``lake.json``, new whenever a lake is made, e.g. by ``ingest
+    --rebuild``) and the log folder's inode: a lake made again under the same path is
+    another table, never newer commits of the cached one."""
     try:
-        key = f"{path}@{os.stat(path / '_delta_log').st_ino}"
+        ino = os.stat(path / "_delta_log").st_ino
     except OSError:
-        key = str(path)
+        return open_table(path)
+    if lake_id is None:
+        return open_table(path)
+    key = f"{path}\0{lake_id}\0{ino}"
     dt = _CACHE.get(key)
     if dt is None:
         dt = _CACHE[key] = open_table(path)
@@ -94,11 +98,11 @@ def _chunks_of(path: Path, files: list[str]) -> dict[str, int]:
     return {a: int(c) for a, c in zip(top["app"], top["chunk_max"])}
 
 
-def committed_chunks(lake: LakeFiles) -> tuple[dict[str, int], int]:
+def committed_chunks(lake: LakeFiles, lake_id: str | None = None) -> tuple[dict[str, int], int]:
     """``{app: last complete chunk}`` and the ``_commits`` version they were read at."""
     path = lake.table(COMMITS)
     with _CACHE_LOCK:
-        dt = _table(path)
+        dt = _table(path, lake_id)
         files, version = dt.file_uris(), dt.version()
     return _chunks_of(path, files), version
 
@@ -153,18 +157,18 @@ def read_snapshot(location_path: Path, *, lease: bool = True) -> Snapshot:
     if not lake.meta.is_dir():
         raise StoreError(f"no lake at {lake.path} (no {lake.meta}): run `runlake ingest "
                          f"--lake` first")
-    lake.check_format()
+    lake_id = lake.check_format()
     lake.check_folders()
     missing: str | None = None
     for _ in range(_ATTEMPTS):
-        chunks, _v = committed_chunks(lake)
+        chunks, _v = committed_chunks(lake, lake_id)
         snap = Snapshot(lake.path, chunks)
         with _CACHE_LOCK:
             for name in TABLES:
-                dt = _table(lake.table(name))
+                dt = _table(lake.table(name), lake_id)
                 snap.versions[name] = dt.version()
                 snap.files[name] = dt.file_uris()
-        after, _v = committed_chunks(lake)
+        after, _v = committed_chunks(lake, lake_id)
         if any(after.get(a, 0) - c >= KEEP_CHUNKS - 1 for a, c in chunks.items()):
             continue
         if lease:
@@ -203,6 +207,13 @@ def _empty(name: str) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def _typed_empty(name: str) -> str:
+    """No row, every stored column typed as on disk (JSON is text there)."""
+    cols = [f"CAST(NULL AS {'VARCHAR' if c.duck == 'JSON' else c.duck}) AS {_q(c.name)}"
+            for c in TABLES[name].columns]
+    return f"SELECT {', '.join(cols)}, NULL::VARCHAR AS _app, NULL::BIGINT AS _chunk WHERE false"
+
+
 def _visible(snap: Snapshot) -> str:
     if not snap.chunks:
         return "false"
@@ -238,8 +249,9 @@ def create_views(con: duckdb.DuckDBPyConnection, snap: Snapshot, *, sandboxed: b
             reg = f"_runlake_lake_{name}"
             con.register(reg, ds.dataset(files, schema=delta_schema(name), format="parquet"))
             source = _q(reg)
-        elif files:
-            source = f"read_parquet([{', '.join(_lit(f) for f in files)}], union_by_name=true)"
+        elif files:  # BY NAME with a typed empty row: files older than a column read NULL
+            source = (f"(SELECT * FROM read_parquet([{', '.join(_lit(f) for f in files)}], "
+                      f"union_by_name=true) UNION ALL BY NAME {_typed_empty(name)})")
         con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {view_sql(name, snap, source)}")
     for name, (_doc, select) in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {select}")

@@ -133,6 +133,7 @@ class LakeBackend:
         self.app = app
         self.files = LakeFiles(_path(location))
         self._tables: dict[str, DeltaTable] = {}
+        self._lake_id: str | None = None
         self._next = 1  # the next chunk number
         self._committed = 0  # C(app)
         self._dirty = True  # orphan appends may exist: recover before writing
@@ -142,13 +143,16 @@ class LakeBackend:
         """Create the lake and its tables if missing, refuse a newer or damaged one, and
         delete the appends of a chunk an earlier process left half written."""
         lake = self.files
-        lake.check_format()
+        lake_id = lake.check_format()
+        if self._tables and lake_id == self._lake_id:  # a watch's next pass: tables loaded
+            self._recover()
+            return
         lake.path.mkdir(parents=True, exist_ok=True)
         lake.check_folders()
         lake.write_format()
         lake.clean_temp_commits()
-        for name in lake.names():
-            self._tables[name] = self._open_or_create(name)
+        self._tables = {name: self._open_or_create(name) for name in lake.names()}
+        self._lake_id = lake.check_format()
         self._recover()
 
     def _open_or_create(self, name: str) -> DeltaTable:
@@ -167,8 +171,11 @@ class LakeBackend:
         return dt
 
     def _recover(self) -> None:
-        for dt in self._tables.values():
-            dt.update_incremental()
+        for name, dt in self._tables.items():
+            try:
+                dt.update_incremental()
+            except (DeltaError, OSError) as exc:
+                raise table_error(self.files.table(name), exc) from exc
         committed = self._tables[COMMITS].transaction_version(self.app) or 0
         top = committed
         for name, dt in self._tables.items():

@@ -130,3 +130,20 @@ def test_sql_console_sandbox_reads_views_after_external_access_is_off(root):
         con.execute(f"SELECT * FROM read_parquet('{files}')").fetchall()
     with pytest.raises(duckdb.Error):
         con.execute(f"COPY (SELECT 1) TO '{root / 'runlake-lake' / 'x.csv'}'")
+
+
+def test_lake_made_again_at_the_same_path_is_read_afresh(tmp_path):
+    """A process that read a lake, then finds it removed and made again under the same path
+    (as a rebuild does), reads the new lake, not its cached log of the old one."""
+    import shutil
+
+    root = tmp_path / "root"
+    u.write_segments(root, runs=2, steps=100)
+    u.ingest_lake(root, chunk_points=50)
+    assert connect(u.lake_location(root)).execute("SELECT count(*) FROM runs").fetchone() == (2,)
+    shutil.rmtree(root / "runlake-lake")
+    shutil.rmtree(root / "proj" / "run-01")
+    u.ingest_lake(root, chunk_points=400)
+    con = connect(u.lake_location(root))
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM metrics").fetchone() == (500,)
