@@ -147,3 +147,24 @@ def test_lake_made_again_at_the_same_path_is_read_afresh(tmp_path):
     con = connect(u.lake_location(root))
     assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
     assert con.execute("SELECT count(*) FROM metrics").fetchone() == (500,)
+
+
+def test_polars_and_pyarrow_read_the_same_rows_as_the_views(root):
+    """Other Delta readers (polars scan_delta, deltalake's pyarrow dataset) read the tables
+    directly; filtered to complete chunks (docs/lake.md) they hold the views' rows."""
+    import polars as pl
+    from deltalake import DeltaTable
+
+    u.ingest_lake(root, chunk_points=300)
+    lake = root / "runlake-lake"
+    done = pl.scan_delta(str(lake / "_commits")).group_by("app").agg(pl.col("chunk").max())
+    metrics = (pl.scan_delta(str(lake / "metrics"))
+               .join(done, left_on="_app", right_on="app", suffix="_done")
+               .filter(pl.col("_chunk") <= pl.col("chunk")).drop("_app", "_chunk", "chunk")
+               .collect())
+    con = connect(u.lake_location(root))
+    view = con.sql("SELECT * FROM metrics").pl()
+    key = ["run_id", "key", "step"]
+    assert metrics.sort(key).equals(view.sort(key))
+    dataset = DeltaTable(str(lake / "metrics")).to_pyarrow_dataset()
+    assert dataset.count_rows() == view.height
