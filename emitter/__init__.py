@@ -7,5 +7,6 @@ torch is used only when already imported by the training code.
 from runlake.emitter.initializer import init
 from runlake.emitter.run import Run
 from runlake.emitter.sink import FileSink, MemorySink
+from runlake.emitter.wiring import LogFn
 
-__all__ = ["FileSink", "MemorySink", "Run", "init"]
+__all__ = ["FileSink", "LogFn", "MemorySink", "Run", "init"]

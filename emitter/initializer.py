@@ -16,20 +16,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from runlake.emitter import lifecycle
-from runlake.emitter.checks import OnlineChecks
-from runlake.emitter.console import Progress, console_interval
+from runlake.emitter.console import console_interval
 from runlake.emitter.environment import git_info, host_info, new_run_id, ranks, run_id_from_env
-from runlake.emitter.periodic import heartbeat_task, snapshot, system_task
+from runlake.emitter.jsonable import jsonable
 from runlake.emitter.resume import ResumePoint, find_latest_run, resume_point
-from runlake.emitter.run import FLUSH_AT, Run
+from runlake.emitter.run import Run
 from runlake.emitter.sink import FSYNC_POLICIES, FileSink, active_capture
 from runlake.emitter.system import SystemSampler
-from runlake.emitter.jsonable import jsonable
 from runlake.emitter.values import describe, truncate, user_stacklevel
-from runlake.emitter.writer import Periodic, Writer
+from runlake.emitter.wiring import WriterSetup
 from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning, RunNotFoundError
-from runlake.schemas.events import RunStart
 from runlake.schemas.segments import check_name, new_writer_id, resolve_root
 
 __all__ = ["init"]
@@ -209,60 +205,36 @@ def init(
         raise ConfigError(f"name must be a one-line string of 1-256 characters, got {name!r}")
 
     writer_id = new_writer_id(r.rank, point.attempt)
-    run = Run(run_id=run_id, name=name, project=project, root=root_path, writer=writer_id,
-              rank=r.rank, world_size=r.world_size, attempt=point.attempt,
-              start_step=point.start_step, total_steps=total_steps, strict=strict)
+    run_dir = root_path / project / run_id
     if on_disk:
-        sink = FileSink(run.dir / writer_id, root=root_path, fsync=fsync,
+        sink = FileSink(run_dir / writer_id, root=root_path, fsync=fsync,
                         rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds)
         try:
             sink.open()
         except OSError as exc:
             raise RootError(
-                f"cannot create segment in {run.dir / writer_id}: {exc.strerror or exc}") from None
+                f"cannot create segment in {run_dir / writer_id}: {exc.strerror or exc}") from None
+    mirror = None
+    if tensorboard is not False:
+        from runlake.emitter.integrations.tensorboard import TensorBoardMirror
 
-    start = RunStart(
-        *run._envelope(), project=project, name=name, group=None if group is None else str(group),
+        logdir = root_path / "tensorboard" / project if tensorboard is True else Path(tensorboard)
+        mirror = TensorBoardMirror(logdir, f"{_SAFE.sub('_', name)}-{run_id}", r.rank)
+    setup = WriterSetup(
+        sink=sink, flush_interval=flush_interval, online_checks=online_checks,
+        heartbeat_interval=heartbeat_interval,
+        sampler=SystemSampler() if system_interval else None, system_interval=system_interval,
+        console_interval=console_interval(console), mirror=mirror,
+        capture_logging=capture_logging,
+    )
+    start = dict(
+        project=project, name=name, group=None if group is None else str(group),
         config=config_json, tags=tags, git=git_info(), host=host_info(),
         argv=[truncate(a, 4096) for a in sys.argv], world_size=r.world_size,
         local_rank=r.local_rank, attempt=point.attempt, resumed_from=point.resumed_from,
         start_step=point.start_step, total_steps=total_steps, heartbeat_s=heartbeat_interval,
     )
-    run._buf.append(start)
-
-    checks = None
-    if online_checks:
-        checks = OnlineChecks(run._make_alert, run._emit_many, run._warn)
-        run._checks = checks
-    periodic = [Periodic("heartbeat", heartbeat_interval, heartbeat_task(run, heartbeat_interval))]
-    if system_interval:
-        periodic.append(Periodic("system", system_interval, system_task(run, SystemSampler())))
-    interval = console_interval(console)
-    if interval is not None:
-        progress = Progress(lambda: snapshot(run))
-        periodic.append(Periodic("console", interval, lambda now: progress.print()))
-    writer = Writer(run._buf, sink, flush_interval=flush_interval,
-                    on_failure=run._writer_failure,
-                    review=checks.review if checks is not None else None, periodic=periodic,
-                    name=f"runlake-writer-{run_id}")
-
-    if tensorboard is not False:
-        from runlake.emitter.integrations.tensorboard import TensorBoardMirror
-
-        logdir = root_path / "tensorboard" / project if tensorboard is True else Path(tensorboard)
-        writer.mirror = TensorBoardMirror(logdir, f"{_SAFE.sub('_', name)}-{run_id}", r.rank)
-
-    def swapped() -> None:
-        run._pressure_at = FLUSH_AT
-
-    writer.on_swap = swapped
-    run._writer = writer
-    writer.start()
-    writer.wake.set()  # write run_start now: the run is visible to ingest right away
-    lifecycle.register(run)
-    if capture_logging:
-        from runlake.emitter.integrations.logging import RunlakeHandler
-
-        run._handler = RunlakeHandler(run, current_only=True).attach()
-    return run
-
+    return Run(run_id=run_id, name=name, project=project, root=root_path, writer=writer_id,
+               rank=r.rank, world_size=r.world_size, attempt=point.attempt,
+               start_step=point.start_step, total_steps=total_steps, strict=strict,
+               setup=setup, start=start)

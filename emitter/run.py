@@ -18,6 +18,12 @@ of the event kept (:mod:`records`). ``step=None`` is one past the *highest* step
 
 Every other event kind goes through :meth:`Run._emit`, which also enforces the buffer cap
 (beyond it events are dropped and counted, never allowed to eat the machine's memory).
+
+Wiring: a ``Run`` is given everything it writes through at construction (a
+:class:`WriterSetup`: the sink, the online checks, the periodic tasks, the console block, a
+mirror, the logging bridge) and builds its writer thread from it; no other module sets its
+private attributes. ``Run.log`` is typed by the :class:`LogFn` protocol, so type checkers
+see its signature while it stays a closure (a Protocol costs nothing at run time).
 """
 
 from __future__ import annotations
@@ -32,8 +38,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from runlake.emitter import lifecycle, records
+from runlake.emitter.checks import OnlineChecks
+from runlake.emitter.console import Progress
 from runlake.emitter.jsonable import jsonable
+from runlake.emitter.periodic import HeartbeatTask, SystemTask
 from runlake.emitter.values import coerce_metrics, describe, safe_str, truncate, user_stacklevel
+from runlake.emitter.wiring import LogFn, WriterSetup
+from runlake.emitter.writer import Periodic, Writer
 from runlake.schemas.errors import EventValueError, RunlakeError, RunlakeWarning, RunStateError
 from runlake.schemas.events import (
     Alert,
@@ -43,6 +54,7 @@ from runlake.schemas.events import (
     Event,
     Metrics,
     RunEnd,
+    RunStart,
     Sample,
 )
 
@@ -71,7 +83,13 @@ class Run:
         step: the highest step logged (``start_step - 1`` before the first ``log``);
             ``log()`` without a step records ``step + 1``.
         dropped: events or values dropped so far, by cause.
+
+    Constructing one starts it: ``start`` (the ``run_start`` fields) is its first event,
+    the writer thread starts, the run becomes the current one and, with
+    ``setup.capture_logging``, Python logging is forwarded to it.
     """
+
+    log: LogFn
 
     def __init__(
         self,
@@ -87,6 +105,8 @@ class Run:
         start_step: int,
         total_steps: int | None,
         strict: bool,
+        setup: WriterSetup,
+        start: Mapping[str, Any],
     ) -> None:
         self.id, self.name, self.project = run_id, name, project
         self.root = root
@@ -107,13 +127,37 @@ class Run:
         self._warned: set[str] = set()
         self._end_lock = threading.Lock()
         self._ended = False
-        self._writer = None  # set by init() once the sink is ready
-        self._handler = None
         self._items = 0
         self._augmented = 0
-        self._system_latest: dict[str, float] = {}
-        self._checks = None
+        self._checks = (OnlineChecks(self._make_alert, self._emit_many, self._warn)
+                        if setup.online_checks else None)
+        self._heartbeat = HeartbeatTask(self, setup.heartbeat_interval, self._envelope,
+                                        self._default_step)
+        periodic = [Periodic("heartbeat", setup.heartbeat_interval, self._heartbeat)]
+        self._system = None
+        if setup.sampler is not None:
+            self._system = SystemTask(setup.sampler, self._envelope, self._default_step)
+            periodic.append(Periodic("system", setup.system_interval, self._system))
+        if setup.console_interval is not None:
+            block = Progress(self.progress)
+            periodic.append(Periodic("console", setup.console_interval, lambda now: block.print()))
+        self._writer: Writer | None = Writer(
+            self._buf, setup.sink, flush_interval=setup.flush_interval,
+            on_failure=self._writer_failure,
+            review=self._checks.review if self._checks is not None else None,
+            periodic=periodic, name=f"runlake-writer-{run_id}")
+        self._writer.mirror = setup.mirror
+        self._writer.on_swap = self._swapped
         self.log = self._make_log()
+        self._buf.append(RunStart(*self._envelope(), **start))
+        self._writer.start()
+        self._writer.wake.set()  # write run_start now: the run is visible to ingest right away
+        lifecycle.register(self)
+        self._handler = None
+        if setup.capture_logging:
+            from runlake.emitter.integrations.logging import RunlakeHandler
+
+            self._handler = RunlakeHandler(self, current_only=True).attach()
 
     # -- hot path ----------------------------------------------------------------------------
     def _make_log(self) -> Callable[..., None]:
@@ -179,6 +223,22 @@ class Run:
         if self._writer is not None:
             self._writer.wake.set()
         return False
+
+    def _swapped(self) -> None:
+        """The writer took the buffer: the next wake-up is one ``FLUSH_AT`` away again."""
+        self._pressure_at = FLUSH_AT
+
+    def progress(self) -> dict[str, Any]:
+        """The counters the console progress block shows (read on the writer thread)."""
+        losses = {}
+        if self._checks is not None:
+            losses = {k: v for k, v in self._checks.latest.items() if "loss" in k.lower()}
+        return {"run_id": self.id, "step": self.step, "epoch": self.epoch,
+                "total_steps": self.total_steps, "items": self._items,
+                "augmented": self._augmented, "losses": losses,
+                "system": self._system.latest if self._system is not None else {},
+                "steps_per_s": self._heartbeat.rate, "eta_s": self._heartbeat.eta,
+                "dropped": self.dropped}
 
     # -- shared plumbing ---------------------------------------------------------------------
     def _envelope(self) -> tuple:
