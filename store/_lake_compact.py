@@ -31,7 +31,7 @@ from deltalake.exceptions import DeltaError
 
 from runlake.schemas.errors import StoreError
 from runlake.store._lake_layout import (
-    COMMITS, WRITER, LakeFiles, delta_schema, kill_point, sort_indices, table_error,
+    COMMITS, LakeFiles, delta_schema, kill_point, sort_indices, table_error, writer,
 )
 from runlake.store._lake_read import KEEP_CHUNKS, live_leases
 from runlake.store.spec import TABLES
@@ -99,7 +99,7 @@ def _compact_events(dt: DeltaTable, name: str, min_files: int) -> int:
                                 promote_options="default")
         data = _sorted(data, sort)
         app_q = app.replace("'", "''")
-        write_deltalake(dt, data, mode="overwrite", writer_properties=WRITER,
+        write_deltalake(dt, data, mode="overwrite", writer_properties=writer(name),
                         predicate=f"{app_col} = '{app_q}' AND {chunk_col} >= {lo} "
                                   f"AND {chunk_col} <= {hi}",
                         target_file_size=TARGET_BYTES * 2)
@@ -126,7 +126,7 @@ def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int]) -> int:
     finally:
         con.close()
     data = _sorted(data.cast(delta_schema(name)), t.sort)
-    write_deltalake(dt, data, mode="overwrite", writer_properties=WRITER,
+    write_deltalake(dt, data, mode="overwrite", writer_properties=writer(name),
                     target_file_size=TARGET_BYTES * 2)
     return len(files)
 
@@ -172,7 +172,7 @@ def compact_lake(lake: LakeFiles, tables: dict[str, DeltaTable], chunks: dict[st
             if not force and small_files(dt) <= DUE_FILES:
                 rewritten = 0
             elif name == "anomalies":
-                rewritten = int(dt.optimize.compact(writer_properties=WRITER)
+                rewritten = int(dt.optimize.compact(writer_properties=writer(name))
                                 .get("numFilesRemoved", 0))
             elif name in TABLES and TABLES[name].kind == "state":
                 rewritten = _compact_state(dt, name, chunks)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, WriterProperties
+from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from runlake.schemas.errors import StoreError
@@ -26,7 +26,7 @@ from runlake.store.spec import TABLES, Table, arrow_schema
 
 __all__ = [
     "APP", "COMMITS", "FORMAT", "KILL_ENV", "META", "LakeFiles", "WRITER", "check_table_schema",
-    "commits_schema", "delta_schema", "kill_point", "open_table", "sort_indices",
+    "commits_schema", "delta_schema", "kill_point", "open_table", "sort_indices", "writer",
 ]
 
 FORMAT = 1
@@ -46,6 +46,24 @@ KILL_ENV = "RUNLAKE_LAKE_KILL_AT"
 """Test hook: ``<point>`` or ``<point>@<n>`` (the n-th time) SIGKILLs this process there."""
 
 WRITER = WriterProperties(compression="ZSTD")
+"""For tables without a spec (``_commits``)."""
+_DELTA = ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
+_SPLIT = ColumnProperties(dictionary_enabled=False, encoding="BYTE_STREAM_SPLIT")
+_WRITERS: dict[str, WriterProperties] = {}
+
+
+def writer(name: str) -> WriterProperties:
+    """zstd, with integers and timestamps delta-encoded (sorted steps and times cost ~0
+    bytes: 2.1 B/point with dictionaries) and doubles byte-stream-split (~12% smaller)."""
+    if name not in TABLES:
+        return WRITER
+    if name not in _WRITERS:
+        props = {c.name: _DELTA for c in TABLES[name].columns
+                 if c.duck in ("BIGINT", "INTEGER", "TIMESTAMP")}
+        props.update({c.name: _SPLIT for c in TABLES[name].columns if c.duck == "DOUBLE"})
+        props["_chunk"] = _DELTA
+        _WRITERS[name] = WriterProperties(compression="ZSTD", column_properties=props)
+    return _WRITERS[name]
 _REBUILD = "run `runlake ingest --rebuild` (the lake is rebuilt from the segments, which hold " \
            "every point)"
 _STALE_TMP_S = 600.0

@@ -70,8 +70,8 @@ from deltalake.exceptions import DeltaError
 from runlake.schemas.errors import StoreError
 from runlake.store._lake_compact import compact_lake, due
 from runlake.store._lake_layout import (
-    APP, COMMITS, WRITER, LakeFiles, check_table_schema, commits_schema, delta_config,
-    delta_schema, kill_point, open_table, sort_indices, table_error,
+    APP, COMMITS, LakeFiles, check_table_schema, commits_schema, delta_config,
+    delta_schema, kill_point, open_table, sort_indices, table_error, writer,
 )
 from runlake.store._lake_read import (
     bind_release, committed_chunks, create_views, read_snapshot,
@@ -220,7 +220,7 @@ class LakeBackend:
             for name, tbl in out.items():
                 kill_point(f"before:{name}")
                 write_deltalake(self._tables[name], _stamped(name, tbl, self.app, n),
-                                mode="append", writer_properties=WRITER,
+                                mode="append", writer_properties=writer(name),
                                 commit_properties=txn)
                 rows += tbl.num_rows
                 kill_point(f"after:{name}")
@@ -312,6 +312,6 @@ def write_anomalies(location: Any, run_ids: list[str] | None, table: Any) -> Non
     dt = open_table(path)
     try:
         write_deltalake(dt, data, mode="overwrite", predicate=predicate,
-                        writer_properties=WRITER)
+                        writer_properties=writer("anomalies"))
     except DeltaError as exc:
         raise table_error(path, exc) from exc
