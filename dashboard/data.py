@@ -33,7 +33,7 @@ import streamlit as st
 from runlake.analysis._common import frame, rows
 from runlake.analysis.logs import query_logs
 from runlake.schemas.metric_keys import is_system_key
-from runlake.store import locate, read_store
+from runlake.store import locate, read_store, signature
 
 __all__ = [
     "MISSING_STORE",
@@ -88,19 +88,10 @@ _last: dict[str, tuple[tuple, tuple]] = {}  # db -> (file signature, data token)
 
 
 def file_signature(db: str | Path) -> tuple:
-    """``(size, mtime_ns)`` of the store file and its write-ahead log; cheap (two stats).
-
-    Every commit touches one of the two files, so an unchanged signature means no new data.
-    """
-    sig: list[Any] = []
-    for path in (str(db), f"{db}.wal"):
-        try:
-            st_ = os.stat(path)
-        except FileNotFoundError:
-            sig.append(None)
-        else:
-            sig.append((st_.st_size, st_.st_mtime_ns))
-    return tuple(sig)
+    """``(size, mtime_ns)`` of what every commit touches (:func:`runlake.store.signature`:
+    a DuckDB file and its write-ahead log, or a lake's commit logs); a few stats, so an
+    unchanged signature means no new data at almost no cost."""
+    return signature(db)
 
 
 def change_token(db: str | Path) -> tuple:

@@ -42,6 +42,7 @@ __all__ = [
     "migrate",
     "open_backend",
     "read_store",
+    "signature",
     "snapshot",
 ]
 
@@ -154,6 +155,33 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, db: _Where | StoreLocation,
     con.execute(f"USE {name}")
     lake.attach_views(con, location)  # sandboxed: readable after external access is off
     return location.path
+
+
+def signature(db: _Where | StoreLocation = None, *, root: _Where = None) -> tuple:
+    """A cheap value (a few ``stat`` calls, nothing opened) that changes whenever data is
+    committed to the store, for pollers such as the dashboard: ``(size, mtime_ns)`` (None
+    where missing) of a DuckDB file and its write-ahead log, or of the lake's commit log
+    and its anomalies' log (a lake makes data visible by its ``_commits`` row, written last
+    per chunk; ``detect`` replaces anomalies without one). The first item is None when
+    there is no store."""
+    import os
+
+    location = db if isinstance(db, StoreLocation) else locate(root, db)
+    if location.kind == "duckdb":
+        paths = [location.path, _Path(f"{location.path}.wal")]
+    else:
+        from runlake.store._lake_layout import COMMITS
+
+        paths = [location.path / name / "_delta_log" for name in (COMMITS, "anomalies")]
+    sig: list = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            sig.append(None)
+        else:
+            sig.append((st.st_size, st.st_mtime_ns))
+    return tuple(sig)
 
 
 def open_backend(location: StoreLocation) -> Backend:

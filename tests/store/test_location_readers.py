@@ -85,3 +85,26 @@ def test_a_root_whose_stores_disagree_is_one_line_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, err
         assert str(tmp_path / "runlake.duckdb") in err and str(tmp_path / LAKE_DIR) in err
+
+
+def test_the_dashboard_token_moves_with_lake_commits(tmp_path):
+    """On a lake the dashboard's cheap signature changes when ingest commits new data and
+    when detect replaces anomalies (and not otherwise), so its caches refresh."""
+    pytest.importorskip("streamlit")
+    from runlake.analysis.anomalies import detect
+    from runlake.dashboard import data
+
+    write_segments(tmp_path, runs=1, steps=30, keys=2, garbage=False, prefix="a")
+    ingest_lake(tmp_path)
+    lake = tmp_path / LAKE_DIR
+    first = data.change_token(lake)
+    sig = data.file_signature(lake)
+    assert data.file_signature(lake) == sig and data.change_token(lake) == first
+    write_segments(tmp_path, runs=1, steps=30, keys=2, garbage=False, prefix="b")
+    ingest_lake(tmp_path)
+    assert data.file_signature(lake) != sig
+    second = data.change_token(lake)
+    assert second != first
+    sig = data.file_signature(lake)
+    detect(lake)
+    assert data.file_signature(lake) != sig
