@@ -87,12 +87,10 @@ def _offences(path: Path, root: Path = REPO) -> list[str]:
     found = []
     for node in ast.walk(tree):
         elements = None
-        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):  # Literal[...]'s slice too
             elements = node.elts
         elif isinstance(node, ast.Dict):
             elements = [k for k in node.keys if k is not None]
-        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Tuple):
-            elements = node.slice.elts  # Literal["info", ...]
         if elements is not None:
             hits = {e.value for e in elements if isinstance(e, ast.Constant) and e.value in names}
             if len(hits) >= 2:
