@@ -4,6 +4,7 @@ One command (from the repository root):
 
     .venv/bin/python bench/bench_ingest.py            # 20 runs x 50k steps x 10 keys = 10M points
     .venv/bin/python bench/bench_ingest.py --quick    # 2M points
+    .venv/bin/python bench/bench_ingest.py --many     # 1,000 runs x 1,000 steps x 10 keys
 
 Generates segments with the real framing (event structs -> the emitter's encode_batch, which
 packs a flush's metrics into one metrics_block line -> one zstd frame with checksum per
@@ -15,6 +16,11 @@ of the segments, and DuckDB loading the same rows from an equivalent Parquet fil
 measures freshness:
 a live writer flushing one frame per second while ``watch()`` runs; the delay from the
 flush to the row being visible to a read-only query.
+
+``--many`` measures the per-segment overhead instead: 1,000 short runs written as the
+emitter writes them (one sealed segment each, a frame per 100 steps, run_start, heartbeat,
+run_end) against the same points in 10 long runs, passes interleaved (median of --repeat,
+wall and CPU seconds), then a pass with nothing new over the 1,000 runs.
 """
 
 from __future__ import annotations
@@ -81,6 +87,59 @@ def generate(root: Path, runs: int, steps: int, keys: int, seed: int = 0,
     return runs * steps * keys
 
 
+def generate_many(root: Path, runs: int, steps: int, keys: int, seed: int = 0,
+                  frame_steps: int = 100, segments_per_run: int = 1) -> int:
+    """Write ``runs`` short runs the way the emitter does; returns the point count.
+
+    Each run is one writer folder with ``segments_per_run`` sealed segments; each flush of
+    ``frame_steps`` steps is one zstd frame (the emitter's ``encode_batch``: metrics as one
+    block, control events as lines). The first frame starts with ``run_start``, every
+    tenth flush carries a ``heartbeat`` and the last one ``run_end``: per run, the events a
+    real short training run writes.
+    """
+    rng = random.Random(seed)
+    cctx = frame_compressor()  # the emitter's frames
+    names = [f"train/metric_{k}" for k in range(keys)]
+    ts = time.time_ns()
+    flushes = -(-steps // frame_steps)
+    per_segment = -(-flushes // segments_per_run)
+    for r in range(runs):
+        run_id = f"many-{r:04d}"
+        writer = "r0000-a000-many"
+        folder = root / "bench" / run_id / writer
+        folder.mkdir(parents=True)
+        env = dict(v=1, run_id=run_id, writer=writer, rank=0)
+        seq = 0
+        events: list = [E.RunStart(**env, seq=seq, ts=ts, project="bench", name=f"run{r}",
+                                   config={"lr": 0.001 * r}, total_steps=steps,
+                                   heartbeat_s=10.0)]
+        out, segment = None, 0
+        for f in range(flushes):
+            for step in range(f * frame_steps, min(steps, (f + 1) * frame_steps)):
+                seq += 1
+                events.append(E.Metrics(**env, seq=seq, ts=ts + step * 1_000_000, step=step,
+                                        values={k: rng.random() for k in names}))
+            if f % 10 == 9:
+                seq += 1
+                events.append(E.Heartbeat(**env, seq=seq, ts=ts + step * 1_000_000, step=step,
+                                          total_steps=steps, interval_s=10.0, events=seq))
+            if f == flushes - 1:
+                seq += 1
+                events.append(E.RunEnd(**env, seq=seq, ts=ts + steps * 1_000_000,
+                                       status="finished", step=steps - 1, events=seq))
+            if out is None:
+                out = open(folder / segment_name(segment, sealed=False), "ab")
+            out.write(cctx.compress(encode_batch(events, lambda ev, exc: None)[0]))
+            events = []
+            if f % per_segment == per_segment - 1 or f == flushes - 1:
+                out.close()
+                out = None
+                os.rename(folder / segment_name(segment, sealed=False),
+                          folder / segment_name(segment, sealed=True))
+                segment += 1
+    return runs * steps * keys
+
+
 def baseline_decompress(root: Path) -> float:
     """Seconds to decompress every segment (no decoding, no storing)."""
     start = time.perf_counter()
@@ -140,6 +199,46 @@ def freshness(work: Path, flushes: int = 10) -> list[float]:
     return delays
 
 
+def many_runs(work: Path, runs: int, steps: int, keys: int, repeat: int,
+              kind: str | None) -> None:
+    """The per-segment overhead: ``runs`` short runs (one segment each) against the same
+    points in ``runs // 100`` long runs, passes interleaved, each on a fresh store."""
+    many, long = work / "many", work / "long"
+    t = time.perf_counter()
+    points = generate_many(many, runs, steps, keys)
+    long_runs = max(1, runs // 100)
+    generate(long, long_runs, points // (long_runs * keys), keys)
+    print(f"generated {points:,} points: {runs} runs x {steps} steps x {keys} keys "
+          f"(frames of 100 steps, run_start/heartbeat/run_end) and {long_runs} runs x "
+          f"{points // (long_runs * keys):,} steps ({time.perf_counter() - t:.1f}s)")
+    results: dict[str, list[tuple[float, float]]] = {"many runs": [], "long runs": []}
+    again = []
+    for i in range(repeat):
+        for label, root in (("many runs", many), ("long runs", long))[::1 if i % 2 else -1]:
+            db = work / f"store-{i}-{root.name}" if kind == "lake" else \
+                work / f"store-{i}-{root.name}.duckdb"
+            cpu = time.process_time()
+            report = ingest(root, db, kind=kind)
+            cpu = time.process_time() - cpu
+            assert report.points == points, (report.points, points)
+            results[label].append((report.seconds, cpu))
+            print(f"  {label} pass {i + 1}: {report.seconds:.2f}s = "
+                  f"{points / report.seconds / 1e6:.2f}M points/s (CPU {cpu:.2f}s, "
+                  f"{report.commits} commits)")
+            if root is many:
+                again.append(ingest(root, db, kind=kind).seconds)
+            shutil.rmtree(db) if db.is_dir() else db.unlink()
+    med = {k: (statistics.median(s for s, _ in v), statistics.median(c for _, c in v))
+           for k, v in results.items()}
+    for label, (secs, cpu) in med.items():
+        print(f"{label:9s} median {secs:.2f}s = {points / secs / 1e6:.2f}M points/s, "
+              f"CPU {cpu:.2f}s = {cpu / points * 1e6:.2f} us/point")
+    print(f"many runs / long runs: {med['many runs'][0] / med['long runs'][0]:.2f}x the time, "
+          f"{med['many runs'][1] / med['long runs'][1]:.2f}x the CPU (target >= 2M points/s "
+          f"many, >= 3M long); pass with nothing new over {runs} runs: median "
+          f"{statistics.median(again):.2f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -147,10 +246,23 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="4 runs x 50k steps x 10 keys")
+    parser.add_argument("--many", action="store_true",
+                        help="1,000 runs x 1,000 steps x 10 keys (--runs/--steps apply) "
+                             "against the same points in long runs")
+    parser.add_argument("--kind", choices=("duckdb", "lake"), default=None,
+                        help="store kind for --many (default: the DuckDB file)")
     args = parser.parse_args()
     if args.quick:
         args.runs = 4
     work = Path(tempfile.mkdtemp(prefix="runlake-bench-"))
+    if args.many:
+        try:
+            many_runs(work, 1000 if args.runs == 20 else args.runs,
+                      1000 if args.steps == 50_000 else args.steps, args.keys, args.repeat,
+                      args.kind)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         root = work / "lake"
         t = time.perf_counter()
