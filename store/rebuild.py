@@ -118,7 +118,10 @@ def swap_in(new: Path, path: Path) -> Path | None:
     else:
         checkpoint(new)
         checkpoint(path)  # a write-ahead log must never be paired with the other file
-        os.link(path, old)
+        try:
+            os.link(path, old)
+        except OSError:  # no hard links here: two renames (a reader may find no store between)
+            os.rename(path, old)
         os.replace(new, path)
     _fsync_dir(path.parent)
     return old
