@@ -12,6 +12,7 @@ from runlake.ingest.frames import FrameBook
 from runlake.ingest.status import StatusBook
 from runlake.schemas import events as E
 from runlake.schemas.codec import pack_metrics
+from runlake.schemas.segments import segment_key
 
 RUNS, STEPS, KEYS, FLUSH = 300, 60, 3, 20
 
@@ -68,7 +69,8 @@ def test_300_runs_load_every_point_once_and_a_second_pass_reads_nothing(
 def test_segments_are_discovered_in_layout_order_whatever_the_creation_order(
         seg_root, make_writer):
     """Discovery lists segments sorted by (project, run, writer, seq), not by directory
-    order, so every pass reads (and commits) them in the same order."""
+    order, so every pass reads (and commits) them in the same order; each key is the
+    segment's sealed path relative to the root."""
     rng = random.Random(3)
     made = []
     for r in rng.sample(range(40), 40):
@@ -77,9 +79,13 @@ def test_segments_are_discovered_in_layout_order_whatever_the_creation_order(
             w.start().flush()
             w.seal()
         made += [(f"p{r % 4}", f"run-{r:02d}", w.writer, s) for s in range(1 + r % 3)]
+    w.start().flush()  # one segment still open: its key is its sealed name
+    made.append((w.project, w.run_id, w.writer, w.segment))
     segments, refused = discover(seg_root)
     assert not refused
     assert [(s.project, s.run_id, s.writer, s.seq) for s in segments] == sorted(made)
+    assert [s.key for s in segments] == [segment_key(s.path, seg_root) for s in segments]
+    assert [s.sealed for s in segments].count(False) == 1
 
 
 def _metrics(run_id: str, rng: random.Random) -> list[E.Metrics]:
