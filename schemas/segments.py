@@ -48,7 +48,6 @@ __all__ = [
     "SEGMENT_SUFFIX",
     "STORE_FILE",
     "check_name",
-    "default_db",
     "frame_compressor",
     "frame_length",
     "is_skippable",
@@ -360,7 +359,3 @@ def resolve_root(root: str | Path | None = None) -> Path:
         return legacy
     return Path(root).expanduser()
 
-
-def default_db(root: str | Path | None = None) -> Path:
-    """The default store file: ``<root>/runlake.duckdb``."""
-    return resolve_root(root) / STORE_FILE

@@ -12,6 +12,7 @@ PACKAGES = [
     "runlake.schemas",
     "runlake.emitter",
     "runlake.ingest",
+    "runlake.store",
     "runlake.analysis",
     "runlake.dashboard",
 ]
