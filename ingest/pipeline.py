@@ -18,7 +18,7 @@ from runlake.ingest.loader import check_root, run_pass
 from runlake.ingest.report import IngestReport
 from runlake.schemas.segments import STORE_FILE
 from runlake.store import StoreLocation, locate, open_backend, read_store
-from runlake.store.location import LAKE_DIR, _setting, write_setting
+from runlake.store.location import LAKE_DIR, read_setting, write_setting
 
 __all__ = ["ingest", "rebuild_store", "select_store"]
 
@@ -59,7 +59,7 @@ def select_store(root: Path, db: str | Path | None, kind: str | None) -> tuple[S
     if location.kind != "lake" or db is not None:
         return location, notes
     duck = StoreLocation("duckdb", root / STORE_FILE, root)
-    setting = _setting(root)
+    setting = read_setting(root)
     if duck.exists() and not location.exists():
         done = convert.convert(duck, location, open_backend, _duck_reader, _write_derived,
                                write_setting)

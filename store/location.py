@@ -33,7 +33,7 @@ from runlake.schemas.errors import StoreError
 from runlake.schemas.segments import STORE_FILE, resolve_root
 
 __all__ = ["KINDS", "LAKE_DIR", "LAKE_META", "SETTING_FILE", "STORE_ENV", "StoreLocation",
-           "locate", "write_setting"]
+           "locate", "read_setting", "write_setting"]
 
 Kind = Literal["duckdb", "lake"]
 
@@ -77,7 +77,7 @@ def _env_kind() -> Kind | None:
     return _checked(value, f"${STORE_ENV}") if value else None
 
 
-def _setting(root: Path) -> Kind | None:
+def read_setting(root: Path) -> Kind | None:
     path = root / SETTING_FILE
     try:
         text = path.read_text(encoding="utf-8")
@@ -144,7 +144,7 @@ def locate(root: str | Path | None = None, db: str | Path | None = None,
                       resolve_root(root) if root is not None else None, flag)
     base = resolve_root(root)
     duck, lake = base / STORE_FILE, base / LAKE_DIR
-    setting = _setting(base)
+    setting = read_setting(base)
     env = _env_kind()
     asked, source = (flag, f"--{flag}") if flag else (env, f"{STORE_ENV}={env}")
     if asked is not None and setting is not None and asked != setting:
