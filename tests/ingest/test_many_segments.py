@@ -88,7 +88,7 @@ def test_segments_are_discovered_in_layout_order_whatever_the_creation_order(
     assert [s.sealed for s in segments].count(False) == 1
 
 
-def _metrics(run_id: str, rng: random.Random) -> list[E.Metrics]:
+def _metrics(run_id: str, rng: random.Random, epochs: bool = True) -> list[E.Metrics]:
     """Metrics of one writer whose key sets change from step to step (and some with
     epochs), so a block holds groups of different key counts and sparse rows."""
     keysets = [("a",), ("a", "b", "c"), ("b", "d"), ("a", "b", "c")]
@@ -96,7 +96,7 @@ def _metrics(run_id: str, rng: random.Random) -> list[E.Metrics]:
     for i in range(40):
         keys = keysets[rng.randrange(len(keysets))]
         out.append(E.Metrics(v=1, run_id=run_id, writer="w", seq=i + 1, ts=10_000 * (i + 1),
-                             rank=1, step=i * 2, epoch=i // 10 if i % 3 else None,
+                             rank=1, step=i * 2, epoch=i // 10 if i % 3 and epochs else None,
                              values={k: rng.uniform(-5, 5) for k in keys}))
     return out
 
@@ -108,12 +108,13 @@ def _rows(builder: TableBuilder) -> list[tuple]:
 
 
 def test_blocks_with_mixed_groups_give_the_rows_of_their_events():
-    """Blocks whose groups differ in key count, rows and epochs, from two runs and split
-    over frames, become exactly the rows the same events give one per line."""
+    """Blocks whose groups differ in key count and rows, with and without epochs, from two
+    runs and split over frames, become exactly the rows the same events give one per
+    line."""
     rng = random.Random(11)
     blocks, events = TableBuilder(), TableBuilder()
-    for frame, run_id in enumerate(("run-x", "run-y", "run-x")):
-        evs = _metrics(run_id, rng)
+    for frame, run_id in enumerate(("run-x", "run-y", "run-x", "run-y")):
+        evs = _metrics(run_id, rng, epochs=frame != 1)  # one block without epochs
         block = pack_metrics(evs)
         assert block is not None and len({len(g.keys) for g in block.groups}) > 1
         assert any(g.rows is not None for g in block.groups)
