@@ -72,8 +72,8 @@ _MAX_WINDOW = 1 << 30
 def _needs_read(seg: SegmentFile, entry: LedgerEntry | None) -> bool:
     if entry is None or entry.status == "skipped":
         return True
-    if seg.sealed and not entry.sealed:
-        return True
+    if seg.sealed and (not entry.sealed or entry.status == "live"):
+        return True  # "live" + sealed: a kill between its last frame's chunk and "done"
     return seg.size > entry.bytes
 
 

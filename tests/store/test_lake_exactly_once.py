@@ -83,6 +83,15 @@ def test_kill_during_compaction_loses_nothing(root, template, point):
     assert len(open_table(metrics).file_uris()) < 10  # compacted (60 chunk files before)
 
 
+def test_kill_after_the_chunk_ending_a_sealed_segment(root, template):
+    """Killed right after the chunk that ended exactly at a sealed segment's last frame
+    (its ledger row still `live`, the `done` row not yet committed): the clean pass marks
+    it done, as a pass that was never killed does."""
+    _killed(u.ingest_subprocess(root, kill_at="after:_commits@3", chunk_points=100))
+    u.ingest_lake(root)
+    assert u.lake_rows(root) == template[1]
+
+
 def test_sigkill_at_random_moments_then_clean_pass(root, template):
     """Real ingest subprocesses SIGKILLed at random moments, then one clean pass."""
     rng = random.Random(10)
