@@ -172,8 +172,9 @@ def main() -> None:
 
         # ingest with a reader holding a snapshot vs none (lake)
         held, free = [], []
-        for _ in range(args.repeat):
-            for out, hold in ((free, False), (held, True)):
+        for i in range(args.repeat):
+            pair = ((free, False), (held, True))
+            for out, hold in pair if i % 2 == 0 else pair[::-1]:  # order alternates
                 _clear(long_root)
                 backend = LakeBackend(_lake(long_root))
                 backend.prepare()
