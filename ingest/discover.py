@@ -46,7 +46,7 @@ _NOT_FOLLOWED = "ingest reads only regular files and folders that lie inside the
 class SegmentFile:
     """One segment as seen on disk during discovery."""
 
-    path: Path
+    where: str  # its path as listed (a Path per file would cost a 1,000-run listing ~20 ms)
     key: str
     project: str
     run_id: str
@@ -56,10 +56,15 @@ class SegmentFile:
     size: int
 
     @property
+    def path(self) -> Path:
+        """The segment's path as discovery listed it."""
+        return Path(self.where)
+
+    @property
     def sealed_path(self) -> Path:
         """Where the segment lives once sealed (itself when already sealed)."""
-        p = str(self.path)
-        return Path(p[: -len(OPEN_SUFFIX)]) if p.endswith(OPEN_SUFFIX) else self.path
+        p = self.where
+        return Path(p[: -len(OPEN_SUFFIX)] if p.endswith(OPEN_SUFFIX) else p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,7 @@ def discover(root: Path) -> tuple[list[SegmentFile], list[Refused]]:
                         continue
                     if key in found and found[key].sealed and not sealed:
                         continue
-                    found[key] = SegmentFile(Path(entry.path), key, project.name, run.name,
+                    found[key] = SegmentFile(entry.path, key, project.name, run.name,
                                              writer.name, seq, sealed, st.st_size)
     segments = sorted(found.values(), key=lambda s: (s.project, s.run_id, s.writer, s.seq))
     return segments, [r for r in refused if r.key not in found]
@@ -219,7 +224,9 @@ def open_segment(root: Path, seg: SegmentFile) -> tuple[int, bool, int] | None:
             os.close(fd)
             fd = nxt
             rel += "/"
-        for name, sealed in ((seg.path.name, seg.sealed), (seg.sealed_path.name, True)):
+        name = os.path.basename(seg.where)
+        sealed_name = name[:-len(OPEN_SUFFIX)] if name.endswith(OPEN_SUFFIX) else name
+        for name, sealed in ((name, seg.sealed), (sealed_name, True)):
             try:
                 sfd = os.open(name, _FILE_FLAGS, dir_fd=fd)
             except FileNotFoundError:

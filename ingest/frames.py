@@ -124,7 +124,7 @@ def loaded_frames(root: Path, entry, decoder: FrameDecoder) -> list[tuple[int, i
 
     For ledger rows written before frame keys existed; an unreadable segment gives none.
     """
-    seg = SegmentFile(root / (entry.segment + OPEN_SUFFIX), entry.segment, entry.project,
+    seg = SegmentFile(str(root / (entry.segment + OPEN_SUFFIX)), entry.segment, entry.project,
                       entry.run_id, entry.writer, 0, False, 0)
     try:
         opened = open_segment(root, seg)
