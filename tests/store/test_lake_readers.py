@@ -168,3 +168,12 @@ def test_polars_and_pyarrow_read_the_same_rows_as_the_views(root):
     assert metrics.sort(key).equals(view.sort(key))
     dataset = DeltaTable(str(lake / "metrics")).to_pyarrow_dataset()
     assert dataset.count_rows() == view.height
+
+
+def test_joins_build_on_the_side_the_query_names_second(root):
+    """Lake connections keep DuckDB from swapping hash-join sides on Parquet's missing
+    distinct counts (bench_lake's curve query: 1.5x the file's time with the swap)."""
+    u.ingest_lake(root)
+    con = connect(u.lake_location(root))
+    setting = con.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
+    assert "build_side_probe_side" in setting
