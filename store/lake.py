@@ -100,11 +100,6 @@ def connect(location: Any) -> duckdb.DuckDBPyConnection:
     """
     con = duckdb.connect(":memory:")
     try:
-        # Parquet has no distinct counts, so DuckDB estimates every GROUP BY as big as its
-        # input and then builds hash joins on the wrong side (the curve query's 20-row
-        # span joined to 2M points: 1.5x the DuckDB file's time). Without that swap a join
-        # builds on the side the query names second, as hand-written SQL expects.
-        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
         attach_views(con, location, sandboxed=False)
     except BaseException:
         con.close()
@@ -119,10 +114,16 @@ def attach_views(con: duckdb.DuckDBPyConnection, location: Any, *,
     ``sandboxed`` (the default, for the SQL console): the tables are registered Arrow
     datasets, which keep working after ``SET enable_external_access = false`` (DuckDB then
     refuses ``read_parquet`` even in views made before); False reads with DuckDB's own
-    Parquet reader (faster; what :func:`connect` uses).
+    Parquet reader (faster; what :func:`connect` uses). Also sets ``disabled_optimizers``
+    on ``con`` (see below).
     """
     snap = read_snapshot(_path(location))
     try:
+        # Parquet has no distinct counts, so DuckDB estimates every GROUP BY as big as its
+        # input and then builds hash joins on the wrong side (the curve query's 20-row
+        # span joined to 2M points: 1.5x the DuckDB file's time). Without that swap a join
+        # builds on the side the query names second, as hand-written SQL expects.
+        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
         create_views(con, snap, sandboxed=sandboxed)
     except BaseException:
         snap.release()
