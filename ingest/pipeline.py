@@ -84,7 +84,7 @@ def rebuild_store(root: Path, location: StoreLocation, progress: bool,
 
     def count_anomalies(loc: StoreLocation) -> int:
         with read_store(loc) as con:
-            return con.execute("SELECT count(*) FROM anomalies").fetchone()[0]
+            return con.execute("SELECT count(*) FROM anomalies").fetchall()[0][0]
 
     done = rebuild(location, open_backend,
                    lambda backend: run_pass(root, backend, progress=progress,
