@@ -25,6 +25,7 @@ import polars as pl
 
 from runlake.analysis._common import frame, rows, run_ids_list
 from runlake.schemas.errors import ConfigError
+from runlake.store.order import in_ingest_order
 
 __all__ = ["LEVEL_NAMES", "LEVELS", "LOG_COLUMNS", "level_number", "query_logs"]
 
@@ -107,7 +108,8 @@ def query_logs(
         limit: keep only the newest N lines (None: all).
         newest_first: order newest first (default oldest first).
         cursor: add a leading ``cursor`` column, increasing in ingest order, to pass back as
-            ``after`` (``runlake logs --follow``). Needs the DuckDB-file store (its row ids).
+            ``after`` (``runlake logs --follow``), on either store
+            (:func:`runlake.store.in_ingest_order`).
         after: only lines ingested after this cursor.
 
     Returns:
@@ -133,14 +135,15 @@ def query_logs(
         clauses.append("(contains(lower(message), lower(?)) OR contains(lower(logger), lower(?)))")
         params += [grep, grep]
     if after is not None:
-        clauses.append("rowid > ?")
+        clauses.append("ingest_order > ?")
         params.append(int(after))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    columns = (["rowid AS cursor"] if cursor else []) + list(LOG_COLUMNS)
+    columns = (["ingest_order AS cursor"] if cursor else []) + list(LOG_COLUMNS)
     order = ["ts", "rank", "step"] + (["cursor"] if cursor else [])
     up = ", ".join(f"{c} NULLS FIRST" for c in order)
     down = ", ".join(f"{c} DESC NULLS LAST" for c in order)
-    sql = f"SELECT {', '.join(columns)} FROM logs {where}"
+    source = in_ingest_order(con, "logs") if cursor or after is not None else "logs"
+    sql = f"SELECT {', '.join(columns)} FROM {source} {where}"
     if limit is not None:
         sql = f"SELECT * FROM ({sql} ORDER BY {down} LIMIT {limit})"
     sql += f" ORDER BY {down if newest_first else up}"

@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
 
     from runlake.store.backend import Backend
     from runlake.store.migrations import LATEST, migrate
+    from runlake.store.order import in_ingest_order
     from runlake.store.spec import TABLES, VIEWS
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "VIEWS",
     "attach_read_only",
     "connect",
+    "in_ingest_order",
     "locate",
     "migrate",
     "open_backend",
@@ -50,6 +52,7 @@ _HOME = {
     "Backend": "runlake.store.backend",
     "LATEST": "runlake.store.migrations",
     "TABLES": "runlake.store.spec",
+    "in_ingest_order": "runlake.store.order",
     "VIEWS": "runlake.store.spec",
     "migrate": "runlake.store.migrations",
 }

@@ -29,9 +29,11 @@ from runlake.schemas.errors import StoreError
 from runlake.store._lake_layout import (
     COMMITS, LakeFiles, _REBUILD, delta_schema, open_table, spec_table,
 )
+from runlake.store.order import ORDERED
 from runlake.store.spec import TABLES, VIEWS
 
-__all__ = ["KEEP_CHUNKS", "Snapshot", "live_leases", "read_snapshot", "create_views"]
+__all__ = ["KEEP_CHUNKS", "Snapshot", "create_views", "live_leases", "ordered_sql",
+           "read_snapshot"]
 
 KEEP_CHUNKS = 100
 """K: state-table compaction keeps every row of the last K chunks, so a reader that read
@@ -235,6 +237,15 @@ def view_sql(name: str, snap: Snapshot, source: str | None) -> str:
     return sql
 
 
+def ordered_sql(name: str, snap: Snapshot, source: str | None) -> str:
+    """The SELECT of :data:`runlake.store.order.ORDERED` for event table ``name``: its
+    ``ingest_order`` is the chunk that committed the row."""
+    if source is None:
+        return f"SELECT NULL::BIGINT AS ingest_order, * FROM ({_empty(name)})"
+    return (f"SELECT _chunk AS ingest_order, {_columns(name)} FROM {source} "
+            f"WHERE {_visible(snap)}")
+
+
 def create_views(con: duckdb.DuckDBPyConnection, snap: Snapshot, *, sandboxed: bool) -> None:
     """One view per spec table (and the spec's views) in ``con``'s current schema.
 
@@ -253,6 +264,9 @@ def create_views(con: duckdb.DuckDBPyConnection, snap: Snapshot, *, sandboxed: b
             source = (f"(SELECT * FROM read_parquet([{', '.join(_lit(f) for f in files)}], "
                       f"union_by_name=true) UNION ALL BY NAME {_typed_empty(name)})")
         con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {view_sql(name, snap, source)}")
+        if spec_table(name).kind == "event":
+            con.execute(f"CREATE OR REPLACE VIEW {_q(ORDERED.format(name))} AS "
+                        f"{ordered_sql(name, snap, source)}")
     for name, (_doc, select) in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {select}")
 
