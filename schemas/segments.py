@@ -27,6 +27,7 @@ range, the suffixes and the writer-id layout are declared here and imported else
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ __all__ = [
     "iter_frames",
     "new_writer_id",
     "parse_writer_id",
+    "process_alive",
     "resolve_root",
     "segment_key",
     "segment_name",
@@ -102,6 +104,21 @@ def check_name(value: str, what: str) -> str:
             f"{'/'.join(_RESERVED_ENDINGS)} (it names a folder under the storage root)"
         )
     return value
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a writer, a reader's lease holder).
+
+    ``PermissionError`` means it exists under another user, so it counts as alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False  # not a pid at all (a damaged lease or marker file)
+    return True
 
 
 def writer_id(rank: int, attempt: int, suffix: str) -> str:

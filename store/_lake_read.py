@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from runlake.schemas.errors import StoreError
+from runlake.schemas.segments import process_alive
 from runlake.store._lake_layout import (
     COMMITS, LakeFiles, _REBUILD, delta_schema, open_table, spec_table,
 )
@@ -119,16 +120,6 @@ def _write_lease(lake: LakeFiles, versions: dict[str, int]) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def live_leases(lake: LakeFiles) -> dict[str, set[int]]:
     """``{table: versions}`` that open readers use; leases of dead processes are removed."""
     out: dict[str, set[int]] = {}
@@ -139,7 +130,7 @@ def live_leases(lake: LakeFiles) -> dict[str, set[int]]:
         except (OSError, ValueError):
             continue  # being written, or just removed
         local = lease.get("host") == _HOST
-        if (local and not _alive(int(lease.get("pid", 0)))) or (
+        if (local and not process_alive(int(lease.get("pid", 0)))) or (
                 not local and now - float(lease.get("at", 0)) > _LEASE_MAX_AGE_S):
             path.unlink(missing_ok=True)
             continue

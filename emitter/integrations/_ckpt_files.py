@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from runlake.schemas.errors import RunlakeError
+from runlake.schemas.segments import process_alive
 
 CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.pt$")
 """The only names a manifest or pointer may give: the files this manager writes."""
@@ -83,13 +84,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftovers cannot be in progress: we are not saving now
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def _kind(mode: int) -> str:
