@@ -40,7 +40,8 @@ from runlake.schemas import events as E
 from runlake.emitter.writer import encode_batch
 from runlake.schemas.codec import ENCODER
 from runlake.schemas.segments import frame_compressor, iter_frames, segment_name
-from runlake.store import read_store
+from runlake.schemas.errors import StoreError
+from runlake.store import locate, read_store
 
 FLUSH_STEPS = 1000
 SEGMENT_BYTES = 64 << 20
@@ -166,15 +167,16 @@ def baseline_parquet(db: Path, work: Path) -> float:
     return seconds
 
 
-def freshness(work: Path, flushes: int = 10) -> list[float]:
-    """Delay from a writer's flush to the row being visible read-only, with watch() running."""
-    root = work / "live"
+def freshness(work: Path, flushes: int = 10, kind: str = "duckdb") -> list[float]:
+    """Delay from a writer's flush to the row being visible to a new reader of store
+    ``kind`` (``duckdb`` or ``lake``), with watch() running."""
+    root = work / f"live-{kind}"
     folder = root / "live" / "run-live" / "r0000-a000-live"
     folder.mkdir(parents=True)
-    db = root / "runlake.duckdb"
     cctx = frame_compressor()  # the emitter's frames
     stop = threading.Event()
-    thread = threading.Thread(target=watch, args=(root, db, 0.25, stop), daemon=True)
+    thread = threading.Thread(target=watch, kwargs=dict(root=root, interval=0.25, stop=stop,
+                                                        kind=kind), daemon=True)
     thread.start()
     delays = []
     path = folder / segment_name(0, sealed=False)
@@ -186,10 +188,14 @@ def freshness(work: Path, flushes: int = 10) -> list[float]:
             f.write(cctx.compress(ENCODER.encode_lines([ev])))
         flushed = time.perf_counter()
         while True:
-            if db.exists():
-                with read_store(db) as con:
-                    seen = con.execute("SELECT count(*) FROM metrics WHERE step = ?",
-                                       [i]).fetchone()[0]
+            location = locate(root, kind=kind)
+            if location.exists():
+                try:
+                    with read_store(location) as con:
+                        seen = con.execute("SELECT count(*) FROM metrics WHERE step = ?",
+                                           [i]).fetchall()[0][0]
+                except StoreError:  # the first pass is still creating the store
+                    seen = 0
                 if seen:
                     break
             time.sleep(0.02)

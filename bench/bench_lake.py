@@ -27,7 +27,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,10 +37,6 @@ import bench_ingest  # noqa: E402  (the generators and the emitter's framing)
 from runlake.analysis.curves import downsample  # noqa: E402
 from runlake.analysis.runs import list_runs  # noqa: E402
 from runlake.ingest.loader import run_pass  # noqa: E402
-from runlake.ingest.watch import watch  # noqa: E402
-from runlake.schemas import events as E  # noqa: E402
-from runlake.schemas.codec import ENCODER  # noqa: E402
-from runlake.schemas.segments import frame_compressor, segment_name  # noqa: E402
 from runlake.store.duck import DuckBackend, read_store as duck_read  # noqa: E402
 from runlake.store.lake import LakeBackend, compact, connect  # noqa: E402
 from runlake.store.location import StoreLocation  # noqa: E402
@@ -82,41 +77,6 @@ def ingest_rates(root: Path, points: int, repeat: int, label: str) -> dict[str, 
     print(f"ingest {label}: file {f / 1e6:.2f}M points/s, lake {lk / 1e6:.2f}M points/s "
           f"(lake/file {lk / f:.2f}x; medians of {repeat})")
     return med
-
-
-def freshness(work: Path, flushes: int = 10) -> list[float]:
-    """Delay from a flush to the row being visible to a new lake reader, watch() running."""
-    root = work / "live"
-    folder = root / "live" / "run-live" / "r0000-a000-live"
-    folder.mkdir(parents=True)
-    cctx = frame_compressor()
-    stop = threading.Event()
-    thread = threading.Thread(target=watch, kwargs=dict(root=root, interval=0.25, stop=stop,
-                                                        kind="lake"), daemon=True)
-    thread.start()
-    delays = []
-    path = folder / segment_name(0, sealed=False)
-    lake = root / "runlake-lake"
-    for i in range(flushes):
-        time.sleep(1.0)
-        ev = E.Metrics(v=1, run_id="run-live", writer="r0000-a000-live", seq=i,
-                       ts=time.time_ns(), rank=0, step=i, values={"loss": 1.0 / (i + 1)})
-        with open(path, "ab") as f:
-            f.write(cctx.compress(ENCODER.encode_lines([ev])))
-        flushed = time.perf_counter()
-        while True:
-            if (lake / "_runlake" / "lake.json").exists():
-                con = connect(lake)
-                seen = con.execute("SELECT count(*) FROM metrics WHERE step = ?",
-                                   [i]).fetchone()[0]
-                con.close()
-                if seen:
-                    break
-            time.sleep(0.02)
-        delays.append(time.perf_counter() - flushed)
-    stop.set()
-    thread.join()
-    return delays
 
 
 def _timed(fn, repeat: int) -> float:
@@ -196,7 +156,7 @@ def main() -> None:
                                                      f"({points:,} points)")
         shutil.rmtree(many_root)
 
-        delays = freshness(work)
+        delays = bench_ingest.freshness(work, kind="lake")
         print(f"freshness on the lake (flush -> visible to a new reader, watch interval "
               f"0.25s): median {statistics.median(delays):.2f}s, max {max(delays):.2f}s "
               f"(target <= 2s)")
