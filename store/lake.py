@@ -155,9 +155,12 @@ class LakeBackend:
             return
         lake.path.mkdir(parents=True, exist_ok=True)
         lake.check_folders()
-        lake.write_format()
         lake.clean_temp_commits()
         self._tables = {name: self._open_or_create(name) for name in lake.names()}
+        # lake.json (and _runlake/, which readers look for) last: a reader opening while a
+        # first pass creates the lake is told there is no lake yet, never that a table is
+        # missing; a kill before it leaves tables that the next prepare() adopts
+        lake.write_format()
         self._lake_id = lake.check_format()
         self._recover()
 
