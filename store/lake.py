@@ -305,15 +305,7 @@ def write_anomalies(location: Any, run_ids: list[str] | None, table: Any) -> Non
     data = table if isinstance(table, pa.Table) else pa.table(table)  # polars, pandas ...
     if run_ids is not None and not run_ids and not data.num_rows:
         return
-    schema = arrow_schema("anomalies", plain=True)
-    data = data.select(schema.names).cast(schema)
-    order = sort_indices(data, TABLES["anomalies"].sort)
-    data = data if order is None else data.take(order)
-    n = data.num_rows
-    data = data.append_column(delta_schema("anomalies").field("_app"),
-                              pa.repeat(pa.scalar("runlake-anomalies"), n)) \
-        .append_column(delta_schema("anomalies").field("_chunk"),
-                       pa.repeat(pa.scalar(0, pa.int64()), n))
+    data = _stamped("anomalies", data, "runlake-anomalies", 0)
     predicate = None
     if run_ids is not None:
         ids = ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
