@@ -23,6 +23,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from runlake.schemas.errors import RootError
 from runlake.schemas.segments import OPEN_SUFFIX, segment_seq
@@ -139,8 +140,14 @@ def _subdirs(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused]
     return out
 
 
-def discover(root: Path) -> tuple[list[SegmentFile], list[Refused]]:
+def discover(root: Path, owns: Callable[[str], bool] | None = None
+             ) -> tuple[list[SegmentFile], list[Refused]]:
     """List every segment under ``root``, sorted by (project, run, writer, seq).
+
+    ``owns`` (sharded ingest, :meth:`runlake.ingest.shard.Shard.owns`): only run folders
+    whose run id it accepts are entered, so another shard's writer folders and segments
+    are never listed nor ``lstat``-ed; a refused project-level entry (run id ``""``) is
+    kept only where it accepts ``""``.
 
     When both ``N.jsonl.zst.open`` and ``N.jsonl.zst`` are listed (a rename racing the
     walk), only the sealed one is kept.
@@ -158,6 +165,8 @@ def discover(root: Path) -> tuple[list[SegmentFile], list[Refused]]:
     refused: list[Refused] = []
     for project in _subdirs(str(root), "", (), refused):
         for run in _subdirs(project.path, f"{project.name}/", (project.name,), refused):
+            if owns is not None and not owns(run.name):
+                continue
             for writer in _subdirs(run.path, f"{project.name}/{run.name}/",
                                    (project.name, run.name), refused):
                 rel = f"{project.name}/{run.name}/{writer.name}"
@@ -186,7 +195,8 @@ def discover(root: Path) -> tuple[list[SegmentFile], list[Refused]]:
                     found[key] = SegmentFile(entry.path, key, project.name, run.name,
                                              writer.name, seq, sealed, st.st_size)
     segments = sorted(found.values(), key=lambda s: (s.project, s.run_id, s.writer, s.seq))
-    return segments, [r for r in refused if r.key not in found]
+    return segments, [r for r in refused if r.key not in found
+                      and (owns is None or owns(r.run_id))]
 
 
 def _open_dir(name: str, dir_fd: int, root: Path, rel: str) -> int | None:

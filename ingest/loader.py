@@ -30,6 +30,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from runlake.ingest.commit import Committer
 from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder, frame_identity
@@ -101,8 +102,9 @@ class _Skips:
 
 class _Pass:
     def __init__(self, root: Path, backend: Backend, progress: bool, stale_after: float | None,
-                 chunk_points: int, read_window: int):
+                 chunk_points: int, read_window: int, owns: Callable[[str], bool] | None = None):
         self.root, self.backend = root, backend
+        self.owns = owns
         self.chunk_points = chunk_points
         self.read_window = read_window
         self.progress = progress
@@ -119,13 +121,13 @@ class _Pass:
 
     def run(self) -> IngestReport:
         start = time.perf_counter()
-        segments, refused = discover(self.root)
+        segments, refused = discover(self.root, self.owns)
         self.report.segments_seen = len(segments)
         self.backend.prepare()  # created, migrated, a half-done commit finished or undone
         with self.backend.reader() as con:
             ledger = _ledger(con)
             pending = [s for s in segments if _needs_read(s, ledger.get(s.key))]
-            self.book.load(con, {s.run_id for s in pending})
+            self.book.load(con, {s.run_id for s in pending}, self.owns)
         legacy: dict[tuple[str, str], list[LedgerEntry]] = {}
         for e in ledger.values():
             if e.seq_lo is None and e.bytes and e.status != "skipped":
@@ -407,14 +409,18 @@ def run_pass(
     stale_after: float | None = None,
     chunk_points: int = CHUNK_POINTS,
     read_window: int = READ_WINDOW,
+    owns: Callable[[str], bool] | None = None,
 ) -> IngestReport:
     """One ingest pass over ``root`` into ``backend``'s store; the caller holds the ingest
     lock. ``backend``: ``runlake.store.open_backend(runlake.store.locate(root, db))``.
 
     ``chunk_points`` bounds the rows of one commit (memory and reader wait);
-    ``read_window`` the bytes of a segment held in memory at once (see :data:`READ_WINDOW`).
+    ``read_window`` the bytes of a segment held in memory at once (see :data:`READ_WINDOW`);
+    ``owns`` (sharded ingest): the run ids this pass loads and keeps the status of, see
+    :mod:`runlake.ingest.shard` (None: every run).
     """
-    return _Pass(root, backend, progress, stale_after, chunk_points, read_window).run()
+    return _Pass(root, backend, progress, stale_after, chunk_points, read_window,
+                 owns).run()
 
 
 def check_root(root: str | Path | None) -> Path:

@@ -124,9 +124,11 @@ class StatusBook:
         self._pending: set[str] = set()
 
     # -- loading ---------------------------------------------------------------------
-    def load(self, con, run_ids: set[str]) -> None:
+    def load(self, con, run_ids: set[str], owns=None) -> None:
         """Load the given runs, every run not yet ended and every run with a writer still
-        ``running`` (its liveness is still to be decided), with their writers."""
+        ``running`` (its liveness is still to be decided), with their writers. ``owns``
+        (sharded ingest): only runs it accepts, so a shard never marks another shard's
+        writer crashed (each run's rows have one owner)."""
         # the wanted ids as one list parameter (one row per id cost ~0.3 ms each)
         where = (f"run_id IN (SELECT unnest(?::VARCHAR[])) OR run_id IN (SELECT run_id FROM "
                  f"runs WHERE status NOT IN {TERMINAL}) OR run_id IN (SELECT run_id FROM "
@@ -135,11 +137,15 @@ class StatusBook:
         for row in con.execute(f"SELECT {_select(_R_FIELDS)} FROM runs WHERE {where}",
                                want).fetchall():
             state = RunState(*row)
+            if owns is not None and not owns(state.run_id):
+                continue
             self.runs[state.run_id] = state
             self._pending.add(state.run_id)
         for row in con.execute(f"SELECT {_select(_W_FIELDS)} FROM writers WHERE {where}",
                                want).fetchall():
             state = WriterState(*row)
+            if owns is not None and not owns(state.run_id):
+                continue
             state.dropped = json.loads(state.dropped) if state.dropped else {}
             self._add_writer(state)
 
