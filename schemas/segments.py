@@ -353,13 +353,20 @@ def _legacy_root() -> Path | None:
 def resolve_root(root: str | Path | None = None) -> Path:
     """The storage root: ``root`` if given, else ``$RUNLAKE_DIR``, else ``./runlake-data``.
 
+    An ``s3://bucket/prefix`` root (:mod:`runlake.schemas.objects`) is returned as the URL
+    string itself (a Path would fold its ``//``).
+
     A v0.1 data folder ``./runlake`` holding a store keeps being used while
     ``./runlake-data`` does not exist; a one-time notice on stderr says how to move it.
     """
     import os
 
+    from runlake.schemas.objects import is_url
+
     if root is None:
         root = os.environ.get("RUNLAKE_DIR")
+    if is_url(root):
+        return root  # type: ignore[return-value]  # object storage: a URL, never a Path
     if not root:
         legacy = _legacy_root()
         if legacy is None:
