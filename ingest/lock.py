@@ -9,6 +9,11 @@ The lock file is opened with ``O_NOFOLLOW`` and must be a regular file with one 
 symbolic link, hard link, FIFO or folder planted at ``.ingest.lock`` is refused with a
 clear error instead of being followed (the pid written into the lock would otherwise
 overwrite whatever the link points to).
+
+Sharded ingest (``runlake ingest --shard I/N``) holds the lock *shared*: shards of one root
+run at once (each shard's exclusivity is its lease in the lake,
+:mod:`runlake.store._lake_shards`), while unsharded ingest and ``runlake compact``, which
+hold it exclusively, wait for every shard and are waited for by them.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ class IngestLock:
         RootError: ``.ingest.lock`` is a symbolic link, hard link or not a regular file.
     """
 
-    def __init__(self, root: Path, wait_s: float = 3.0) -> None:
+    def __init__(self, root: Path, wait_s: float = 3.0, *, shared: bool = False) -> None:
         self.path = Path(root) / ".ingest.lock"
         self.wait_s = wait_s
+        self.shared = shared
         self._fd: int | None = None
 
     def __enter__(self) -> "IngestLock":
@@ -47,20 +53,27 @@ class IngestLock:
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+                            | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
                     os.close(fd)
+                    who = f"pid {holder}" if holder.isdigit() else "sharded ingest processes"
+                    what = ("an unsharded `runlake ingest` or `runlake compact`" if self.shared
+                            else "another `runlake ingest`")
                     raise StoreBusyError(
-                        f"another `runlake ingest` is running on {self.path.parent} (pid "
-                        f"{holder} holds {self.path}); wait for it to finish, or stop it "
+                        f"{what} is running on {self.path.parent} ({self.path} is held by "
+                        f"{who}); wait for it to finish, or stop it "
                         f"(an `ingest --watch` keeps the store up to date on its own)"
                     ) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if self.shared:
+            os.pwrite(fd, b"shards     ", 0)  # every shard writes the same bytes
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
         return self
 

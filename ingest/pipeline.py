@@ -16,6 +16,9 @@ from pathlib import Path
 from runlake.ingest.lock import IngestLock
 from runlake.ingest.loader import check_root, run_pass
 from runlake.ingest.report import IngestReport
+from runlake.ingest.shard import Shard, parse_shard, sharded_backend
+from runlake.schemas.errors import ConfigError
+from runlake.schemas.objects import is_url
 from runlake.schemas.segments import STORE_FILE
 from runlake.store import StoreLocation, locate, open_backend, read_store
 from runlake.store.location import LAKE_DIR, read_setting, write_setting
@@ -52,6 +55,8 @@ def select_store(root: Path, db: str | Path | None, kind: str | None) -> tuple[S
     from runlake.store import convert
 
     notes: list[str] = []
+    if is_url(root):  # a bucket's store is its lake: nothing to convert, no setting file
+        return locate(root, db, kind), notes
     if kind == "lake" and db is None:
         location = StoreLocation("lake", root / LAKE_DIR, root)
     else:
@@ -99,6 +104,18 @@ def rebuild_store(root: Path, location: StoreLocation, progress: bool,
     return report
 
 
+def _sharding(shard: str | Shard, kind: str | None, rebuild: bool) -> Shard:
+    """``shard`` parsed, refusing what sharded ingest cannot do."""
+    shard = shard if isinstance(shard, Shard) else parse_shard(shard)
+    if kind == "duckdb":
+        raise ConfigError("--shard writes a lake (a DuckDB file takes one writer): drop "
+                          "--duckdb, or ingest without --shard")
+    if rebuild:
+        raise ConfigError("--rebuild cannot be sharded: stop the shards and run `runlake "
+                          "ingest --rebuild` once, unsharded")
+    return shard
+
+
 def ingest(
     root: str | Path | None = None,
     db: str | Path | None = None,
@@ -107,6 +124,8 @@ def ingest(
     rebuild: bool = False,
     progress: bool = False,
     stale_after: float | None = None,
+    shard: str | Shard | None = None,
+    wait_s: float | None = None,
 ) -> IngestReport:
     """Load every new complete frame under ``root`` into the store, exactly once.
 
@@ -127,6 +146,11 @@ def ingest(
         progress: draw a progress line on stderr during long passes.
         stale_after: seconds of silence after which a writer without run_end counts as
             crashed (default per writer: 3 x its heartbeat interval + 5 s).
+        shard: ``"I/N"`` (or a :class:`~runlake.ingest.shard.Shard`): load only the runs
+            of shard I of N into the root's lake, while the other shards' processes do the
+            same (:mod:`runlake.ingest.shard`; docs/ingest.md#sharded-ingest).
+        wait_s: with ``shard``: how long to wait for another process holding the same
+            shard (default 3 s on a local lake, the lease TTL + 5 s on object storage).
 
     Returns:
         What the pass did: segments, frames, events, rows per table, problems, seconds,
@@ -142,6 +166,11 @@ def ingest(
         >>> print(report.summary())     # doctest: +SKIP
     """
     path = check_root(root)
+    if shard is not None:
+        shard = _sharding(shard, kind, rebuild)
+        with sharded_backend(path, db, shard, wait_s) as backend:
+            return run_pass(path, backend, progress=progress, stale_after=stale_after,
+                            owns=shard.owns)
     with IngestLock(path):
         location, notes = select_store(path, db, kind)
         if rebuild:

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import re
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
-from runlake.schemas.errors import ConfigError
+from runlake.schemas.errors import ConfigError, StoreError
 
-__all__ = ["Shard", "app_id", "parse_shard", "shard_of"]
+__all__ = ["Shard", "app_id", "parse_shard", "shard_of", "sharded_backend"]
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 _MAX_SHARDS = 4096
@@ -88,3 +91,33 @@ def parse_shard(text: str) -> Shard:
         raise ConfigError(f"--shard {text!r}: shard {i} does not exist among {n} (shards are "
                           f"numbered 1 to {n}); {hint}")
     return Shard(i, n)
+
+
+@contextmanager
+def sharded_backend(root: Path, db: str | Path | None, shard: Shard,
+                    wait_s: float | None = None) -> Iterator[Any]:
+    """The lake backend of ``shard``, held for the block: the root's ingest lock shared
+    (other shards run at once; unsharded ingest and ``runlake compact`` wait), then the
+    shard's lease in the lake (:class:`runlake.store._lake_shards.ShardLease`), whose
+    check fences every write of the backend.
+
+    Raises:
+        StoreBusyError: another process holds this shard (after ``wait_s``), or an
+            unsharded ingest holds the root.
+        StoreError: the root's store is a DuckDB file (one writer only; convert it first).
+    """
+    from runlake.ingest.lock import IngestLock
+    from runlake.schemas.segments import STORE_FILE
+    from runlake.store import locate
+    from runlake.store._lake_shards import ShardLease
+    from runlake.store.lake import LakeBackend
+
+    with IngestLock(root, shared=True):
+        location = locate(root, db, "lake")
+        if db is None and (root / STORE_FILE).exists() and not location.exists():
+            raise StoreError(
+                f"the root {root}'s store is the DuckDB file {root / STORE_FILE}, which takes "
+                f"one writer: run `runlake ingest --lake --root {root}` once (it converts the "
+                f"file into a lake), then start the shards")
+        with ShardLease(location.path, shard.app, wait_s=wait_s) as lease:
+            yield LakeBackend(location, app=shard.app, shards=shard.n, fence=lease.check)

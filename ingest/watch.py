@@ -27,7 +27,8 @@ from typing import Callable
 
 from runlake.ingest.lock import IngestLock
 from runlake.ingest.loader import check_root, run_pass
-from runlake.ingest.pipeline import rebuild_store, select_store
+from runlake.ingest.pipeline import _sharding, rebuild_store, select_store
+from runlake.ingest.shard import Shard, sharded_backend
 from runlake.ingest.report import IngestReport
 from runlake.schemas.errors import StoreBusyError
 from runlake.store import open_backend
@@ -74,6 +75,8 @@ def watch(
     rebuild: bool = False,
     progress: bool = False,
     stale_after: float | None = None,
+    shard: str | Shard | None = None,
+    wait_s: float | None = None,
 ) -> int:
     """Ingest repeatedly until ``stop`` is set (or KeyboardInterrupt).
 
@@ -85,6 +88,8 @@ def watch(
             is committed at least every ``interval`` while passes are quick.
         stop: set it (from another thread) to end the watch after the current pass.
         on_pass: called with each pass's report.
+        shard, wait_s: sharded ingest, as for :func:`runlake.ingest.ingest` (the shard's
+            lease is held for the whole watch).
 
     Returns:
         The number of passes run (passes that found the store busy do not count).
@@ -96,6 +101,18 @@ def watch(
     stop = stop or threading.Event()
     passes = 0
     busy = _BusyReport()
+    if shard is not None:
+        shard = _sharding(shard, kind, rebuild)
+        with sharded_backend(path, db, shard, wait_s) as backend:
+            while not stop.is_set():
+                started = time.monotonic()
+                report = run_pass(path, backend, progress=progress, stale_after=stale_after,
+                                  owns=shard.owns)
+                passes += 1
+                if on_pass is not None:
+                    on_pass(report)
+                stop.wait(max(MIN_GAP, interval - (time.monotonic() - started)))
+        return passes
     with IngestLock(path):
         location, notes = select_store(path, db, kind)
         backend = None

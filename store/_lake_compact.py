@@ -11,6 +11,10 @@ snapshot keeps its old files until it closes):
   K chunks is kept, sorted, in one overwrite (see :mod:`runlake.store.lake` for why K).
 * anomalies: delta-rs ``optimize.compact()``.
 
+Sharded ingest (``apps``): each shard compacts only its own app's files (every append
+holds one app's rows), state tables included (``overwrite where _app = A``), so shards
+compacting and appending at once touch disjoint files; a conflict is retried.
+
 Then a log checkpoint, ``cleanup_metadata`` and vacuum. Vacuum deletes only files that no
 version still needed uses: versions named by live reader leases, versions that were
 current less than :data:`GRACE_S` ago (a reader may have listed them and not yet written
@@ -34,6 +38,7 @@ from runlake.store._lake_layout import (
     COMMITS, LakeFiles, delta_schema, kill_point, sort_indices, table_error, writer,
 )
 from runlake.store._lake_read import KEEP_CHUNKS, live_leases
+from runlake.store._lake_shards import retry_conflicts
 from runlake.store.spec import TABLES
 
 __all__ = ["DUE_FILES", "GRACE_S", "TARGET_BYTES", "compact_lake", "due", "vacuum"]
@@ -49,13 +54,21 @@ def _adds(dt: DeltaTable) -> list[dict]:
     return pa.table(dt.get_add_actions(flatten=True)).to_pylist()
 
 
-def small_files(dt: DeltaTable) -> int:
-    return sum(1 for a in _adds(dt) if a["size_bytes"] < TARGET_BYTES // 2)
+def _app_of(a: dict, name: str) -> str | None:
+    """The one app whose rows file ``a`` holds (None: several, or no statistics)."""
+    col = "app" if name == COMMITS else "_app"
+    lo, hi = a.get(f"min.{col}"), a.get(f"max.{col}")
+    return lo if lo == hi else None
 
 
-def due(tables: dict[str, DeltaTable]) -> bool:
-    """Whether any table has more than :data:`DUE_FILES` small files."""
-    return any(small_files(dt) > DUE_FILES for dt in tables.values())
+def small_files(dt: DeltaTable, apps: set[str] | None = None, name: str = "") -> int:
+    return sum(1 for a in _adds(dt) if a["size_bytes"] < TARGET_BYTES // 2
+               and (apps is None or _app_of(a, name) in apps))
+
+
+def due(tables: dict[str, DeltaTable], apps: set[str] | None = None) -> bool:
+    """Whether any table has more than :data:`DUE_FILES` small files (of ``apps``)."""
+    return any(small_files(dt, apps, name) > DUE_FILES for name, dt in tables.items())
 
 
 def _sorted(tbl: pa.Table, sort: tuple[str, ...]) -> pa.Table:
@@ -85,7 +98,8 @@ def _groups(adds: list[dict], min_files: int) -> list[tuple[str, int, int, list[
     return out
 
 
-def _compact_events(dt: DeltaTable, name: str, min_files: int) -> int:
+def _compact_events(dt: DeltaTable, name: str, min_files: int,
+                    apps: set[str] | None = None) -> int:
     sort = TABLES[name].sort if name in TABLES else ("app", "chunk")
     app_col, chunk_col = ("_app", "_chunk") if name != COMMITS else ("app", "chunk")
     adds = _adds(dt)
@@ -95,20 +109,30 @@ def _compact_events(dt: DeltaTable, name: str, min_files: int) -> int:
     rewritten = 0
     root = Path(dt.table_uri.removeprefix("file://"))
     for app, lo, hi, paths in _groups(adds, min_files):
+        if apps is not None and app not in apps:
+            continue
         data = pa.concat_tables([pq.read_table(root / p) for p in paths],
                                 promote_options="default")
         data = _sorted(data, sort)
         app_q = app.replace("'", "''")
-        write_deltalake(dt, data, mode="overwrite", writer_properties=writer(name),
-                        predicate=f"{app_col} = '{app_q}' AND {chunk_col} >= {lo} "
-                                  f"AND {chunk_col} <= {hi}",
-                        target_file_size=TARGET_BYTES * 2)
+        retry_conflicts(dt, lambda: write_deltalake(
+            dt, data, mode="overwrite", writer_properties=writer(name),
+            predicate=f"{app_col} = '{app_q}' AND {chunk_col} >= {lo} AND {chunk_col} <= {hi}",
+            target_file_size=TARGET_BYTES * 2))
         rewritten += len(paths)
     return rewritten
 
 
-def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int]) -> int:
+def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int],
+                   apps: set[str] | None = None) -> int:
     files = dt.file_uris()
+    only = ""
+    if apps is not None:  # the files holding rows of these apps, and only their rows
+        root = dt.table_uri.removeprefix("file://").rstrip("/")
+        files = [f"{root}/{a['path']}" for a in _adds(dt)
+                 if _app_of(a, name) in apps or _app_of(a, name) is None]
+        only = " OR ".join(f"_app = '{a.replace(chr(39), chr(39) * 2)}'" for a in sorted(apps))
+        chunks = {a: c for a, c in chunks.items() if a in apps}
     if len(files) < 2:
         return 0
     t = TABLES[name]
@@ -121,13 +145,14 @@ def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int]) -> int:
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         data = con.sql(
             f"SELECT * FROM read_parquet([{listed}], union_by_name=true) "
-            f"QUALIFY ({keep}) OR row_number() OVER (PARTITION BY {key} "
-            f"ORDER BY _chunk DESC) = 1").to_arrow_table()
+            f"WHERE {only or 'true'} QUALIFY ({keep}) OR row_number() OVER (PARTITION BY "
+            f"{key} ORDER BY _chunk DESC) = 1").to_arrow_table()
     finally:
         con.close()
     data = _sorted(data.cast(delta_schema(name)), t.sort)
-    write_deltalake(dt, data, mode="overwrite", writer_properties=writer(name),
-                    target_file_size=TARGET_BYTES * 2)
+    retry_conflicts(dt, lambda: write_deltalake(
+        dt, data, mode="overwrite", writer_properties=writer(name), predicate=only or None,
+        target_file_size=TARGET_BYTES * 2))
     return len(files)
 
 
@@ -161,27 +186,32 @@ def vacuum(dt: DeltaTable, name: str, leases: dict[str, set[int]],
 
 
 def compact_lake(lake: LakeFiles, tables: dict[str, DeltaTable], chunks: dict[str, int],
-                 *, force: bool = False, grace_s: float = GRACE_S) -> dict:
+                 *, force: bool = False, grace_s: float = GRACE_S,
+                 apps: set[str] | None = None) -> dict:
     """Compact every table that needs it (``force``: every table with 2+ small files),
-    checkpoint, clean the log, vacuum. Returns a report by table."""
+    checkpoint, clean the log, vacuum. Returns a report by table. ``apps`` (a shard):
+    rewrite only these apps' files, and leave ``anomalies`` (not ingest's) alone."""
     report: dict = {}
     leases = live_leases(lake)
     for name, dt in tables.items():
         before = len(dt.file_uris())
         try:
-            if not force and small_files(dt) <= DUE_FILES:
+            if not force and small_files(dt, apps, name) <= DUE_FILES:
+                rewritten = 0
+            elif name == "anomalies" and apps is not None:
                 rewritten = 0
             elif name == "anomalies":
                 rewritten = int(dt.optimize.compact(writer_properties=writer(name))
                                 .get("numFilesRemoved", 0))
             elif name in TABLES and TABLES[name].kind == "state":
-                rewritten = _compact_state(dt, name, chunks)
+                rewritten = _compact_state(dt, name, chunks, apps)
             else:
-                rewritten = _compact_events(dt, name, 2 if force else 4)
+                rewritten = _compact_events(dt, name, 2 if force else 4, apps)
             kill_point(f"compact:{name}")
             if rewritten:
                 dt.create_checkpoint()
                 dt.cleanup_metadata()
+            dt.update_incremental()  # files other shards committed meanwhile are not orphans
             removed = vacuum(dt, name, leases, grace_s)
             kill_point(f"vacuum:{name}")
         except DeltaError as exc:

@@ -76,6 +76,7 @@ from runlake.store._lake_layout import (
 from runlake.store._lake_read import (
     bind_release, committed_chunks, create_views, read_snapshot,
 )
+from runlake.store._lake_shards import ANY_SHARDS, check_shards, retry_conflicts
 from runlake.store.chunk import Chunk
 from runlake.store.spec import TABLES, arrow_schema
 
@@ -132,11 +133,22 @@ def attach_views(con: duckdb.DuckDBPyConnection, location: Any, *,
 
 
 class LakeBackend:
-    """The lake, opened for ingest by the process holding the root's ingest lock."""
+    """The lake, opened for ingest by the process holding the root's ingest lock.
 
-    def __init__(self, location: Any, *, app: str = APP) -> None:
+    Sharded ingest (:mod:`runlake.ingest.shard`): ``app`` is the shard's application id,
+    ``shards`` its N (None: unsharded; checked against the lake's record on every pass,
+    :func:`runlake.store._lake_shards.check_shards`) and ``fence`` the shard lease's check,
+    called before every write (a holder that lost its lease writes nothing more). Shards
+    append concurrently: recovery and compaction touch only ``app``'s rows and files, and
+    a Delta commit conflict is retried (:func:`retry_conflicts`).
+    """
+
+    def __init__(self, location: Any, *, app: str = APP, shards: int | None = None,
+                 fence: Any = None) -> None:
         self.location = location
         self.app = app
+        self.shards = shards
+        self.fence = fence
         self.files = LakeFiles(_path(location))
         self._tables: dict[str, DeltaTable] = {}
         self._lake_id: str | None = None
@@ -151,6 +163,7 @@ class LakeBackend:
         lake = self.files
         lake_id = lake.check_format()
         if self._tables and lake_id == self._lake_id:  # a watch's next pass: tables loaded
+            self._check_shards()
             self._recover()
             return
         lake.path.mkdir(parents=True, exist_ok=True)
@@ -162,8 +175,16 @@ class LakeBackend:
         # missing; a kill before it leaves tables that the next prepare() adopts
         lake.write_format()
         self._lake_id = lake.check_format()
+        self._check_shards()
         self._recover()
+        # chunks numbered above every app's: where a run changed owner (the shard count
+        # changed while every ingester was stopped), the new owner's rows are the latest
+        top = max(committed_chunks(lake, self._lake_id)[0].values(), default=0)
+        self._next = max(self._next, top + 1)
 
+    def _check_shards(self) -> None:
+        if self.shards != ANY_SHARDS:
+            check_shards(self.files.path, self.shards)
     def _open_or_create(self, name: str) -> DeltaTable:
         path = self.files.table(name)
         schema = commits_schema() if name == COMMITS else delta_schema(name)
@@ -172,8 +193,10 @@ class LakeBackend:
                 return DeltaTable.create(str(path), schema, name=name,
                                          configuration=delta_config())
             except (DeltaError, OSError) as exc:
+                if (path / "_delta_log").is_dir():  # another shard created it first
+                    return _open_created(path)
                 raise StoreError(f"cannot create the lake table {path}: {exc}") from exc
-        dt = open_table(path)
+        dt = _open_created(path)
         missing = check_table_schema(dt, name, path)
         if missing:  # a column added to the spec since this table was made
             dt.alter.add_columns([_delta_field(f) for f in missing])
@@ -193,7 +216,8 @@ class LakeBackend:
             if version > committed:
                 app = self.app.replace("'", "''")
                 try:
-                    dt.delete(f"_app = '{app}' AND _chunk > {committed}")
+                    retry_conflicts(dt, lambda dt=dt: dt.delete(
+                        f"_app = '{app}' AND _chunk > {committed}"), self.fence)
                 except DeltaError as exc:
                     raise table_error(self.files.table(name), exc) from exc
                 kill_point(f"recover:{name}")
@@ -228,16 +252,19 @@ class LakeBackend:
         try:
             for name, tbl in out.items():
                 kill_point(f"before:{name}")
-                write_deltalake(self._tables[name], _stamped(name, tbl, self.app, n),
-                                mode="append", writer_properties=writer(name),
-                                commit_properties=txn)
+                data, dt = _stamped(name, tbl, self.app, n), self._tables[name]
+                retry_conflicts(dt, lambda: write_deltalake(
+                    dt, data, mode="append", writer_properties=writer(name),
+                    commit_properties=txn), self.fence)
                 rows += tbl.num_rows
                 kill_point(f"after:{name}")
             name = COMMITS
             kill_point(f"before:{COMMITS}")
-            write_deltalake(self._tables[COMMITS], pa.table(
+            dt, data = self._tables[COMMITS], pa.table(
                 {"app": [self.app], "chunk": [n], "committed_at": [_now()], "rows": [rows]},
-                schema=commits_schema()), mode="append", commit_properties=txn)
+                schema=commits_schema())
+            retry_conflicts(dt, lambda: write_deltalake(
+                dt, data, mode="append", commit_properties=txn), self.fence)
             kill_point(f"after:{COMMITS}")
         except (DeltaError, OSError) as exc:
             detail = " ".join(str(exc).split())[:300]
@@ -249,8 +276,9 @@ class LakeBackend:
 
     def maintain(self) -> None:
         """Compact, checkpoint and vacuum the tables that piled up small files."""
-        if self._tables and not self._dirty and due(self._tables):
-            compact_lake(self.files, self._tables, {self.app: self._committed})
+        own = None if self.shards is None else {self.app}  # a shard compacts its own files
+        if self._tables and not self._dirty and due(self._tables, own):
+            compact_lake(self.files, self._tables, {self.app: self._committed}, apps=own)
 
     def compact(self, *, grace_s: float | None = None) -> dict:
         """Compact every table with two or more small files now; a report by table."""
@@ -261,6 +289,16 @@ class LakeBackend:
         chunks, _v = committed_chunks(self.files)
         kw = {} if grace_s is None else {"grace_s": grace_s}
         return compact_lake(self.files, self._tables, chunks, force=True, **kw)
+
+
+def _open_created(path: Path) -> DeltaTable:
+    """The table at ``path``, which exists; a moment's retry when another shard's first
+    pass is creating it right now (its log has no commit yet)."""
+    for _ in range(50):
+        if any((path / "_delta_log").glob("*.json")):
+            break
+        time.sleep(0.1)
+    return open_table(path)
 
 
 def _now() -> int:
@@ -293,7 +331,7 @@ def compact(location: Any, *, grace_s: float | None = None) -> dict:
 
     Returns ``{table: {files_before, files_after, rewritten, vacuumed, version}}``.
     """
-    return LakeBackend(location).compact(grace_s=grace_s)
+    return LakeBackend(location, shards=ANY_SHARDS).compact(grace_s=grace_s)
 
 
 def write_anomalies(location: Any, run_ids: list[str] | None, table: Any) -> None:

@@ -21,7 +21,8 @@ def register(sub) -> None:
         "runlake ingest --root runs/            # one pass\n"
         "  runlake ingest --watch --interval 2    # keep the store fresh while training runs\n"
         "  runlake ingest --lake                  # move the root to the lake (converts the file)\n"
-        "  runlake ingest --rebuild               # rebuild the store from the segments",
+        "  runlake ingest --rebuild               # rebuild the store from the segments\n"
+        "  runlake ingest --shard 1/2 --watch     # with --shard 2/2 elsewhere: two ingesters",
     )
     add_store_args(p)
     kind = p.add_mutually_exclusive_group()
@@ -34,6 +35,13 @@ def register(sub) -> None:
     p.add_argument("--rebuild", action="store_true",
                    help="rebuild the store from the segments beside the old one, then swap "
                         "it in (the old one is kept as <name>.old)")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="ingest only the runs of shard I of N into the root's lake, while N-1 "
+                        "other processes (any machines) ingest the others; every shard uses "
+                        "the same N (docs/ingest.md#sharded-ingest)")
+    p.add_argument("--wait", type=float, default=None, metavar="S",
+                   help="with --shard: seconds to wait while another process holds the same "
+                        "shard, then exit 2 naming it (default 3; on s3:// the lease TTL + 5)")
     p.add_argument("--watch", action="store_true", help="keep ingesting until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between passes with --watch (default 1)")
@@ -67,6 +75,14 @@ def _run(args) -> int:
     root, db = resolve_root(args.root), args.db
     if args.interval <= 0:
         raise ConfigError(f"--interval must be a positive number of seconds, got {args.interval}")
+    shard = None
+    if args.shard is not None:
+        from runlake.ingest.shard import parse_shard
+
+        shard = parse_shard(args.shard)
+    if args.wait is not None and (shard is None or not args.wait >= 0):
+        raise ConfigError("--wait needs --shard and a number of seconds >= 0, got "
+                          f"{args.wait:g}" + ("" if shard else " without --shard"))
     detect = _detector() if args.analyze else None
     if args.quiet:
         logging.getLogger("runlake.ingest").setLevel(logging.ERROR)
@@ -89,10 +105,11 @@ def _run(args) -> int:
             print(f"watching {root} every {args.interval:g}s (Ctrl-C to stop)", file=sys.stderr)
         try:
             watch(root, db, interval=args.interval, on_pass=after, kind=args.kind,
-                  rebuild=args.rebuild, progress=progress, stale_after=args.stale_after)
+                  rebuild=args.rebuild, progress=progress, stale_after=args.stale_after,
+                  shard=shard, wait_s=args.wait)
         except KeyboardInterrupt:
             return 0
         return 0
     after(ingest(root, db, kind=args.kind, rebuild=args.rebuild, progress=progress,
-                 stale_after=args.stale_after))
+                 stale_after=args.stale_after, shard=shard, wait_s=args.wait))
     return 0
