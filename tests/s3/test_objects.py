@@ -83,3 +83,19 @@ def test_storage_options_follow_the_environment(s3_env):
     assert opts["AWS_ENDPOINT_URL"] == s3_env["AWS_ENDPOINT_URL"]
     assert opts["AWS_ALLOW_HTTP"] == "true"
     assert opts["AWS_ACCESS_KEY_ID"] == "testing"
+
+
+def test_refused_credentials_are_one_clear_line(monkeypatch):
+    from ._server import MotoServer
+    with MotoServer(check_credentials=True) as server:
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        bucket = server.new_bucket()
+        store = ObjectStore(f"s3://{bucket}/p")
+        assert store.put_new("ok", b"1")  # the server's own key works
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        with pytest.raises(ObjectStoreError, match="credentials were refused"):
+            ObjectStore(f"s3://{bucket}/p").get("ok")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
+        with pytest.raises(ObjectStoreError, match="credentials were refused"):
+            ObjectStore(f"s3://{bucket}/p").check()
