@@ -3,19 +3,24 @@
 The selection lives in ``st.session_state`` (so widgets keep it while moving between
 views) and is mirrored into the URL query parameters (so a link reproduces the view):
 
-    ?view=charts&runs=<id>,<id>&key=loss&x=step&from=100&to=400
+    ?view=charts&runs=<id>,<id>&keys=train/loss,val/loss&x=step&from=100&to=400
 
-Every view reads and writes the selection through this module only.
+Every view reads and writes the selection through this module only. The Charts
+workspace's parameters (``keys``, ``sections``, ``search``, ``smooth``, ``logy``,
+``group``, ``points``) are parsed into one :class:`Workspace` by :func:`workspace`.
 
 The URL is user input (a link can be edited or forged), so it is parsed here, once, into
 checked values: an unknown view, a refresh interval or x axis that is not offered, a step
 that is not an integer a browser can hold (``inf``, ``1e400``, ``nan``, ``10**400``,
 text), or a ``from`` after ``to`` is dropped from the URL and reported by
-:func:`url_notices`, never passed on to a widget or a query.
+:func:`url_notices`, never passed on to a widget or a query. Lists are cut to a bound
+(:data:`MAX_URL_RUNS` run ids, :data:`MAX_PANELS` panels) with a notice. What only the
+store can check (an unknown run id, metric key or group key) the view reports.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import math
@@ -24,22 +29,38 @@ import re
 import streamlit as st
 
 __all__ = [
+    "FILTER_OPS",
+    "GROUP_ALIASES",
+    "MAX_FIELDS",
+    "MAX_PANELS",
+    "MAX_PANEL_KEYS",
+    "MAX_SQL_CHARS",
     "MAX_STEP",
+    "MAX_URL_RUNS",
+    "POINTS_RANGE",
     "REFRESH_CHOICES",
+    "SMOOTH_MAX",
+    "SUMMARY_NAMES",
     "VIEWS",
+    "Workspace",
     "X_AXES",
     "chart_params",
     "focus",
     "init_selection",
     "open_chart",
+    "panel_text",
+    "parse_filter",
     "parse_step",
     "refresh_label",
+    "runs_view_params",
     "selected_runs",
+    "set_param",
     "set_selected_runs",
     "set_view",
     "unknown_runs",
     "url_notices",
     "view_url",
+    "workspace",
 ]
 
 VIEWS: dict[str, str] = {
@@ -64,6 +85,28 @@ DEFAULT_REFRESH = "2 s"
 MAX_STEP = 2**53 - 1
 """Largest |step| a URL may focus on: what a browser number input holds exactly
 (JavaScript's ``Number.MAX_SAFE_INTEGER``)."""
+
+MAX_URL_RUNS = 1000
+"""Most run ids ``?runs=`` may select (a grouped panel of 1,000 runs is the largest view
+the dashboard is sized for); the rest are cut with a notice."""
+
+MAX_PANELS = 100
+"""Most panels ``?keys=`` may name."""
+
+MAX_PANEL_KEYS = 8
+"""Most keys one panel overlays (``?keys=a|b``)."""
+
+SMOOTH_MAX = 0.99
+"""Largest EMA weight ``?smooth=`` takes (W&B's slider range, 0 = raw)."""
+
+POINTS_RANGE = (50, 20_000)
+"""``?points=``: points per curve, bounds included."""
+
+GROUP_ALIASES = {"group_name": "group"}
+"""``?group=`` spellings of the run group (``runlake.analysis.groups.GROUP_KEY``)."""
+
+_MAX_TEXT = 500  # longest key, section, search or group text taken from the URL
+_PANEL_SEP = "|"
 
 _RUNS = "rl_selected_runs"
 _NOTICES = "rl_url_notices"
@@ -138,6 +181,94 @@ def _check_url() -> list[str]:
     if len(steps) == 2 and steps["from"] > steps["to"]:
         notices.append(f"?from={steps['from']} is after ?to={steps['to']}; both ignored.")
         del params["from"], params["to"]
+    return notices + _check_workspace(params)
+
+
+def _parse_smooth(text: str) -> float:
+    value = float(text) if re.fullmatch(r"[0-9]*\.?[0-9]+", text.strip()) else math.nan
+    if not 0.0 <= value <= SMOOTH_MAX:
+        raise ValueError
+    return value
+
+
+def _parse_points(text: str) -> int:
+    value = int(text) if _INTEGER.fullmatch(text.strip()) else -1
+    if not POINTS_RANGE[0] <= value <= POINTS_RANGE[1]:
+        raise ValueError
+    return value
+
+
+_FLAGS = {"1": True, "true": True, "on": True, "yes": True,
+          "0": False, "false": False, "off": False, "no": False}
+
+
+def _panels(text: str) -> list[tuple[str, ...]]:
+    """``a,b|c`` → ``[("a",), ("b", "c")]`` (empty entries and repeats dropped)."""
+    out = []
+    for entry in _split(text):
+        keys = tuple(dict.fromkeys(k for k in entry.split(_PANEL_SEP) if k))
+        if keys and keys not in out:
+            out.append(keys)
+    return out
+
+
+def panel_text(panels: Iterable[Iterable[str]]) -> str:
+    """The ``?keys=`` value for these panels (the inverse of what :func:`workspace` reads)."""
+    return ",".join(_PANEL_SEP.join(p) for p in panels)
+
+
+def _check_workspace(params) -> list[str]:
+    """The workspace parameters: malformed ones dropped, lists cut to their bounds."""
+    notices = []
+    runs = _split(params.get("runs"))
+    if len(runs) > MAX_URL_RUNS:
+        notices.append(f"?runs= named {len(runs)} run ids; only the first {MAX_URL_RUNS} "
+                       f"are selected (group the rest in the Runs view).")
+        params["runs"] = ",".join(runs[:MAX_URL_RUNS])
+    if "key" in params and "keys" not in params:  # the older single-key link
+        params["keys"] = params["key"]
+    if "key" in params:
+        del params["key"]
+    for name in ("keys", "sections"):
+        value = params.get(name)
+        if value is not None and len(value) > MAX_PANELS * _MAX_TEXT:
+            notices.append(f"?{name}= is {len(value)} characters long; ignored.")
+            del params[name]
+    if "keys" in params:
+        panels = _panels(params["keys"])
+        kept = [p[:MAX_PANEL_KEYS] for p in panels[:MAX_PANELS] if all(len(k) <= _MAX_TEXT for k in p)]
+        if len(panels) > MAX_PANELS:
+            notices.append(f"?keys= named {len(panels)} panels; showing the first {MAX_PANELS}.")
+        if any(len(p) > MAX_PANEL_KEYS for p in panels):
+            notices.append(f"?keys= overlays at most {MAX_PANEL_KEYS} keys in one panel; "
+                           f"the rest were dropped.")
+        if any(len(k) > _MAX_TEXT for p in panels for k in p):
+            notices.append(f"?keys= named a key over {_MAX_TEXT} characters; it was dropped.")
+        if kept:
+            params["keys"] = panel_text(kept)
+        else:
+            del params["keys"]
+    for name in ("search", "group"):
+        if len(params.get(name) or "") > _MAX_TEXT:
+            notices.append(f"?{name}= is over {_MAX_TEXT} characters; ignored.")
+            del params[name]
+    if "smooth" in params:
+        try:
+            _parse_smooth(params["smooth"])
+        except ValueError:
+            notices.append(f"?smooth={_shown(params['smooth'])} is not an EMA weight between 0 "
+                           f"and {SMOOTH_MAX}; using 0 (no smoothing).")
+            del params["smooth"]
+    if "logy" in params and params["logy"].strip().lower() not in _FLAGS:
+        notices.append(f"?logy={_shown(params['logy'])} is not 1 or 0; using a linear scale.")
+        del params["logy"]
+    if "points" in params:
+        try:
+            _parse_points(params["points"])
+        except ValueError:
+            notices.append(f"?points={_shown(params['points'])} is not an integer from "
+                           f"{POINTS_RANGE[0]} to {POINTS_RANGE[1]}; using the default.")
+            del params["points"]
     return notices
 
 
@@ -192,12 +323,11 @@ def set_view(view: str) -> None:
 
 
 def focus() -> dict[str, str | int]:
-    """Chart focus from the URL: ``key`` and ``x`` (str), ``from`` and ``to`` (int steps);
-    absent or malformed ones omitted (:func:`init_selection` dropped those)."""
+    """Chart focus from the URL: ``x`` (str), ``from`` and ``to`` (int steps); absent or
+    malformed ones omitted (:func:`init_selection` dropped those). The keys are in
+    :func:`workspace`."""
     params = st.query_params
     out: dict[str, str | int] = {}
-    if "key" in params:
-        out["key"] = params["key"]
     if params.get("x") in X_AXES:
         out["x"] = params["x"]
     for name in ("from", "to"):
@@ -213,7 +343,7 @@ def chart_params(
     run_ids: Iterable[str], key: str, step_from: int | None = None, step_to: int | None = None
 ) -> dict[str, str]:
     """Query parameters that open the Charts view on these runs, key and step range."""
-    params = {"view": "charts", "runs": ",".join(run_ids), "key": key, "x": "step"}
+    params = {"view": "charts", "runs": ",".join(run_ids), "keys": key, "x": "step"}
     if step_from is not None:
         params["from"] = str(int(step_from))
     if step_to is not None:
@@ -237,3 +367,154 @@ def open_chart(
     st.query_params.clear()
     st.query_params.update(params)
     st.rerun()
+
+
+# --- Runs and SQL view parameters (added by helper F) ------------------------------------
+
+MAX_SQL_CHARS = 4000
+"""Longest ``?sql=`` the SQL view runs from a link (a longer one is dropped with a notice)."""
+MAX_FIELDS = 50
+"""At most this many ``?cols=`` entries and ``?filter=`` conditions."""
+SUMMARY_NAMES = ("last", "min", "max")
+"""Per-run summaries of a metric key (columns of the store's ``metric_summary`` view) that
+columns, sorts and filters name as ``<key>:last``."""
+FILTER_OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
+"""``?filter=`` operators, longest first; ``~`` is a case-insensitive substring match."""
+_FIELD = re.compile(r"[^\x00-\x1f,]{1,200}")
+
+
+def _field_ok(text: str) -> bool:
+    return bool(_FIELD.fullmatch(text))
+
+
+def parse_filter(text: str) -> tuple[str, str, str]:
+    """``cfg:lr>=0.01`` → ``("cfg:lr", ">=", "0.01")``.
+
+    Raises:
+        ValueError: no operator of :data:`FILTER_OPS`, or an empty or overlong field.
+    """
+    for op in FILTER_OPS:
+        field, sep, value = text.partition(op)
+        if sep and _field_ok(field.strip()):
+            return field.strip(), op, value.strip()
+    raise ValueError(f"expected FIELD{'|'.join(FILTER_OPS)}VALUE, got {_shown(text)}")
+
+
+def runs_view_params() -> tuple[dict, list[str]]:
+    """The Runs and SQL views' URL parameters, checked: ``sort`` (a column, ``-`` first for
+    descending), ``filter`` (comma-separated ``FIELD OP VALUE``), ``group`` and ``cols``
+    (column names: ``cfg:<key>``, ``<metric key>:last|min|max``, or a built-in column),
+    and ``sql`` (at most :data:`MAX_SQL_CHARS` characters).
+
+    Malformed ones are dropped from the URL; returns ``(params, notices)``. Whether a
+    column exists is the view's to check (it knows the store).
+    """
+    params = st.query_params
+    out: dict = {}
+    notices: list[str] = []
+    sort = params.get("sort")
+    if sort is not None:
+        name = sort[1:] if sort.startswith("-") else sort
+        if _field_ok(name):
+            out["sort"] = (name, sort.startswith("-"))
+        else:
+            notices.append(f"?sort={_shown(sort)} is not a column name; sorted by start time.")
+            del params["sort"]
+    group = params.get("group")
+    if group is not None:
+        if _field_ok(group):
+            out["group"] = group
+        else:
+            notices.append(f"?group={_shown(group)} is not a column name; not grouped.")
+            del params["group"]
+    for name in ("cols", "filter"):
+        value = params.get(name)
+        if value is None:
+            continue
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if len(parts) > MAX_FIELDS:
+            notices.append(f"?{name}= has {len(parts)} entries; the first {MAX_FIELDS} are used.")
+            parts = parts[:MAX_FIELDS]
+        kept = []
+        for part in parts:
+            if name == "cols":
+                if _field_ok(part):
+                    kept.append(part)
+                else:
+                    notices.append(f"?cols= entry {_shown(part)} ignored: not a column name.")
+                continue
+            try:
+                kept.append(parse_filter(part))
+            except ValueError as exc:
+                notices.append(f"?filter= entry {_shown(part)} ignored: {exc}.")
+        out[name] = kept
+    sql = params.get("sql")
+    if sql is not None:
+        if len(sql) > MAX_SQL_CHARS:
+            notices.append(f"?sql= is {len(sql)} characters, over the {MAX_SQL_CHARS} a link may "
+                           "carry; not run (paste it into the console instead).")
+            del params["sql"]
+        elif sql.strip():
+            out["sql"] = sql
+    return out, notices
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The Charts workspace as the URL gives it (already checked by :func:`init_selection`).
+
+    Attributes:
+        panels: the panels, each a tuple of the keys it overlays; None: a panel per key.
+        sections: the open sections; None: the default (every section but ``sys``).
+        search: the key filter text ("" = none).
+        smooth: EMA weight in [0, SMOOTH_MAX].
+        log_y: log scale on y.
+        x: one of X_AXES.
+        group: the config key to group runs by (``group`` = the run group), or None.
+        points: points per curve, or None for the view's default.
+    """
+
+    panels: tuple[tuple[str, ...], ...] | None = None
+    sections: tuple[str, ...] | None = None
+    search: str = ""
+    smooth: float = 0.0
+    log_y: bool = False
+    x: str = "step"
+    group: str | None = None
+    points: int | None = None
+
+
+def workspace() -> Workspace:
+    """The Charts workspace from the URL; malformed parameters count as absent."""
+    params = st.query_params
+    panels = tuple(_panels(params["keys"])) if "keys" in params else None
+    sections = tuple(_split(params["sections"])) if "sections" in params else None
+    try:
+        smooth = _parse_smooth(params.get("smooth", "0"))
+    except ValueError:
+        smooth = 0.0
+    try:
+        points = _parse_points(params["points"]) if "points" in params else None
+    except ValueError:
+        points = None
+    group = params.get("group") or None
+    return Workspace(
+        panels=panels or None,
+        sections=sections,
+        search=params.get("search", ""),
+        smooth=smooth,
+        log_y=_FLAGS.get(params.get("logy", "0").strip().lower(), False),
+        x=params.get("x") if params.get("x") in X_AXES else "step",
+        group=GROUP_ALIASES.get(group, group),
+        points=points,
+    )
+
+
+def set_param(name: str, value: str | None) -> None:
+    """Write one query parameter (None or "" removes it, except ``sections``, where an
+    empty value means every section is closed)."""
+    if value is None or (value == "" and name != "sections"):
+        if name in st.query_params:
+            del st.query_params[name]
+    else:
+        st.query_params[name] = value

@@ -1,108 +1,39 @@
-"""Charts view: chosen metrics of the selected runs, overlaid, updating live.
+"""Charts view: the workspace a W&B or TensorBoard user expects.
 
-Curves come from ``analysis.curves.downsample`` (min/max/last per bucket, so a spike is
-never averaged or sampled away), smoothed with the bias-corrected ``analysis.curves.ema``,
-with the anomaly findings of each run drawn on the curve of their key. The URL keys
-``key``, ``x``, ``from`` and ``to`` focus the view (the Anomalies view links here).
+A panel per metric key (or the panels ``?keys=`` names, ``a|b`` overlaying two keys),
+in collapsible sections by prefix (``train/``, ``val/``, ``sys/``; keys without a ``/`` in
+"metrics"); closed sections are not queried. A search box filters panels; every panel
+shares the x axis (step, time, epoch when the runs logged epochs), EMA smoothing
+(bias-corrected, 0..0.99), log scale, and optional grouping of the runs by a config key
+or run group (mean line, std and min/max bands). Resumed attempts, anomaly ranges and
+checkpoints are drawn on the step axis. Every control lives in the URL (see
+``selection.workspace``), so a link reproduces the workspace and a refresh keeps it.
+
+Panels are built by ``workspace.panel_chart`` from cached fetches: an idle rerun with no
+new data issues no store query.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Any, Callable
 
-import altair as alt
 import polars as pl
 import streamlit as st
 
-from runlake.analysis.anomalies import list_anomalies
-from runlake.analysis.curves import downsample, ema
-from runlake.dashboard import data, selection, widgets
-from runlake.schemas.metric_keys import is_system_key
-from runlake.schemas.severity import by_severity
+from runlake.analysis.context import has_epochs
+from runlake.analysis.groups import group_options
+from runlake.dashboard import data, selection, widgets, workspace
+from runlake.dashboard.workspace import curves
 
-__all__ = ["chart", "curves", "render", "zoom_points"]
+__all__ = ["curves", "render", "zoom_points"]
 
 TITLE = "Charts"
 X_AXES = selection.X_AXES
 MAX_POINTS = 20_000
-SEVERITY_COLORS = by_severity(("#1f77b4", "#ff7f0e", "#d62728"))  # least severe first
-
-
-def curves(
-    raw: pl.DataFrame,
-    labels: dict[str, str],
-    *,
-    smoothing: float,
-    x: str,
-    x_range: tuple[float | None, float | None] = (None, None),
-    log_y: bool = False,
-) -> pl.DataFrame:
-    """Downsampled points → plot rows ``run, x, value, smoothed`` (finite values only).
-
-    ``smoothing`` is the EMA weight in [0, 1): 0 keeps the raw curve.
-    """
-    if raw is None or raw.height == 0:
-        return pl.DataFrame(schema={"run": pl.String, "x": pl.Float64, "value": pl.Float64,
-                                    "smoothed": pl.Float64})
-    xcol = x if x in raw.columns else "x"
-    frame = raw.select(pl.col("run_id"), pl.col(xcol).alias("x"), pl.col("value").cast(pl.Float64))
-    frame = frame.filter(pl.col("value").is_finite())
-    if log_y:
-        frame = frame.filter(pl.col("value") > 0)
-    parts = []
-    for (run_id,), part in frame.sort("x").group_by(["run_id"], maintain_order=True):
-        values = part["value"].to_list()
-        smoothed = ema(values, smoothing) if smoothing > 0 and values else values
-        parts.append(part.with_columns(
-            pl.lit(labels.get(run_id, run_id)).alias("run"),
-            pl.Series("smoothed", list(smoothed), dtype=pl.Float64),
-        ))
-    out = pl.concat(parts) if parts else frame.with_columns(
-        pl.lit("").alias("run"), pl.col("value").alias("smoothed"))
-    lo, hi = x_range
-    if x == "step" and lo is not None:
-        out = out.filter(pl.col("x") >= lo)
-    if x == "step" and hi is not None:
-        out = out.filter(pl.col("x") <= hi)
-    return out.select("run", "x", "value", "smoothed")
-
-
-def chart(
-    points: pl.DataFrame,
-    findings: pl.DataFrame | None,
-    *,
-    key: str,
-    x: str,
-    smoothing: float,
-    log_y: bool,
-    x_range: tuple[float | None, float | None] = (None, None),
-) -> alt.LayerChart | alt.Chart:
-    """An Altair chart: one colored line per run, raw faint under smoothed, anomalies marked."""
-    x_type = "T" if x == "time" else "Q"
-    x_scale = alt.Scale(domain=[v for v in x_range]) if x == "step" and None not in x_range else alt.Undefined
-    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
-    xenc = alt.X(f"x:{x_type}", title=x, scale=x_scale)
-    base = alt.Chart(points.to_pandas()).encode(x=xenc, color=alt.Color("run:N", title="run"))
-    layers = []
-    if smoothing > 0:
-        layers.append(base.mark_line(opacity=0.25, clip=True).encode(y=alt.Y("value:Q", title=key, scale=y_scale)))
-    layers.append(base.mark_line(clip=True).encode(
-        y=alt.Y("smoothed:Q", title=key, scale=y_scale),
-        tooltip=["run:N", alt.Tooltip("x", title=x), alt.Tooltip("value:Q", format=".6g")],
-    ))
-    if findings is not None and findings.height and x == "step":
-        marks = findings.select(
-            pl.col("step_start").alias("x"), "severity", "kind", "message", "run",
-        ).to_pandas()
-        layers.append(
-            alt.Chart(marks).mark_rule(strokeDash=[4, 3], strokeWidth=2).encode(
-                x=alt.X("x:Q", scale=x_scale),
-                color=alt.Color("severity:N", scale=alt.Scale(
-                    domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values())), legend=None),
-                tooltip=["run:N", "kind:N", "severity:N", "message:N", alt.Tooltip("x:Q", title="step")],
-            )
-        )
-    return alt.layer(*layers).resolve_scale(color="independent").properties(height=320)
+DEFAULT_POINTS = 500
+NO_GROUP = "(none)"
+_EPOCH_MISSING = ("x = epoch is offered when a run logs epochs (`run.log(..., epoch=)`); "
+                  "these runs logged none.")
 
 
 def zoom_points(points: int, lo: float | None, hi: float | None, last_step: float | None) -> int:
@@ -119,59 +50,161 @@ def zoom_points(points: int, lo: float | None, hi: float | None, last_step: floa
     return int(min(MAX_POINTS, max(points, points * last_step / span)))
 
 
+def _synced(key: str, url_value: Any) -> None:
+    """Set widget ``key`` from the URL when the URL changed since the widget last wrote it
+    (a link, a refresh, another view's jump), else leave the user's value."""
+    mark = f"{key}__url"
+    if key not in st.session_state or st.session_state.get(mark) != url_value:
+        st.session_state[key] = url_value
+        st.session_state[mark] = url_value
+
+
+def _writer(key: str, name: str, encode: Callable[[Any], str | None]) -> Callable[[], None]:
+    """An on_change callback: the widget's value into ``?name=``."""
+    def _changed() -> None:
+        value = st.session_state[key]
+        st.session_state[f"{key}__url"] = value
+        selection.set_param(name, encode(value))
+    return _changed
+
+
+def _known_panels(ws: selection.Workspace, keys: list[str]) -> tuple[list[tuple[str, ...]] | None, list[str]]:
+    """The URL's panels restricted to logged keys; the unknown keys."""
+    if ws.panels is None:
+        return None, []
+    known = set(keys)
+    unknown = list(dict.fromkeys(k for p in ws.panels for k in p if k not in known))
+    panels = [tuple(k for k in p if k in known) for p in ws.panels]
+    return [p for p in panels if p] or None, unknown
+
+
+def _controls(db: str, token: tuple, run_ids: list[str], keys: list[str], ws: selection.Workspace):
+    """The workspace controls, bound to the URL; returns (panels, options, group notices)."""
+    panels, unknown = _known_panels(ws, keys)
+    if unknown:
+        shown = ", ".join(repr(k) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        st.warning(widgets.escape_md(f"?keys= names key(s) these runs did not log, ignored: {shown}"), icon="⚠️")
+    epochs = data.fetch(has_epochs, db, token, run_ids)
+    axes = [a for a in X_AXES if a != "epoch" or epochs]
+    x = ws.x
+    if x not in axes:
+        st.warning(f"?x=epoch: {_EPOCH_MISSING} Showing step.", icon="⚠️")
+        x = "step"
+    groups = [NO_GROUP, *data.fetch(group_options, db, token, run_ids)]
+    group = ws.group or NO_GROUP
+    if group not in groups:
+        st.warning(widgets.escape_md(f"?group={group!r} is not a config key of these runs; "
+                                     f"showing them ungrouped."), icon="⚠️")
+        group = NO_GROUP
+    panel_options = list(dict.fromkeys([selection.panel_text([p]) for p in panels or []] + keys))
+
+    c1, c2, c3 = st.columns([2, 3, 2])
+    _synced("charts_search", ws.search)
+    search = c1.text_input("Search keys", key="charts_search", placeholder="filter panels by key",
+                           on_change=_writer("charts_search", "search", str))
+    _synced("charts_keys", [selection.panel_text([p]) for p in panels or []])
+    c2.multiselect("Panels", panel_options, key="charts_keys",
+                   format_func=lambda p: p.replace("|", " + "),
+                   placeholder="every logged key (pick some to pin them)",
+                   on_change=_writer("charts_keys", "keys", lambda v: ",".join(v)))
+    _synced("charts_group", group)
+    c3.selectbox("Group runs by", groups, key="charts_group",
+                 help="A config key or `group` (the run group): one mean line per group with "
+                      "a mean ± std band and a min/max band.",
+                 on_change=_writer("charts_group", "group", lambda v: None if v == NO_GROUP else v))
+    c4, c5, c6, c7 = st.columns([2, 2, 1, 1])
+    _synced("charts_x", x)
+    c4.radio("x axis", axes, key="charts_x", horizontal=True,
+             on_change=_writer("charts_x", "x", lambda v: None if v == "step" else v))
+    if not epochs:
+        c4.caption(_EPOCH_MISSING)
+    _synced("charts_smooth", ws.smooth)
+    smooth = c5.slider("Smoothing (EMA)", 0.0, selection.SMOOTH_MAX, key="charts_smooth", step=0.01,
+                       help="Exponential moving average weight, bias corrected (0 = raw).",
+                       on_change=_writer("charts_smooth", "smooth", lambda v: f"{v:g}" if v else None))
+    _synced("charts_log", ws.log_y)
+    log_y = c6.checkbox("Log scale", key="charts_log",
+                        on_change=_writer("charts_log", "logy", lambda v: "1" if v else None))
+    _synced("charts_points", ws.points or DEFAULT_POINTS)
+    points = c7.number_input("Points", *selection.POINTS_RANGE, key="charts_points", step=50,
+                             help="Per curve. Buckets keep each bucket's first, min, max and "
+                                  "last, so spikes survive.",
+                             on_change=_writer("charts_points", "points",
+                                               lambda v: None if v == DEFAULT_POINTS else str(int(v))))
+    with st.expander("Add a panel overlaying several keys"):
+        combine = st.multiselect("Keys", keys, key="charts_combine", max_selections=selection.MAX_PANEL_KEYS)
+        if st.button("Add panel", key="charts_add", disabled=len(combine) < 2):
+            current = panels if panels is not None else [(k,) for k in keys]
+            selection.set_param("keys", selection.panel_text([tuple(combine), *current]))
+            st.rerun()
+    focus = selection.focus()
+    bound = {"min_value": -selection.MAX_STEP, "max_value": selection.MAX_STEP, "step": 1}
+    c8, c9, _ = st.columns([1, 1, 4])
+    lo = c8.number_input("From step", value=focus.get("from"), key="charts_from", **bound)
+    hi = c9.number_input("To step", value=focus.get("to"), key="charts_to", **bound)
+    runs = data.run_index(db, token).filter(pl.col("run_id").is_in(run_ids))
+    last_step = runs["last_step"].max() if runs.height else None
+    x = st.session_state["charts_x"]
+    opts = workspace.PanelOptions(
+        x=x, smooth=float(smooth), log_y=bool(log_y), x_range=(lo, hi),
+        points=zoom_points(int(points), lo, hi, last_step) if x == "step" else int(points),
+        group=None if st.session_state["charts_group"] == NO_GROUP else st.session_state["charts_group"])
+    chosen = [tuple(p.split("|")) for p in st.session_state["charts_keys"]] or [(k,) for k in keys]
+    return workspace.filter_panels(chosen, search), opts
+
+
+def _section_writer(sections: list[str]) -> Callable[[], None]:
+    def _changed() -> None:
+        opened = [s for s in sections if st.session_state.get(f"charts_sec:{s}")]
+        selection.set_param("sections", ",".join(opened))
+    return _changed
+
+
 def render(db: str, token: tuple) -> None:
     """Draw the Charts view."""
     run_ids = widgets.run_picker(db, token, label="Runs", key="charts_runs")
     if not run_ids:
         st.info("Select runs here or in the Runs view to draw their curves.")
         return
-    focus = selection.focus()
     keys = data.metric_keys(db, token, tuple(run_ids))
     if not keys:
         st.info("These runs logged no metrics yet.")
         return
-    if focus.get("key") is not None and focus["key"] not in keys:
-        st.warning(f"?key={widgets.escape_md(repr(focus['key']))} is not logged by these runs; ignored.")
-    default = [focus["key"]] if focus.get("key") in keys else [k for k in keys if not is_system_key(k)][:1]
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-    chosen = c1.multiselect("Metrics", keys, default=default, key="charts_keys")
-    x = c2.radio("x axis", X_AXES, index=X_AXES.index(focus.get("x", "step")) if focus.get("x") in X_AXES else 0,
-                 horizontal=True, key="charts_x")
-    smoothing = c3.slider("Smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="charts_smooth",
-                          help="Exponential moving average weight, bias corrected (0 = raw).")
-    log_y = c4.checkbox("Log scale", key="charts_log")
-    c5, c6, c7 = st.columns(3)
-    points = c5.number_input("Points per curve", 50, 20000, 1000, 50, key="charts_points",
-                             help="Buckets keep each bucket's min, max and last, so spikes survive.")
-    bound = {"min_value": -selection.MAX_STEP, "max_value": selection.MAX_STEP, "step": 1}
-    lo = c6.number_input("From step", value=focus.get("from"), key="charts_from", **bound)
-    hi = c7.number_input("To step", value=focus.get("to"), key="charts_to", **bound)
+    ws = selection.workspace()
+    panels, opts = _controls(db, token, run_ids, keys, ws)
+    if not panels:
+        st.info("No panel matches the search.")
+        return
+    if len(run_ids) > len(workspace.palette.PALETTE) and not opts.group:
+        st.caption(f"{len(run_ids)} runs share {len(workspace.palette.PALETTE)} distinct colours: "
+                   "group them (Group runs by) for one line per group.")
     labels = widgets.run_labels(db, token)
-    runs = data.run_index(db, token).filter(pl.col("run_id").is_in(list(run_ids)))
-    last_step = runs["last_step"].max() if runs.height else None
-    per_curve = zoom_points(int(points), lo, hi, last_step) if x == "step" else int(points)
+    sections = workspace.layout(panels)
 
     def _draw(db_: str, token_: tuple) -> None:
-        findings = data.fetch(list_anomalies, db_, token_, run_ids=list(run_ids))
-        for key in chosen:
-            raw = data.fetch(downsample, db_, token_, list(run_ids), key, points=per_curve, x=x)
-            pts = curves(raw, labels, smoothing=smoothing, x=x, x_range=(lo, hi), log_y=log_y)
-            st.subheader(widgets.escape_md(key))
-            if pts.height == 0:
-                st.caption("no finite points in range")
+        ctx = workspace.context(db_, token_, run_ids) if opts.x == "step" else None
+        if opts.x != "step":
+            st.caption("Resumes, anomaly ranges and checkpoints are marked on the step axis.")
+        for name, members in sections.items():
+            key = f"charts_sec:{name}"
+            _synced(key, name in ws.sections if ws.sections is not None else workspace.default_open(name))
+            box = st.expander(f"{widgets.escape_md(name)} · {len(members)} panel(s)", key=key,
+                              on_change=_section_writer(list(sections)))
+            if not box.open:
                 continue
-            marks = None
-            if findings is not None and findings.height:
-                marks = findings.filter(pl.col("key") == key).with_columns(
-                    pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
-                if lo is not None or hi is not None:
-                    marks = marks.filter(
-                        pl.col("step_end").fill_null(pl.col("step_start")) >= (lo if lo is not None else -math.inf),
-                        pl.col("step_start") <= (hi if hi is not None else math.inf),
-                    )
-            st.altair_chart(chart(pts, marks, key=key, x=x, smoothing=smoothing, log_y=log_y,
-                                  x_range=(lo, hi)))
-            if marks is not None and marks.height:
-                st.caption(f"{marks.height} anomaly finding(s) marked on {widgets.escape_md(key)}")
+            with box:
+                cols = st.columns(2)
+                for i, panel in enumerate(members):
+                    with cols[i % 2]:
+                        _panel(db_, token_, run_ids, panel, labels, opts, ctx)
 
     widgets.live(db, _draw)
+
+
+def _panel(db, token, run_ids, panel, labels, opts, ctx) -> None:
+    st.markdown(f"**{widgets.escape_md(' + '.join(panel))}**")
+    chart, captions = workspace.panel_chart(db, token, run_ids, panel, labels, opts, ctx)
+    if chart is not None:
+        st.altair_chart(chart)
+    for text in captions:
+        st.caption(widgets.escape_md(text))
