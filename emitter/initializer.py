@@ -26,6 +26,7 @@ from runlake.emitter.system import SystemSampler
 from runlake.emitter.values import describe, truncate, user_stacklevel
 from runlake.emitter.wiring import WriterSetup
 from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning, RunNotFoundError
+from runlake.schemas.objects import is_url
 from runlake.schemas.segments import check_name, new_writer_id, resolve_root
 
 __all__ = ["init"]
@@ -67,6 +68,18 @@ def _config(config: Any, strict: bool) -> dict:
         raise ConfigError(f"{message}; pass e.g. config={{'lr': 3e-4}}")
     fix("config", f"{message}; stored under the key 'value'")
     return {"value": out}
+
+
+def _spool_settings(root: Any):
+    """The spool settings when the root (``root=``, else ``$RUNLAKE_DIR``) is an ``s3://``
+    URL, else None. Only then is :mod:`runlake.emitter.upload` imported (boto3 later, on
+    its uploader thread)."""
+    given = root if root is not None else os.environ.get("RUNLAKE_DIR")
+    if not isinstance(given, str) or not is_url(given):
+        return None
+    from runlake.emitter.upload import spool_settings
+
+    return spool_settings(given)
 
 
 def _check_root(root: Path) -> None:
@@ -120,7 +133,9 @@ def init(
         project: folder under the root grouping runs.
         name: display name (default: the run id); may repeat across runs.
         config: hyperparameters (a mapping, dataclass or argparse namespace; JSON-able).
-        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake-data``).
+        root: storage root (default ``$RUNLAKE_DIR``, else ``./runlake-data``); an
+            ``s3://bucket/prefix`` URL spools segments locally and uploads them from a
+            background thread (:mod:`runlake.emitter.upload`; ``run.root`` is the spool).
         run_id: shared by every rank of one run (default: ``$RUNLAKE_RUN_ID``, then
             ``$TORCHELASTIC_RUN_ID``, else a new time-sortable id).
         resume: False; True (resume ``run_id``, else the latest run of this project with
@@ -169,7 +184,15 @@ def init(
     tags = [str(t) for t in ([tags] if isinstance(tags, str) else tags)]
     tags_given = bool(tags)
     r = ranks()
-    root_path = resolve_root(root).absolute()
+    spool = _spool_settings(root)
+    if spool is not None:
+        if resume:
+            raise ConfigError(f"resume= needs a local root for now (root is {spool.url}); pass "
+                              f"run_id= to add this process's writer to an existing run")
+        if tensorboard is True:
+            raise ConfigError(f"tensorboard=True writes under the root, which is {spool.url}: "
+                              f"pass tensorboard='<local log directory>'")
+    root_path = resolve_root(root).absolute() if spool is None else spool.spool
     sink = sink if sink is not None else active_capture()
     on_disk = sink is None
     if on_disk:
@@ -207,8 +230,15 @@ def init(
     writer_id = new_writer_id(r.rank, point.attempt)
     run_dir = root_path / project / run_id
     if on_disk:
-        sink = FileSink(run_dir / writer_id, root=root_path, fsync=fsync,
-                        rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds)
+        if spool is None:
+            sink = FileSink(run_dir / writer_id, root=root_path, fsync=fsync,
+                            rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds)
+        else:
+            from runlake.emitter.upload import SpoolSink, Uploader
+
+            sink = SpoolSink(run_dir / writer_id, root=root_path, settings=spool,
+                             uploader=Uploader(spool, run_dir / writer_id), fsync=fsync,
+                             rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds)
         try:
             sink.open()
         except OSError as exc:

@@ -19,6 +19,8 @@ Guarantees:
   removed or replaced, read-only filesystem) or an event that cannot be encoded becomes one
   warning per cause and a counted drop (``Run.dropped``, heartbeat, run_end); the next
   flush tries again.
+* A sink with a ``tick()`` method (the object-storage spool, which seals on time) has it
+  called after every flush round, on this thread: sinks need no thread of their own.
 * An optional mirror (TensorBoard) gets each written batch after the segment write; its
   failures are warned and counted, never lose segment data.
 * Periodic work (heartbeat, system sampling, console progress) runs on this thread's
@@ -187,6 +189,8 @@ class Writer:
         self.events_written = 0
         self.flushes = 0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._tick: Callable[[], None] | None = getattr(sink, "tick", None)
+        """A sink's own periodic work (the spool seals on time), run after each flush."""
         self.on_swap: Callable[[], None] = lambda: None
         self.mirror: Any = None
         """Optional copy target fed each written batch (``write_events``/``close``), e.g.
@@ -252,6 +256,8 @@ class Writer:
                     if not self._stopping:
                         self._run_periodic(time.monotonic())
                 ok = self._guarded_flush()
+                if self._tick is not None:
+                    self._guarded_tick()
                 next_flush = time.monotonic() + self.flush_interval
             with self._cond:
                 self._done = ticket
@@ -289,6 +295,12 @@ class Writer:
             self._on_failure("writer_error", f"writer error: {exc!r}", 0)
             return False
 
+    def _guarded_tick(self) -> None:
+        try:
+            self._tick()
+        except OSError as exc:
+            self._on_failure(getattr(exc, "cause", "io_error"), f"cannot seal segment: {exc}", 0)
+
     def _flush_inline(self) -> bool:
         with self._cond:
             return self._guarded_flush()
@@ -318,8 +330,9 @@ class Writer:
             self._review(kept, found)
         try:
             self.sink.write(kept, data)
-        except OSError as exc:
-            self._on_failure("io_error", f"cannot write events: {exc}", len(kept))
+        except OSError as exc:  # a sink may name its own cause (the spool's "spool_full")
+            self._on_failure(getattr(exc, "cause", "io_error"), f"cannot write events: {exc}",
+                             len(kept))
             return False
         self.events_written += len(kept)
         self.flushes += 1

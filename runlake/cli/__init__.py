@@ -31,6 +31,7 @@ _MODULES = (
     "_report",
     "_ui",
     "_transfer",
+    "_push",
 )
 
 
