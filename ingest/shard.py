@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -112,9 +112,13 @@ def sharded_backend(root: Path, db: str | Path | None, shard: Shard,
     from runlake.store._lake_shards import ShardLease
     from runlake.store.lake import LakeBackend
 
-    with IngestLock(root, shared=True):
+    from runlake.schemas.objects import is_url
+
+    remote = is_url(str(root))  # a bucket has no lock file: the lake's leases suffice
+    with nullcontext() if remote else IngestLock(root, shared=True):
         location = locate(root, db, "lake")
-        if db is None and (root / STORE_FILE).exists() and not location.exists():
+        if not remote and db is None and (root / STORE_FILE).exists() \
+                and not location.exists():
             raise StoreError(
                 f"the root {root}'s store is the DuckDB file {root / STORE_FILE}, which takes "
                 f"one writer: run `runlake ingest --lake --root {root}` once (it converts the "
