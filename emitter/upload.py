@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ from runlake.emitter.sink import FileSink
 from runlake.emitter.spool import (
     WriterLock, claim_spool, default_spool, sealed_segments, upload_segment,
 )
+from runlake.emitter.writer import encode_batch
 from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning
-from runlake.schemas.events import Event
+from runlake.schemas.events import Alert, Event, Heartbeat, RunEnd, RunStart
 from runlake.schemas.objects import ObjectStore, ObjectStoreError, split_url
 from runlake.schemas.segments import OPEN_SUFFIX
 
@@ -114,11 +116,20 @@ def spool_settings(url: str) -> SpoolSettings:
                          _env_number("RUNLAKE_SPOOL_MAX_BYTES", SPOOL_MAX_BYTES, int), wait)
 
 
+_VITAL = (RunStart, RunEnd, Heartbeat, Alert)
+"""Kinds still written past the spool bound (a few small events): the store keeps seeing
+the run alive, its alerts, and its drop counts in heartbeats and ``run_end``."""
+
+
 class SpoolFull(OSError):
-    """Raised by :meth:`SpoolSink.write` past the spool bound: the writer counts the flush
-    as dropped under :attr:`cause`."""
+    """Raised by :meth:`SpoolSink.write` past the spool bound: the writer counts
+    :attr:`dropped` events of the flush as lost under :attr:`cause`."""
 
     cause = "spool_full"
+
+    def __init__(self, message: str, dropped: int) -> None:
+        super().__init__(message)
+        self.dropped = dropped
 
 
 class Uploader:
@@ -254,13 +265,21 @@ class Uploader:
         if cause != self._episode:
             self._episode = cause
             s = self.settings
-            _warn(f"cannot upload to {s.url}: {message}; segments wait in the spool {s.spool} "
+            _warn(f"cannot upload: {message}; segments wait in the spool {s.spool} "
                   f"(past {s.max_bytes:,} bytes new flushes are dropped and counted); "
                   f"retrying with backoff")
 
 
 def _warn(message: str) -> None:
-    warnings.warn(f"runlake: {message}", RunlakeWarning, stacklevel=2)
+    """One line on the uploader thread: no user frame to point at, so no source line.
+
+    A filter that turns RunlakeWarning into errors cannot raise into training from here:
+    the message is printed to stderr instead."""
+    try:
+        warnings.warn_explicit(f"runlake: {message}", RunlakeWarning, "runlake-upload", 0,
+                               module="runlake.emitter.upload")
+    except Warning:
+        print(f"runlake: {message}", file=sys.stderr)
 
 
 class SpoolSink(FileSink):
@@ -310,12 +329,19 @@ class SpoolSink(FileSink):
 
     def write(self, events: list[Event], data: bytes) -> None:
         """Append one frame, unless the spool is past its bound (:class:`SpoolFull`)."""
-        if data and self.uploader.waiting_bytes + self._open_bytes() >= self.settings.max_bytes:
-            raise SpoolFull(
-                f"the spool {self.root} holds {self.uploader.waiting_bytes + self._open_bytes():,} "
-                f"bytes not yet uploaded to {self.settings.url} (RUNLAKE_SPOOL_MAX_BYTES="
-                f"{self.settings.max_bytes:,}); dropping flushes until uploads catch up")
-        super().write(events, data)
+        held = self.uploader.waiting_bytes + self._open_bytes()
+        if not data or held < self.settings.max_bytes:
+            super().write(events, data)
+            return
+        vital = [ev for ev in events if ev.__class__ in _VITAL]
+        if vital:
+            data, vital, _ = encode_batch(vital, lambda ev, exc: None)
+            super().write(vital, data)
+        raise SpoolFull(
+            f"the spool {self.root} holds {held:,} bytes not yet uploaded to "
+            f"{self.settings.url} (RUNLAKE_SPOOL_MAX_BYTES={self.settings.max_bytes:,}); "
+            f"dropping flushes (all but heartbeats, alerts and run start/end) until uploads "
+            f"catch up", len(events) - len(vital))
 
     def seal(self) -> Path | None:
         size = self._open_bytes()

@@ -330,9 +330,10 @@ class Writer:
             self._review(kept, found)
         try:
             self.sink.write(kept, data)
-        except OSError as exc:  # a sink may name its own cause (the spool's "spool_full")
+        except OSError as exc:  # a sink may name its cause and count (the spool's when full)
+            lost = getattr(exc, "dropped", None)
             self._on_failure(getattr(exc, "cause", "io_error"), f"cannot write events: {exc}",
-                             len(kept))
+                             len(kept) if lost is None else lost)
             return False
         self.events_written += len(kept)
         self.flushes += 1
