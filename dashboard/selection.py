@@ -67,6 +67,7 @@ VIEWS: dict[str, str] = {
     "runs": "Runs",
     "charts": "Charts",
     "compare": "Compare",
+    "params": "Hyperparameters",
     "anomalies": "Anomalies",
     "lineage": "Lineage",
     "logs": "Logs",
@@ -397,7 +398,7 @@ def parse_filter(text: str) -> tuple[str, str, str]:
         field, sep, value = text.partition(op)
         if sep and _field_ok(field.strip()):
             return field.strip(), op, value.strip()
-    raise ValueError(f"expected FIELD{'|'.join(FILTER_OPS)}VALUE, got {_shown(text)}")
+    raise ValueError(f"expected FIELD OP VALUE (OP one of {' '.join(FILTER_OPS)}), got {_shown(text)}")
 
 
 def runs_view_params() -> tuple[dict, list[str]]:

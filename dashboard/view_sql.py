@@ -19,7 +19,7 @@ import polars as pl
 import streamlit as st
 
 from runlake.analysis.sql import run_query
-from runlake.dashboard import data
+from runlake.dashboard import data, selection
 from runlake.dashboard.widgets import escape_md
 from runlake.schemas.errors import RunlakeError
 
@@ -113,16 +113,38 @@ def _pick_example() -> None:
     st.session_state["sql_text"] = EXAMPLES[st.session_state["sql_example"]]
 
 
+def _from_url() -> bool:
+    """``?sql=`` (checked and bounded by ``selection.runs_view_params``) loads the query
+    once per link; returns whether to run it now."""
+    params, notices = selection.runs_view_params()
+    for notice in notices:
+        st.warning(escape_md(notice), icon="⚠️")
+    sql = params.get("sql")
+    if sql is None or st.session_state.get("sql_from_url") == sql:
+        return False
+    st.session_state["sql_from_url"] = sql
+    st.session_state["sql_text"] = sql
+    return True
+
+
 def render(db: str, token: tuple) -> None:
-    """Draw the SQL view."""
+    """Draw the SQL view. A link ``?view=sql&sql=SELECT...`` runs its query on load, in
+    the same read-only sandbox as the Run button; running a query puts it in the URL."""
     _schema(db, token)
     st.selectbox("Example queries", list(EXAMPLES), index=None, key="sql_example",
                  on_change=_pick_example, placeholder="pick an example to load it")
+    linked = _from_url()
     st.session_state.setdefault("sql_text", EXAMPLES["Latest runs"])
     sql = st.text_area("Query (read-only)", key="sql_text", height=140)
-    if not st.button("Run", type="primary", key="sql_run") and "sql_result" not in st.session_state:
+    clicked = st.button("Run", type="primary", key="sql_run")
+    if not (clicked or linked) and "sql_result" not in st.session_state:
         return
-    if st.session_state.get("sql_run"):
+    if clicked or linked:
+        if len(sql) <= selection.MAX_SQL_CHARS:
+            st.query_params["sql"] = sql
+            st.session_state["sql_from_url"] = sql
+        elif "sql" in st.query_params:
+            del st.query_params["sql"]
         try:
             result = run_query(db, sql, limit=MAX_ROWS)
         except RunlakeError as exc:  # refused, failed, over a limit, store busy
