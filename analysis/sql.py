@@ -41,6 +41,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 import duckdb
 
 from runlake.schemas.errors import ConfigError, QueryError
+from runlake.schemas.objects import is_url
 from runlake.store import attach_read_only, locate
 
 __all__ = [
@@ -281,7 +282,7 @@ def _console(db: str | Path, limits: Limits) -> Iterator[duckdb.DuckDBPyConnecti
         path = Path(db)
         alias = path.stem if path.stem.isidentifier() and path.stem not in (
             "memory", "system", "temp", "main") else "store"
-        attach_read_only(con, path, alias)
+        attach_read_only(con, db if is_url(db) else path, alias)  # a lake's s3:// URL
         con.execute(f'USE "{alias}"')
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")

@@ -26,7 +26,6 @@ folder in a segment's place is reported once (ledger status ``skipped``) and nev
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,19 +33,14 @@ from typing import Callable
 
 from runlake.ingest.commit import Committer
 from runlake.ingest.decode import FrameDecoder, Problem, TableBuilder, frame_identity
-from runlake.ingest.discover import (
-    Refused,
-    SegmentFile,
-    UnsafeEntry,
-    discover,
-    open_segment,
-    read_at,
-)
+from runlake.ingest.discover import Refused, SegmentFile, UnsafeEntry
 from runlake.ingest.frames import FrameBook, frame_checksum, loaded_frames
 from runlake.ingest.progress import Progress
 from runlake.ingest.report import IngestReport
+from runlake.ingest.sources import Opened, source_for
 from runlake.ingest.status import StatusBook
 from runlake.schemas.errors import RootError
+from runlake.schemas.objects import ObjectMissing, ObjectStore, is_url
 from runlake.schemas.segments import (
     FRAME_MAGIC,
     FrameError,
@@ -101,9 +95,11 @@ class _Skips:
 
 
 class _Pass:
-    def __init__(self, root: Path, backend: Backend, progress: bool, stale_after: float | None,
-                 chunk_points: int, read_window: int, owns: Callable[[str], bool] | None = None):
+    def __init__(self, root: Path | str, backend: Backend, progress: bool,
+                 stale_after: float | None, chunk_points: int, read_window: int,
+                 owns: Callable[[str], bool] | None = None):
         self.root, self.backend = root, backend
+        self.source = source_for(root)  # a folder, or an s3:// prefix (ingest.sources)
         self.owns = owns
         self.chunk_points = chunk_points
         self.read_window = read_window
@@ -121,7 +117,7 @@ class _Pass:
 
     def run(self) -> IngestReport:
         start = time.perf_counter()
-        segments, refused = discover(self.root, self.owns)
+        segments, refused = self.source.discover(self.owns)
         self.report.segments_seen = len(segments)
         self.backend.prepare()  # created, migrated, a half-done commit finished or undone
         with self.backend.reader() as con:
@@ -197,7 +193,7 @@ class _Pass:
     def _read_segment(self, seg: SegmentFile, entry: LedgerEntry, committer: Committer,
                       bar: Progress) -> None:
         try:
-            opened = open_segment(self.root, seg)
+            opened = self.source.open(seg)
         except UnsafeEntry as exc:
             self._refuse(entry, f"{exc} (ingest reads only regular files inside the root)")
             return
@@ -207,21 +203,30 @@ class _Pass:
             return
         if opened is None:
             return
-        fd, sealed, size = opened
         if entry.status == "skipped":
             entry.error = None  # readable again: problems are counted afresh
         try:
-            self._read_fd(seg, entry, fd, sealed, size, committer, bar)
+            self._read_opened(seg, entry, opened, committer, bar)
         finally:
-            os.close(fd)
+            opened.close()
 
-    def _read_fd(self, seg: SegmentFile, entry: LedgerEntry, fd: int, sealed: bool, size: int,
-                 committer: Committer, bar: Progress) -> None:
+    def _read_opened(self, seg: SegmentFile, entry: LedgerEntry, opened: Opened,
+                     committer: Committer, bar: Progress) -> None:
+        sealed, size = opened.sealed, opened.size
         start = pos = entry.bytes
         self.report.segments += 1
         window = self.read_window
         while True:
-            data = read_at(fd, max(0, min(size - pos, window)), pos)
+            try:
+                data = opened.read(max(0, min(size - pos, window)), pos)
+            except ObjectMissing as exc:  # deleted since the listing: the rest goes on
+                self._end_skips()
+                self._problem(entry, Problem(seg.key, pos, None, None, (
+                    f"{exc} (deleted after it was listed); its bytes from offset {pos} were "
+                    f"not read: they are read if the object is uploaded again"), ""))
+                self._set_offset(entry, pos, False, done=False)
+                self.report.bytes += pos - start
+                return
             last = pos + len(data) >= size
             forced = not last and window >= _MAX_WINDOW  # a "frame" over 1 GiB: damage
             consumed = self._spans(seg, entry, data, pos, sealed, not last, forced,
@@ -402,7 +407,7 @@ class _Pass:
 
 
 def run_pass(
-    root: Path,
+    root: Path | str,
     backend: Backend,
     *,
     progress: bool = False,
@@ -423,13 +428,17 @@ def run_pass(
                  owns).run()
 
 
-def check_root(root: str | Path | None) -> Path:
-    """The resolved storage root.
+def check_root(root: str | Path | None) -> Path | str:
+    """The resolved storage root (an ``s3://`` root stays its URL string).
 
     Raises:
         RootError: it does not exist or is not a directory.
+        ObjectStoreError: an ``s3://`` root's bucket is missing, refused or unreachable.
     """
     path = resolve_root(root)
+    if is_url(path):
+        ObjectStore(path).check()
+        return path
     if not path.is_dir():
         raise RootError(
             f"storage root {path} is not a directory: pass --root (or set RUNLAKE_DIR) to "

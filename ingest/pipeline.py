@@ -11,7 +11,9 @@ ingest (or ``runlake compact``) runs meanwhile. What was done to the store is li
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 from runlake.ingest.lock import IngestLock
 from runlake.ingest.loader import check_root, run_pass
@@ -21,9 +23,10 @@ from runlake.schemas.errors import ConfigError
 from runlake.schemas.objects import is_url
 from runlake.schemas.segments import STORE_FILE
 from runlake.store import StoreLocation, locate, open_backend, read_store
+from runlake.store.backend import Backend
 from runlake.store.location import LAKE_DIR, read_setting, write_setting
 
-__all__ = ["ingest", "rebuild_store", "select_store"]
+__all__ = ["held_store", "ingest", "rebuild_store", "select_store"]
 
 
 def _write_derived(lake: Path, table: str, rows) -> None:
@@ -104,6 +107,40 @@ def rebuild_store(root: Path, location: StoreLocation, progress: bool,
     return report
 
 
+@contextmanager
+def held_store(root: Path | str, db: str | Path | None, kind: str | None, rebuild: bool,
+               wait_s: float | None = None
+               ) -> Iterator[tuple[StoreLocation, list[str], Callable[[], Backend]]]:
+    """Unsharded ingest's guard, then its store: ``(location, notes, backend factory)``.
+
+    A local root: its ``.ingest.lock`` (:class:`IngestLock`). An ``s3://`` root has no lock
+    file; the guard lives with its store: the lake's lease of the ingest app
+    (``_runlake/shards/runlake-ingest.lease``, :class:`runlake.store._lake_shards.ShardLease`,
+    whose check fences every write), or for a local ``--db`` DuckDB file the lock of that
+    file's folder.
+    """
+    if not is_url(root):
+        with IngestLock(root):
+            location, notes = select_store(root, db, kind)
+            yield location, notes, lambda: open_backend(location)
+        return
+    if rebuild:
+        raise ConfigError(f"--rebuild is not supported for an object-storage root ({root}) "
+                          f"yet: rebuild into a local lake with `runlake ingest --rebuild --db "
+                          f"DIR/runlake-lake --root {root}`, or ingest without --rebuild")
+    location, notes = select_store(root, db, kind)
+    if location.kind == "duckdb":
+        with IngestLock(Path(location.path).parent):
+            yield location, notes, lambda: open_backend(location)
+        return
+    from runlake.store._lake_layout import APP
+    from runlake.store._lake_shards import ShardLease
+    from runlake.store.lake import LakeBackend
+
+    with ShardLease(location.path, APP, wait_s=wait_s) as lease:
+        yield location, notes, lambda: LakeBackend(location, fence=lease.check)
+
+
 def _sharding(shard: str | Shard, kind: str | None, rebuild: bool) -> Shard:
     """``shard`` parsed, refusing what sharded ingest cannot do."""
     shard = shard if isinstance(shard, Shard) else parse_shard(shard)
@@ -171,12 +208,10 @@ def ingest(
         with sharded_backend(path, db, shard, wait_s) as backend:
             return run_pass(path, backend, progress=progress, stale_after=stale_after,
                             owns=shard.owns)
-    with IngestLock(path):
-        location, notes = select_store(path, db, kind)
+    with held_store(path, db, kind, rebuild, wait_s) as (location, notes, backend):
         if rebuild:
             report = rebuild_store(path, location, progress, stale_after)
         else:
-            report = run_pass(path, open_backend(location), progress=progress,
-                              stale_after=stale_after)
+            report = run_pass(path, backend(), progress=progress, stale_after=stale_after)
         report.notes[:0] = notes
         return report

@@ -25,13 +25,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from runlake.ingest.lock import IngestLock
 from runlake.ingest.loader import check_root, run_pass
-from runlake.ingest.pipeline import _sharding, rebuild_store, select_store
+from runlake.ingest.pipeline import _sharding, held_store, rebuild_store
 from runlake.ingest.shard import Shard, sharded_backend
 from runlake.ingest.report import IngestReport
 from runlake.schemas.errors import StoreBusyError
-from runlake.store import open_backend
 
 __all__ = ["watch"]
 
@@ -113,8 +111,7 @@ def watch(
                     on_pass(report)
                 stop.wait(max(MIN_GAP, interval - (time.monotonic() - started)))
         return passes
-    with IngestLock(path):
-        location, notes = select_store(path, db, kind)
+    with held_store(path, db, kind, rebuild, wait_s) as (location, notes, make_backend):
         backend = None
         while not stop.is_set():
             started = time.monotonic()
@@ -123,7 +120,7 @@ def watch(
                     report = rebuild_store(path, location, progress, stale_after)
                     rebuild = False
                 else:
-                    backend = backend or open_backend(location)
+                    backend = backend or make_backend()
                     report = run_pass(path, backend, progress=progress,
                                       stale_after=stale_after)
             except StoreBusyError as exc:  # another process held the store: try again

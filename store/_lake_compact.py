@@ -25,15 +25,17 @@ the grace. Compaction runs in the process holding the root's ingest lock, betwee
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 
 from runlake.schemas.errors import StoreError
+from runlake.schemas.objects import is_url
+from runlake.store._lake_io import io_for
 from runlake.store._lake_layout import (
     COMMITS, LakeFiles, delta_schema, kill_point, sort_indices, table_error, writer,
 )
@@ -107,11 +109,12 @@ def _compact_events(dt: DeltaTable, name: str, min_files: int,
         adds = [{**a, "min._app": a["min.app"], "max._app": a["max.app"],
                  "min._chunk": a["min.chunk"], "max._chunk": a["max.chunk"]} for a in adds]
     rewritten = 0
-    root = Path(dt.table_uri.removeprefix("file://"))
+    root, io = dt.table_uri.rstrip("/"), io_for(dt.table_uri)  # a folder or a bucket
     for app, lo, hi, paths in _groups(adds, min_files):
         if apps is not None and app not in apps:
             continue
-        data = pa.concat_tables([pq.read_table(root / p) for p in paths],
+        located, fs = io.arrow([f"{root}/{p}" for p in paths])
+        data = pa.concat_tables([pq.read_table(p, filesystem=fs) for p in located],
                                 promote_options="default")
         data = _sorted(data, sort)
         app_q = app.replace("'", "''")
@@ -143,8 +146,14 @@ def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int],
     try:
         con.execute("SET threads = 1")
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        source = f"read_parquet([{listed}], union_by_name=true)"
+        if is_url(dt.table_uri):  # DuckDB reads a bucket through Arrow (no httpfs needed)
+            located, fs = io_for(dt.table_uri).arrow(files)
+            con.register("_runlake_state", ds.dataset(
+                located, schema=delta_schema(name), format="parquet", filesystem=fs))
+            source = "_runlake_state"
         data = con.sql(
-            f"SELECT * FROM read_parquet([{listed}], union_by_name=true) "
+            f"SELECT * FROM {source} "
             f"WHERE {only or 'true'} QUALIFY ({keep}) OR row_number() OVER (PARTITION BY "
             f"{key} ORDER BY _chunk DESC) = 1").to_arrow_table()
     finally:
@@ -171,17 +180,16 @@ def vacuum(dt: DeltaTable, name: str, leases: dict[str, set[int]],
                                dry_run=True, keep_versions=sorted(keep) or None)
     except DeltaError:
         return []  # a kept version's log is gone (cleaned up): keep everything this time
-    root = Path(dt.table_uri.removeprefix("file://"))
+    root, io = dt.table_uri.rstrip("/"), io_for(dt.table_uri)  # a folder or a bucket
     removed = []
     for rel in candidates:
-        path = root / rel
-        try:
-            if now - path.stat().st_mtime < grace_s:
-                continue  # maybe a file a writer has not committed yet
-            path.unlink()
-            removed.append(rel)
-        except FileNotFoundError:
-            pass
+        mtime = io.file_mtime(f"{root}/{rel}")
+        if mtime is None:
+            continue  # gone already
+        if now - mtime < grace_s:
+            continue  # maybe a file a writer has not committed yet
+        io.delete_file(f"{root}/{rel}")
+        removed.append(rel)
     return removed
 
 

@@ -13,7 +13,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,8 @@ from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from runlake.schemas.errors import StoreError
+from runlake.schemas.objects import is_url
+from runlake.store._lake_io import io_for, storage_options
 from runlake.store.spec import TABLES, Table, arrow_schema
 
 __all__ = [
@@ -40,6 +42,8 @@ COMMITS = "_commits"
 """The table holding one row per complete chunk, written last."""
 
 META = "_runlake"
+_INFO = f"{META}/lake.json"
+_READERS = f"{META}/readers"
 HIDDEN = (pa.field("_app", pa.string(), False), pa.field("_chunk", pa.int64(), False))
 
 KILL_ENV = "RUNLAKE_LAKE_KILL_AT"
@@ -100,31 +104,50 @@ def commits_schema() -> pa.Schema:
 
 
 class LakeFiles:
-    """The paths of one lake folder, and the checks of what lies in it."""
+    """The paths of one lake (a folder, or an ``s3://`` URL), its own files under
+    ``_runlake/``, and the checks of what lies in it. File I/O goes through
+    :mod:`runlake.store._lake_io`, the same methods for a folder and a bucket."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.meta = self.path / META
-        self.readers = self.meta / "readers"
-        self.info = self.meta / "lake.json"
+    def __init__(self, path: Path | str) -> None:
+        self.io = io_for(path)
+        self.path = self.io.path  # a Path, or the URL string
+        self.is_url = self.io.url
+        self.meta = self.io.join(META)
+        self.info = self.io.join(_INFO)
 
-    def table(self, name: str) -> Path:
-        return self.path / name
+    def table(self, name: str) -> Path | str:
+        return self.io.join(name)
 
     def names(self) -> list[str]:
         return [*TABLES, COMMITS]
+
+    def exists(self) -> bool:
+        """Whether a lake is here: locally its ``_runlake/`` folder; on a bucket (no
+        folders) its ``lake.json``, written last when a lake is made."""
+        if self.is_url:
+            return self.io.read_text(_INFO) is not None
+        return self.io.has(META)
+
+    def make(self) -> None:
+        """Create the lake's folder (nothing to create on a bucket)."""
+        if not self.is_url:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def has_table(self, name: str) -> bool:
+        return self.io.has(f"{name}/_delta_log")
 
     def check_format(self) -> str | None:
         """Refuse a lake written by a newer runlake, or a damaged ``lake.json``; returns the
         lake's id (a new one whenever the lake is made again, e.g. rebuilt)."""
         try:
-            info = json.loads(self.info.read_text())
+            text = self.io.read_text(_INFO)
+            if text is None:
+                if self.io.has(META) and any(self.has_table(n) for n in self.names()):
+                    raise StoreError(f"the lake {self.path} has no {self.info}: it was not "
+                                     f"made by runlake, or that file was removed; {_REBUILD}")
+                return None
+            info = json.loads(text)
             fmt = int(info["format"])
-        except FileNotFoundError:
-            if self.meta.is_dir() and any(self.table(n).is_dir() for n in self.names()):
-                raise StoreError(f"the lake {self.path} has no {self.info}: it was not made by "
-                                 f"runlake, or that file was removed; {_REBUILD}") from None
-            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read {self.info} ({exc}): the lake's format record is "
                              f"damaged; {_REBUILD}") from None
@@ -135,18 +158,18 @@ class LakeFiles:
         return str(info.get("id", "")) or None
 
     def write_format(self) -> None:
-        if self.info.exists():
-            return
+        """Write ``lake.json`` once (created exclusively: two first writers agree on one)."""
         from runlake import __version__
 
-        self.meta.mkdir(parents=True, exist_ok=True)
-        tmp = self.info.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, "id": uuid.uuid4().hex, "created_by": f"runlake {__version__}",
-                                   "created_at": time.time()}) + "\n")
-        os.replace(tmp, self.info)
+        self.io.write(_INFO, json.dumps({
+            "format": FORMAT, "id": uuid.uuid4().hex, "created_by": f"runlake {__version__}",
+            "created_at": time.time()}) + "\n", new=True)
 
     def check_folders(self) -> None:
-        """Refuse a folder that is not one of the lake's tables (nothing is guessed)."""
+        """Refuse a folder that is not one of the lake's tables (nothing is guessed). Not
+        on a bucket: it would list every data file of the lake."""
+        if self.is_url:
+            return
         known = {*self.names(), META}
         for entry in sorted(self.path.iterdir()) if self.path.is_dir() else ():
             if entry.is_dir() and entry.name not in known and not entry.name.startswith("."):
@@ -155,27 +178,44 @@ class LakeFiles:
                     f"(written by a newer runlake? upgrade runlake; otherwise move it out of "
                     f"{self.path})")
 
-    def clean_temp_commits(self) -> list[Path]:
+    def clean_temp_commits(self) -> list[str]:
         """Remove temp commit files a killed writer left in a ``_delta_log`` (Delta never
         reads them: the commit they belonged to did not happen). Fresh ones are left to
         their writer, who may still be renaming them."""
         removed = []
         now = time.time()
         for name in self.names():
-            log = self.table(name) / "_delta_log"
-            for tmp in log.glob("*.tmp") if log.is_dir() else ():
-                try:
-                    if now - tmp.stat().st_mtime > _STALE_TMP_S:
-                        tmp.unlink()
-                        removed.append(tmp)
-                except FileNotFoundError:
-                    pass
+            for rel, mtime in list(self.io.files(f"{name}/_delta_log", ".tmp")):
+                if now - mtime > _STALE_TMP_S:
+                    self.io.delete(rel)
+                    removed.append(rel)
         return removed
 
+    # -- reader leases (``_runlake/readers/``) ------------------------------------------
+    def write_lease(self, name: str, text: str) -> str:
+        """Write the reader lease ``name``; returns its key for :meth:`remove_lease`."""
+        rel = f"{_READERS}/{name}"
+        self.io.write(rel, text)
+        return rel
 
-def _damaged_commit(path: Path) -> Path | None:
-    """The first commit file of a table's log that is not JSON lines (cut short)."""
-    log = path / "_delta_log"
+    def leases(self) -> Iterator[tuple[str, str | None]]:
+        """``(key, text)`` of every reader lease (text None: gone or being written)."""
+        for rel, _mtime in list(self.io.files(_READERS, ".json")):
+            try:
+                yield rel, self.io.read_text(rel)
+            except (OSError, StoreError):
+                yield rel, None
+
+    def remove_lease(self, key: str) -> None:
+        self.io.delete(key)
+
+
+def _damaged_commit(path: Path | str) -> Path | None:
+    """The first commit file of a table's log that is not JSON lines (cut short); local
+    tables only (object storage writes a commit whole or not at all)."""
+    if is_url(path):
+        return None
+    log = Path(path) / "_delta_log"
     for file in sorted(log.glob("[0-9]" * 20 + ".json")):
         try:
             for line in file.read_bytes().splitlines():
@@ -201,7 +241,7 @@ def table_error(path: Path, exc: BaseException) -> StoreError:
 def open_table(path: Path, version: int | None = None) -> DeltaTable:
     """The Delta table at ``path``, or a StoreError naming it and what to run."""
     try:
-        return DeltaTable(str(path), version=version)
+        return DeltaTable(str(path), version=version, storage_options=storage_options(path))
     except TableNotFoundError as exc:
         raise StoreError(f"the lake table {path} is missing (its folder or _delta_log was "
                          f"removed): {_REBUILD}") from exc

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from runlake.schemas.errors import StoreError
+from runlake.schemas.objects import is_url
 from runlake.schemas.segments import process_alive
 from runlake.store._lake_layout import (
     COMMITS, LakeFiles, _REBUILD, delta_schema, open_table, spec_table,
@@ -48,30 +49,35 @@ _LEASE_MAX_AGE_S = 24 * 3600.0  # a lease of another host older than this is ign
 class Snapshot:
     """Per table: its version and files; per app: the last complete chunk."""
 
-    lake: Path
+    lake: Path | str
     chunks: dict[str, int]
     versions: dict[str, int] = field(default_factory=dict)
     files: dict[str, list[str]] = field(default_factory=dict)
-    lease: Path | None = None
+    lease: tuple[LakeFiles, str] | None = None
+    store: LakeFiles | None = None  # how its files are read (a bucket's filesystem)
 
     def release(self) -> None:
         if self.lease is not None:
-            self.lease.unlink(missing_ok=True)
+            files, key = self.lease
             self.lease = None
+            try:
+                files.remove_lease(key)
+            except (OSError, StoreError):
+                pass  # an unreachable bucket: the lease expires (see live_leases)
 
 
 _CACHE: dict[str, DeltaTable] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _table(path: Path, lake_id: str | None) -> DeltaTable:
+def _table(path: Path | str, lake_id: str | None) -> DeltaTable:
     """The table at ``path`` brought up to date; loaded once per process and lake (a reader
     in a loop, the dashboard, only reads the log's new commits). Call under ``_CACHE_LOCK``.
     Keyed by the lake's id (``lake.json``, new whenever a lake is made, e.g. by ``ingest
     --rebuild``) and the log folder's inode: a lake made again under the same path is
     another table, never newer commits of the cached one."""
-    try:
-        ino = os.stat(path / "_delta_log").st_ino
+    try:  # a bucket has no inodes: its lake id alone names it
+        ino = 0 if is_url(path) else os.stat(Path(path) / "_delta_log").st_ino
     except OSError:
         return open_table(path)
     if lake_id is None:
@@ -89,11 +95,12 @@ def _table(path: Path, lake_id: str | None) -> DeltaTable:
     return dt
 
 
-def _chunks_of(path: Path, files: list[str]) -> dict[str, int]:
+def _chunks_of(lake: LakeFiles, path: Path | str, files: list[str]) -> dict[str, int]:
     if not files:
         return {}
     try:
-        tbl = pq.ParquetDataset(files).read(columns=["app", "chunk"])
+        paths, fs = lake.io.arrow(files)
+        tbl = pq.ParquetDataset(paths, filesystem=fs).read(columns=["app", "chunk"])
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"the lake table {path}: a data file its log references is missing "
                          f"or damaged ({' '.join(str(exc).split())[:200]}); {_REBUILD}") from exc
@@ -107,39 +114,35 @@ def committed_chunks(lake: LakeFiles, lake_id: str | None = None) -> tuple[dict[
     with _CACHE_LOCK:
         dt = _table(path, lake_id)
         files, version = dt.file_uris(), dt.version()
-    return _chunks_of(path, files), version
+    return _chunks_of(lake, path, files), version
 
 
-def _write_lease(lake: LakeFiles, versions: dict[str, int]) -> Path:
-    lake.readers.mkdir(parents=True, exist_ok=True)
-    path = lake.readers / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"host": _HOST, "pid": os.getpid(), "at": time.time(),
-                               "versions": versions}))
-    os.replace(tmp, path)
-    return path
+def _write_lease(lake: LakeFiles, versions: dict[str, int]) -> tuple[LakeFiles, str]:
+    name = f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    return lake, lake.write_lease(name, json.dumps(
+        {"host": _HOST, "pid": os.getpid(), "at": time.time(), "versions": versions}))
 
 
 def live_leases(lake: LakeFiles) -> dict[str, set[int]]:
     """``{table: versions}`` that open readers use; leases of dead processes are removed."""
     out: dict[str, set[int]] = {}
     now = time.time()
-    for path in lake.readers.glob("*.json") if lake.readers.is_dir() else ():
+    for key, text in lake.leases():
         try:
-            lease = json.loads(path.read_text())
-        except (OSError, ValueError):
+            lease = json.loads(text or "")
+        except ValueError:
             continue  # being written, or just removed
         local = lease.get("host") == _HOST
         if (local and not process_alive(int(lease.get("pid", 0)))) or (
                 not local and now - float(lease.get("at", 0)) > _LEASE_MAX_AGE_S):
-            path.unlink(missing_ok=True)
+            lake.remove_lease(key)
             continue
         for name, version in lease.get("versions", {}).items():
             out.setdefault(name, set()).add(int(version))
     return out
 
 
-def read_snapshot(location_path: Path, *, lease: bool = True) -> Snapshot:
+def read_snapshot(location_path: Path | str, *, lease: bool = True) -> Snapshot:
     """One consistent snapshot of the lake at ``location_path``.
 
     C is read first, then every table; C is read again after and the snapshot retried
@@ -147,7 +150,7 @@ def read_snapshot(location_path: Path, *, lease: bool = True) -> Snapshot:
     first C still needs), or if a listed file is gone (a vacuum raced the lease).
     """
     lake = LakeFiles(location_path)
-    if not lake.meta.is_dir():
+    if not lake.exists():
         raise StoreError(f"no lake at {lake.path} (no {lake.meta}): run `runlake ingest "
                          f"--lake` first")
     lake_id = lake.check_format()
@@ -155,7 +158,7 @@ def read_snapshot(location_path: Path, *, lease: bool = True) -> Snapshot:
     missing: str | None = None
     for _ in range(_ATTEMPTS):
         chunks, _v = committed_chunks(lake, lake_id)
-        snap = Snapshot(lake.path, chunks)
+        snap = Snapshot(lake.path, chunks, store=lake)
         with _CACHE_LOCK:
             for name in TABLES:
                 dt = _table(lake.table(name), lake_id)
@@ -166,14 +169,15 @@ def read_snapshot(location_path: Path, *, lease: bool = True) -> Snapshot:
             continue
         if lease:
             snap.lease = _write_lease(lake, snap.versions)
-        missing = next((f"{name}: {f}" for name, files in snap.files.items() for f in files
-                        if not os.path.exists(f)), None)
+        missing = None if lake.is_url else next(  # a bucket: vacuum keeps leased versions
+            (f"{name}: {f}" for name, files in snap.files.items() for f in files
+             if not os.path.exists(f)), None)
         if missing is None:
             return snap
         snap.release()
         time.sleep(0.05)
     if missing is not None:
-        raise StoreError(f"the lake table {lake.path / missing.split(':')[0]}: a data file "
+        raise StoreError(f"the lake table {lake.table(missing.split(':')[0])}: a data file "
                          f"its log references is missing ({missing.split(': ', 1)[1]}); "
                          f"{_REBUILD}")
     raise StoreError(f"the lake {lake.path} changed too fast to read a consistent snapshot "
@@ -243,13 +247,18 @@ def create_views(con: duckdb.DuckDBPyConnection, snap: Snapshot, *, sandboxed: b
     ``sandboxed``: each table is registered as an Arrow dataset, so the views keep working
     after ``SET enable_external_access = false`` (the SQL console's guard), which refuses
     ``read_parquet``; otherwise the views read the files with DuckDB's own Parquet reader.
+    A lake on object storage is always read through Arrow datasets over a pyarrow S3
+    filesystem (DuckDB would need its httpfs extension, which may not be installable).
     """
+    url = is_url(snap.lake)
     for name in TABLES:
         files = snap.files[name]
         source = None
-        if files and sandboxed:
+        if files and (sandboxed or url):
             reg = f"_runlake_lake_{name}"
-            con.register(reg, ds.dataset(files, schema=delta_schema(name), format="parquet"))
+            paths, fs = (snap.store or LakeFiles(snap.lake)).io.arrow(files)
+            con.register(reg, ds.dataset(paths, schema=delta_schema(name), format="parquet",
+                                         filesystem=fs))
             source = _q(reg)
         elif files:  # BY NAME with a typed empty row: files older than a column read NULL
             source = (f"(SELECT * FROM read_parquet([{', '.join(_lit(f) for f in files)}], "

@@ -68,7 +68,9 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError
 
 from runlake.schemas.errors import StoreError
+from runlake.schemas.objects import is_url
 from runlake.store._lake_compact import compact_lake, due
+from runlake.store._lake_io import storage_options
 from runlake.store._lake_layout import (
     APP, COMMITS, LakeFiles, check_table_schema, commits_schema, delta_config,
     delta_schema, kill_point, open_table, sort_indices, table_error, writer,
@@ -83,9 +85,10 @@ from runlake.store.spec import TABLES, arrow_schema
 __all__ = ["LakeBackend", "attach_views", "compact", "connect", "write_anomalies"]
 
 
-def _path(location: Any) -> Path:
-    """A lake folder from a StoreLocation (``.path``) or a plain path."""
-    return Path(getattr(location, "path", location))
+def _path(location: Any) -> Path | str:
+    """A lake folder (or ``s3://`` URL) from a StoreLocation (``.path``) or a plain path."""
+    path = getattr(location, "path", location)
+    return path if is_url(path) else Path(path)
 
 
 def connect(location: Any) -> duckdb.DuckDBPyConnection:
@@ -166,7 +169,7 @@ class LakeBackend:
             self._check_shards()
             self._recover()
             return
-        lake.path.mkdir(parents=True, exist_ok=True)
+        lake.make()
         lake.check_folders()
         lake.clean_temp_commits()
         self._tables = {name: self._open_or_create(name) for name in lake.names()}
@@ -188,15 +191,16 @@ class LakeBackend:
     def _open_or_create(self, name: str) -> DeltaTable:
         path = self.files.table(name)
         schema = commits_schema() if name == COMMITS else delta_schema(name)
-        if not (path / "_delta_log").is_dir():
+        if not self.files.has_table(name):
             try:
                 return DeltaTable.create(str(path), schema, name=name,
-                                         configuration=delta_config())
+                                         configuration=delta_config(),
+                                         storage_options=storage_options(path))
             except (DeltaError, OSError) as exc:
-                if (path / "_delta_log").is_dir():  # another shard created it first
-                    return _open_created(path)
+                if self.files.has_table(name):  # another shard created it first
+                    return _open_created(self.files, name)
                 raise StoreError(f"cannot create the lake table {path}: {exc}") from exc
-        dt = _open_created(path)
+        dt = _open_created(self.files, name)
         missing = check_table_schema(dt, name, path)
         if missing:  # a column added to the spec since this table was made
             dt.alter.add_columns([_delta_field(f) for f in missing])
@@ -291,14 +295,14 @@ class LakeBackend:
         return compact_lake(self.files, self._tables, chunks, force=True, **kw)
 
 
-def _open_created(path: Path) -> DeltaTable:
-    """The table at ``path``, which exists; a moment's retry when another shard's first
-    pass is creating it right now (its log has no commit yet)."""
+def _open_created(files: LakeFiles, name: str) -> DeltaTable:
+    """Table ``name``, which exists; a moment's retry when another shard's first pass is
+    creating it right now (its log has no commit yet)."""
     for _ in range(50):
-        if any((path / "_delta_log").glob("*.json")):
+        if next(files.io.files(f"{name}/_delta_log", ".json"), None) is not None:
             break
         time.sleep(0.1)
-    return open_table(path)
+    return open_table(files.table(name))
 
 
 def _now() -> int:

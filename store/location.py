@@ -19,6 +19,12 @@ asking, see :mod:`runlake.store.convert`). An explicit ``db`` (``--db PATH``) is
 itself: a ``.duckdb`` file, or a lake folder (a directory with ``_runlake/`` inside); one
 not made yet is a lake when the flag or ``$RUNLAKE_STORE`` says so or it is named
 ``runlake-lake`` (and does not end in ``.duckdb``), else a DuckDB file.
+
+Object storage: an ``s3://bucket/prefix`` root's store is always the lake at
+``s3://bucket/prefix/runlake-lake`` (a URL string in :attr:`StoreLocation.path`). It has
+no setting file (a root on a bucket has one store, so there is nothing to choose), and a
+DuckDB store is refused for it unless ``--db LOCAL_PATH`` names one explicitly (a DuckDB
+file cannot live on a bucket). ``--db s3://...`` names a lake by URL.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from pathlib import Path
 from typing import Literal
 
 from runlake.schemas.errors import StoreError
+from runlake.schemas.objects import is_url
 from runlake.schemas.segments import STORE_FILE, resolve_root
 
 __all__ = ["KINDS", "LAKE_DIR", "LAKE_META", "SETTING_FILE", "STORE_ENV", "StoreLocation",
-           "locate", "read_setting", "write_setting"]
+           "lake_url", "locate", "read_setting", "write_setting"]
 
 Kind = Literal["duckdb", "lake"]
 
@@ -53,14 +60,19 @@ class StoreLocation:
     """A store: its kind, its path (the ``.duckdb`` file or the lake folder), its root.
 
     ``root`` is None when the store was given by path alone (``--db`` without ``--root``).
+    A lake on object storage has an ``s3://`` URL string as its path (and an s3 root).
     """
 
     kind: Kind
-    path: Path
-    root: Path | None = None
+    path: Path | str
+    root: Path | str | None = None
 
     def exists(self) -> bool:
         """Whether the store is there (a lake counts once it has its ``_runlake/``)."""
+        if self.kind == "lake" and is_url(self.path):
+            from runlake.store._lake_layout import LakeFiles
+
+            return LakeFiles(self.path).exists()
         if self.kind == "lake":
             return (self.path / LAKE_META).is_dir()
         return self.path.is_file()
@@ -139,10 +151,19 @@ def locate(root: str | Path | None = None, db: str | Path | None = None,
         PosixPath('runlake-data/runlake.duckdb')
     """
     flag = _checked(kind, "the store kind") if kind is not None else None
+    if is_url(db):
+        if flag == "duckdb":
+            raise StoreError(f"--duckdb was given but {db} is a lake URL (a DuckDB store is a "
+                             f"local file): drop --duckdb, or pass --db a local .duckdb file")
+        return StoreLocation("lake", str(db).rstrip("/"),
+                             resolve_root(root) if root is not None else None)
     if db is not None:
         return _given(Path(db).expanduser(),
                       resolve_root(root) if root is not None else None, flag)
     base = resolve_root(root)
+    if is_url(base):
+        source = "--duckdb" if flag else f"{STORE_ENV}=duckdb"
+        return _object_root(base, flag or _env_kind(), source)
     duck, lake = base / STORE_FILE, base / LAKE_DIR
     setting = read_setting(base)
     env = _env_kind()
@@ -164,6 +185,20 @@ def locate(root: str | Path | None = None, db: str | Path | None = None,
                 f"remove the store you do not use")
         chosen = "lake" if has_lake else "duckdb"
     return StoreLocation(chosen, lake if chosen == "lake" else duck, base)
+
+
+def lake_url(root: str) -> str:
+    """The lake of an ``s3://`` root: ``<root>/runlake-lake``."""
+    return f"{root.rstrip('/')}/{LAKE_DIR}"
+
+
+def _object_root(root: str, asked: Kind | None, source: str) -> StoreLocation:
+    """An ``s3://`` root's store: its lake (see the module docstring)."""
+    if asked == "duckdb":
+        raise StoreError(f"{source} asks for a DuckDB store, but the root {root} is on object "
+                         f"storage, whose store is the lake {lake_url(root)}: drop {source}, "
+                         f"or pass --db LOCAL_PATH.duckdb to keep a DuckDB file on this machine")
+    return StoreLocation("lake", lake_url(root), root)
 
 
 def write_setting(root: str | Path, kind: str) -> Path:

@@ -1,0 +1,132 @@
+"""Where a pass reads segments from: a local root folder, or an object-storage prefix.
+
+Both kinds give ingest the same records (:class:`~runlake.ingest.discover.SegmentFile` and
+:class:`~runlake.ingest.discover.Refused`, keyed by the segment's path relative to the
+root) and the same way to read a segment's bytes by offset, so everything after reading
+bytes (frames, ledger, quarantine, status) is one code path.
+
+* :class:`LocalSource`: :func:`~runlake.ingest.discover.discover` and a descriptor opened
+  with ``O_NOFOLLOW`` at every level (:func:`~runlake.ingest.discover.open_segment`).
+* :class:`ObjectSource` (``s3://bucket/prefix``): one listing of the prefix instead of a
+  folder walk, and ranged GETs. Every object is a sealed segment written once (the
+  emitter's uploader never appends nor replaces), so ``sealed`` is True and the size is the
+  listing's. A multipart upload that was never completed is not an object (S3 lists only
+  completed ones), so a torn upload is never read. Keys that are not segment names are
+  ignored like other files in a local root; a key in the layout's place that ingest does
+  not take (a segment name at the wrong depth, an ``.open`` object) is :class:`Refused`,
+  reported once. The lake (``<prefix>/runlake-lake/``) and dotted names are never listed
+  as segments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Union
+
+from runlake.ingest.discover import Refused, SegmentFile, discover, open_segment, read_at
+from runlake.schemas.objects import ObjectStore, is_url
+from runlake.schemas.segments import OPEN_SUFFIX, segment_seq
+from runlake.store.location import LAKE_DIR
+
+__all__ = ["LocalSource", "ObjectSource", "Opened", "Source", "source_for"]
+
+Owns = Union[Callable[[str], bool], None]
+
+
+@dataclass
+class Opened:
+    """A segment opened for reading: ``read(n, offset)`` returns up to ``n`` bytes (fewer
+    only at its end); ``close()`` when done."""
+
+    sealed: bool
+    size: int
+    read: Callable[[int, int], bytes]
+    close: Callable[[], None]
+
+
+class LocalSource:
+    """A root folder on a local or shared filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def discover(self, owns: Owns = None) -> tuple[list[SegmentFile], list[Refused]]:
+        return discover(self.root, owns)
+
+    def open(self, seg: SegmentFile) -> Opened | None:
+        """None when the segment vanished; raises UnsafeEntry/OSError like open_segment."""
+        opened = open_segment(self.root, seg)
+        if opened is None:
+            return None
+        fd, sealed, size = opened
+        return Opened(sealed, size, lambda n, offset: read_at(fd, n, offset),
+                      lambda: os.close(fd))
+
+
+class ObjectSource:
+    """An ``s3://bucket/prefix`` root: its objects are the sealed segments."""
+
+    def __init__(self, url: str, store: ObjectStore | None = None) -> None:
+        self.store = store or ObjectStore(url)
+        self.url = self.store.url
+
+    def __str__(self) -> str:
+        return self.url
+
+    def discover(self, owns: Owns = None) -> tuple[list[SegmentFile], list[Refused]]:
+        """One listing of the prefix, sorted by (project, run, writer, seq).
+
+        Raises:
+            ObjectStoreError: the bucket is missing, refused or unreachable (one line).
+        """
+        found: list[SegmentFile] = []
+        refused: list[Refused] = []
+        for obj in self.store.list():
+            parts = obj.rel.split("/")
+            if parts[0] == LAKE_DIR or any(p.startswith(".") for p in parts):
+                continue  # the lake, or hidden names (never segments, as in a local root)
+            seq = segment_seq(parts[-1])
+            if seq is None:
+                continue  # not a segment name: ignored, like other files in a local root
+            names = (*parts[:-1], "", "", "")[:3]
+            if owns is not None and not owns(names[1]):
+                continue
+            if len(parts) != 4:
+                refused.append(Refused(obj.rel, *names, (
+                    f"{self.store.url_of(obj.rel)} is named like a segment but is not at "
+                    f"<project>/<run>/<writer>/<seq>.jsonl.zst under the root; not read "
+                    f"(move it there, or delete it)")))
+                continue
+            if parts[-1].endswith(OPEN_SUFFIX):
+                refused.append(Refused(obj.rel[:-len(OPEN_SUFFIX)], *names, (
+                    f"{self.store.url_of(obj.rel)} is an open segment: objects under an s3 "
+                    f"root are sealed segments written once; not read (`runlake push` "
+                    f"uploads a spool's segments sealed)")))
+                continue
+            found.append(SegmentFile(self.store.url_of(obj.rel), obj.rel, *parts[:3], seq,
+                                     True, obj.size))
+        found.sort(key=lambda s: (s.project, s.run_id, s.writer, s.seq))
+        keys = {s.key for s in found}
+        return found, [r for r in refused if r.key not in keys]
+
+    def open(self, seg: SegmentFile) -> Opened:
+        """Reads are ranged GETs (a vanished object raises ObjectMissing on read)."""
+        store, key = self.store, seg.key
+
+        def read(n: int, offset: int) -> bytes:
+            return store.get(key, offset, offset + n) if n > 0 else b""
+
+        return Opened(True, seg.size, read, lambda: None)
+
+
+Source = Union[LocalSource, ObjectSource]
+
+
+def source_for(root: str | Path) -> Source:
+    """The source of ``root``: an :class:`ObjectSource` for an ``s3://`` URL, else local."""
+    return ObjectSource(root) if is_url(root) else LocalSource(Path(root))
