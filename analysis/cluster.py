@@ -99,11 +99,9 @@ def _lake_of(lake: Any) -> str:
 
 
 def _storage_options(lake: str) -> dict[str, str] | None:
-    if not lake.startswith("s3://"):
-        return None
-    from runlake.schemas.objects import storage_options  # the one home of S3 settings
+    from runlake.schemas.objects import is_url, storage_options  # S3 settings' one home
 
-    return storage_options(lake)
+    return storage_options(lake) if is_url(lake) else None
 
 
 def visibility(lake: Any, *, lease: bool = False) -> Visibility:
@@ -119,8 +117,10 @@ def visibility(lake: Any, *, lease: bool = False) -> Visibility:
     """
     from runlake.store._lake_read import read_snapshot  # the snapshot rule's one home
 
+    from runlake.schemas.objects import is_url
+
     where = _lake_of(lake)
-    snap = read_snapshot(where if where.startswith("s3://") else Path(where), lease=lease)
+    snap = read_snapshot(where if is_url(where) else Path(where), lease=lease)
     return Visibility(where, dict(snap.chunks), dict(snap.versions),
                       _storage_options(where), snap.release if lease else None)
 

@@ -1,9 +1,11 @@
 """A cluster engine reads the lake: Ray Data's runs table and curve equal DuckDB's exactly,
-on a lake made by `runlake ingest --lake` from real emitter runs, and a chunk an ingester
-was SIGKILLed in the middle of stays invisible to Ray as it does to DuckDB."""
+on a lake made by `runlake ingest --lake` from real emitter runs (and on an s3:// lake on a
+real moto S3 server), and a chunk an ingester was SIGKILLed in the middle of stays
+invisible to Ray as it does to DuckDB."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -47,9 +49,10 @@ def _emit(procs: list[subprocess.Popen]) -> None:
         assert p.returncode == 0, err[-2000:]
 
 
-def _ingest(root: Path, **env: str) -> subprocess.CompletedProcess:
+def _ingest(root: Path | str, **env: str) -> subprocess.CompletedProcess:
+    lake = [] if str(root).startswith("s3://") else ["--lake"]  # an s3 root's store is a lake
     return subprocess.run([sys.executable, "-m", "runlake.cli", "ingest", "--root", str(root),
-                           "--lake", "-q"], env=_env(**env), capture_output=True, text=True,
+                           *lake, "-q"], env=_env(**env), capture_output=True, text=True,
                           timeout=300)
 
 
@@ -72,8 +75,41 @@ def root(tmp_path_factory) -> Path:
     return root
 
 
-def _lake(root: Path) -> Path:
-    return root / "runlake-lake"
+def _lake(root: Path | str):
+    return f"{root}/runlake-lake" if isinstance(root, str) else root / "runlake-lake"
+
+
+def _moto():
+    """tests/s3/_server.py's MotoServer (a real moto S3 server on 127.0.0.1)."""
+    path = Path(__file__).resolve().parents[1] / "s3" / "_server.py"
+    spec = importlib.util.spec_from_file_location("_runlake_s3_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MotoServer
+
+
+@pytest.fixture(scope="module")
+def s3_root(tmp_path_factory):
+    """Two real emitter runs on an s3:// root of a moto server, ingested into its lake;
+    the server's AWS settings in this process's environment while the module runs."""
+    pytest.importorskip("moto")
+    pytest.importorskip("boto3")
+    with _moto()() as server:
+        saved = {k: os.environ.get(k) for k in server.env}
+        os.environ.update(server.env)
+        try:
+            root = f"s3://{server.new_bucket()}/runs"
+            spool = str(tmp_path_factory.mktemp("spool"))
+            _emit([_train(root, f"s{i}", RUNLAKE_SPOOL=spool, **server.env) for i in range(2)])
+            proc = _ingest(root, **server.env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            yield root
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def _duck_runs(lake: Path) -> list[dict]:
@@ -175,3 +211,14 @@ def test_half_written_chunk_is_invisible_to_ray(ray_cluster, root, tmp_path):
                  .to_pyarrow_dataset())
     sql = cluster.visible_sql("runs", vis, source="runs_raw") + " ORDER BY run_id"
     assert _parsed(records(con, sql)) == before_runs
+
+
+def test_s3_lake_through_ray_equals_duckdb(ray_cluster, s3_root):
+    """An s3:// lake (moto server): Ray reads it with storage_options from
+    schemas.objects and gives DuckDB's runs table and curve."""
+    lake = _lake(s3_root)
+    assert cluster.visibility(lake).storage_options["AWS_ALLOW_HTTP"] == "true"
+    duck = _parsed(_duck_runs(lake))
+    assert len(duck) == 2 and {r["status"] for r in duck} == {"finished"}
+    assert _ray_runs(lake) == duck
+    assert _ray_curve(lake, None, "k0", 10) == _duck_curve(lake, None, "k0", 10)
