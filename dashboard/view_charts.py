@@ -153,11 +153,16 @@ def _controls(db: str, token: tuple, run_ids: list[str], keys: list[str], ws: se
     return workspace.filter_panels(chosen, search), opts
 
 
-def _section_writer(sections: list[str]) -> Callable[[], None]:
-    def _changed() -> None:
-        opened = [s for s in sections if st.session_state.get(f"charts_sec:{s}")]
-        selection.set_param("sections", ",".join(opened))
-    return _changed
+def _write_sections(shown: list[str], opened: list[str]) -> None:
+    """Put the open sections into ``?sections=`` when they differ from the URL (sections
+    the search hides keep their state); the default state writes nothing."""
+    current = st.query_params.get("sections")
+    if current is None and opened == [s for s in shown if workspace.default_open(s)]:
+        return
+    hidden = [s for s in (current or "").split(",") if s and s not in shown]
+    want = ",".join([*opened, *hidden])
+    if current != want:
+        selection.set_param("sections", want)
 
 
 def render(db: str, token: tuple) -> None:
@@ -185,18 +190,21 @@ def render(db: str, token: tuple) -> None:
         ctx = workspace.context(db_, token_, run_ids) if opts.x == "step" else None
         if opts.x != "step":
             st.caption("Resumes, anomaly ranges and checkpoints are marked on the step axis.")
+        opened: list[str] = []
         for name, members in sections.items():
             key = f"charts_sec:{name}"
             _synced(key, name in ws.sections if ws.sections is not None else workspace.default_open(name))
-            box = st.expander(f"{widgets.escape_md(name)} · {len(members)} panel(s)", key=key,
-                              on_change=_section_writer(list(sections)))
+            # the label stays fixed: a changed label is a new widget, whose state resets
+            box = st.expander(widgets.escape_md(name), key=key, on_change="rerun")
             if not box.open:
                 continue
+            opened.append(name)
             with box:
                 cols = st.columns(2)
                 for i, panel in enumerate(members):
                     with cols[i % 2]:
                         _panel(db_, token_, run_ids, panel, labels, opts, ctx)
+        _write_sections(list(sections), opened)
 
     widgets.live(db, _draw)
 

@@ -69,12 +69,12 @@ def filter_panels(panels: Sequence[tuple[str, ...]], search: str) -> list[tuple[
 
 
 def layout(panels: Sequence[tuple[str, ...]]) -> dict[str, list[tuple[str, ...]]]:
-    """Panels by the section of their first key; sections in first-seen order with
+    """Panels by the section of their first key; sections sorted by name, with
     :data:`OTHER_SECTION` first and ``sys`` last."""
     out: dict[str, list[tuple[str, ...]]] = {}
     for panel in panels:
         out.setdefault(section_of(panel[0]), []).append(panel)
-    order = sorted(out, key=lambda s: (s != OTHER_SECTION, s == _SYSTEM_SECTION))
+    order = sorted(out, key=lambda s: (s != OTHER_SECTION, s == _SYSTEM_SECTION, s))
     return {s: out[s] for s in order}
 
 
