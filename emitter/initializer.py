@@ -75,6 +75,9 @@ def _spool_settings(root: Any):
     URL, else None. Only then is :mod:`runlake.emitter.upload` imported (boto3 later, on
     its uploader thread)."""
     given = root if root is not None else os.environ.get("RUNLAKE_DIR")
+    if isinstance(given, os.PathLike) and os.fspath(given).startswith("s3:/"):
+        raise RootError(f"root={given!r}: a Path cannot hold a URL (it keeps one '/'); pass "
+                        f"the s3://bucket/prefix URL as a string")
     if not isinstance(given, str) or not is_url(given):
         return None
     from runlake.emitter.upload import spool_settings

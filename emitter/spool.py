@@ -63,7 +63,9 @@ MARKER_NAME = ".runlake-spool.json"
 """At the top of a spool: the URL its segments go to (read by ``runlake push``)."""
 
 _HELD: set[int] = set()
-"""Lock descriptors held by this process; closed in forked children."""
+"""Lock descriptors held by this process; closed in forked children (hook installed with
+the first lock, never at import)."""
+_FORK_HOOK: list[bool] = []
 
 
 def _close_in_child() -> None:
@@ -71,12 +73,8 @@ def _close_in_child() -> None:
         try:
             os.close(fd)
         except OSError:
-            pass
+            pass  # already closed: the child holds nothing either way
     _HELD.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_in_child)
 
 
 def default_spool(url: str) -> Path:
@@ -157,6 +155,9 @@ class WriterLock:
                 continue
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_close_in_child)
+                _FORK_HOOK.append(True)
             _HELD.add(fd)
             return cls(directory, fd)
         raise OSError(errno.EAGAIN, f"cannot lock {directory / LOCK_NAME}: it keeps vanishing")

@@ -260,7 +260,7 @@ class Uploader:
     def _failed(self, exc: ObjectStoreError) -> None:
         """One warning per failure episode (or when its cause changes), never a raise."""
         message = str(exc)
-        cause = message.split(": ", 1)[-1]
+        cause = message.split(": ", 1)[-1].split(";")[0]  # without the URL and the request
         self.last_error = message
         if cause != self._episode:
             self._episode = cause

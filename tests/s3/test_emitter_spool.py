@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ QUIET = dict(system_interval=0, console=False, capture_logging=False)
     ({"RUNLAKE_SPOOL_MAX_BYTES": "-1"}, "s3://b/p", ConfigError, "RUNLAKE_SPOOL_MAX_BYTES"),
     ({}, "s3:///p", RootError, "no bucket name"),
     ({}, "s3://b/a/../c", RootError, "'..'"),
+    ({}, Path("s3://b/p"), RootError, "a Path cannot hold a URL"),
 ])
 def test_bad_settings_fail_at_init_with_one_line(monkeypatch, tmp_path, env, root, error, words):
     """A malformed URL or setting is a clear error from init(), before training starts."""
