@@ -1,23 +1,27 @@
-"""Dashboard benchmark: Runs view, a 20-run chart, and an idle live tick on 50M metric rows.
+"""Dashboard benchmark at scale: 10,000 runs x 1,000 steps x 20 keys (200M points).
 
-    .venv/bin/python bench/bench_dashboard.py [--runs 1000 --steps 10000] [--repeat 5]
+    .venv/bin/python bench/bench_dashboard.py [--runs 10000 --steps 1000 --keys 20] [--repeat 3]
 
-Builds once (cached under /tmp/runlake-bench-ui) a store of RUNS runs x STEPS steps x 5
-keys, generated directly in DuckDB from ``range()``, with matching ``runs`` rows (configs,
-tags, statuses), a few anomaly findings and ingest ledger rows. Then times, with
-Streamlit's ``AppTest`` on the real app (median of --repeat runs, caches cleared each time
-unless noted):
+Builds once (cached under /tmp/runlake-bench-ui; ``bench/dashboard_store.py`` says how and
+why: rows generated in DuckDB in the order ingest leaves them, ~3 min for 200M points on
+this 2-core machine) a store of RUNS x STEPS x KEYS, then times the real app through
+Streamlit's ``AppTest`` (server time: the script run, store reads and chart specs; no
+browser), median of --repeat, ``st.cache_data`` cleared before each cold run:
 
-* Runs view render (cold cache; target <= 2 s), baseline: the raw SQL it needs;
-* Charts view with 20 runs and one key (cold cache; target <= 1 s), baseline: one SQL
-  query doing the same min/max/last bucketing;
-* an idle live tick when nothing is new (target <= 50 ms): the tick function
-  ``data.change_token`` itself (files unchanged: two stats; files touched by an ingest
-  pass that loaded nothing: one ledger query), and a whole-script AppTest rerun of the
-  Charts view served from the cache (an upper bound of the fragment rerun); baseline:
-  opening the store read-only and running the ledger token query.
+* Runs view, cold (target <= 1 s) and warm (a rerun served from the caches); baseline:
+  the raw SQL it needs (``SELECT * FROM runs``);
+* Runs view sorted by a metric summary (``?sort=train/loss:min``: one aggregation over
+  every point of that key; no target, it is on demand);
+* workspace: the Charts view with 50 runs and 20 panels (every section open; target
+  <= 2 s); baseline: one SQL query bucketing those 20 keys x 50 runs;
+* a grouped panel of 1,000 runs (``?group=lr``, one key; target <= 1 s);
+* the Hyperparameters view over the 500 newest runs (cold);
+* idle refresh: ``data.change_token`` with nothing new (target <= 50 ms) and the number of
+  store reads in a rerun with nothing new (target 0);
+* memory: RSS of a real ``runlake ui`` server (and its children) after Chromium loaded the
+  Runs view, the workspace and the grouped panel (target <= 1 GB).
 
-Prints medians and ratios against the baselines.
+Prints medians, ratios against the baselines, and the verdicts.
 
 ``--first-render`` measures instead what a person sees on a first visit: time to first
 render of the Runs view in headless Chromium (``/usr/bin/chromium``, a fresh profile each
@@ -46,68 +50,10 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dashboard_store import build_store, key_names  # noqa: E402
 
-KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss")
 CACHE = Path("/tmp/runlake-bench-ui")
-
-
-def build_store(db: Path, runs: int, steps: int) -> None:
-    """Create the benchmark store with SQL from range(), unless it already exists."""
-    from runlake.store.duck import write_store
-
-    marker = db.with_suffix(".ok")
-    if db.exists() and marker.exists() and marker.read_text() == f"{runs}x{steps}":
-        return
-    for p in (db, Path(f"{db}.wal"), marker):
-        p.unlink(missing_ok=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with write_store(db) as con:
-        con.execute("SET preserve_insertion_order = false")
-        con.execute("SET enable_progress_bar = false")
-        con.execute(f"""
-            INSERT INTO runs (run_id, project, name, group_name, status, started_at, ended_at,
-                              last_seen_at, config, tags, world_size, attempts, last_step,
-                              total_steps, eta_s, heartbeat_s)
-            SELECT printf('run%05d', r), 'proj' || (r % 4), 'sweep-' || r, 'g' || (r // 10),
-                   CASE WHEN r % 50 = 0 THEN 'running' WHEN r % 17 = 0 THEN 'failed' ELSE 'finished' END,
-                   TIMESTAMP '2024-01-01' + to_seconds(r * 3600),
-                   TIMESTAMP '2024-01-01' + to_seconds(r * 3600 + {steps}),
-                   TIMESTAMP '2024-01-01' + to_seconds(r * 3600 + {steps}),
-                   json_object('lr', [0.1, 0.03, 0.01, 0.003][r % 4 + 1], 'seed', r % 10,
-                               'model', json_object('width', 64 * (1 + r % 3), 'depth', 2 + r % 5),
-                               'optimizer', CASE WHEN r % 2 = 0 THEN 'adam' ELSE 'sgd' END),
-                   ['sweep', 'lr' || (r % 4)], 1, 1, {steps} - 1, {steps}, 0.0, 10.0
-            FROM range({runs}) t(r)""")
-        for i, key in enumerate(KEYS):
-            con.execute(f"""
-                INSERT INTO metrics
-                SELECT printf('run%05d', r), 0, s, s // 1000,
-                       TIMESTAMP '2024-01-01' + to_seconds(r * 3600 + s), '{key}',
-                       CASE '{key}'
-                         WHEN 'loss' THEN exp(-s / 3000.0) * (1 + 0.05 * sin(s * 0.37 + r))
-                                          + CASE WHEN s % 4999 = 4998 THEN 5 ELSE 0 END
-                         WHEN 'acc' THEN 1 - exp(-s / 2500.0) * 0.9
-                         WHEN 'lr' THEN 0.1 * (1 + cos(pi() * s / {steps})) / 2
-                         WHEN 'grad_norm' THEN 1 + 0.3 * sin(s * 0.11 + r)
-                         ELSE exp(-s / 3500.0) + 0.02 * (r % 7) END
-                FROM range({runs}) a(r), range({steps}) b(s)""")
-            print(f"  metrics key {i + 1}/{len(KEYS)} done ({time.perf_counter() - t0:.0f}s)", flush=True)
-        con.execute(f"""
-            INSERT INTO anomalies
-            SELECT printf('run%05d', r), 'spike', 'warning', 'loss', 4998, 4998, 5.0,
-                   'loss jumped 12x above its rolling median', 'lower the learning rate',
-                   'spike', TIMESTAMP '2024-02-01'
-            FROM range(0, {runs}, 7) t(r)""")
-        con.execute(f"""
-            INSERT INTO ingest_ledger
-            SELECT 'proj0/' || printf('run%05d', r) || '/w/000000.jsonl.zst', 'proj0',
-                   printf('run%05d', r), 'w', 1000000, 10, 50000, true, 'done', NULL,
-                   TIMESTAMP '2024-02-01'
-            FROM range({runs}) t(r)""")
-    marker.write_text(f"{runs}x{steps}")
-    print(f"built {db} in {time.perf_counter() - t0:.0f}s ({db.stat().st_size / 1e9:.2f} GB)")
 
 
 def median_time(fn, repeat: int) -> float:
@@ -262,11 +208,55 @@ def first_render_main(db: Path, repeat: int, open_after: float) -> int:
     return 0 if ok else 1
 
 
+def server_rss(db: Path, urls: list[str]) -> float:
+    """GB resident in a real ``runlake ui`` (with its children) once Chromium loaded every
+    url in turn (each until its script finished)."""
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    import psutil
+
+    from runlake.cli._ui import streamlit_command
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(streamlit_command(db, "127.0.0.1", port), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        with tempfile.TemporaryDirectory() as tmp:
+            browser = Browser(Path(tmp))
+            try:
+                for url in urls:
+                    browser.call("Page.navigate", url=f"http://127.0.0.1:{port}/{url}")
+                    time.sleep(1.0)
+                    browser.until("!!document.querySelector('[data-test-script-state=\"notRunning\"]')"
+                                  " && !document.querySelector('[data-testid=\"stSkeleton\"]')", 300)
+            finally:
+                browser.close()
+        procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs) / 1e9
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--keys", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-memory", action="store_true", help="skip the real-server RSS")
     parser.add_argument("--first-render", action="store_true",
                         help="time to first render in headless Chromium instead")
     parser.add_argument("--db", type=Path, help="store for --first-render (default: the demo's)")
@@ -279,78 +269,94 @@ def main(argv: list[str] | None = None) -> int:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from runlake.analysis.curves import downsample
+    import runlake.dashboard.data as data_mod
     from runlake.dashboard import APP, data
     from runlake.store import read_store
 
-    db = CACHE / f"bench-{args.runs}x{args.steps}.duckdb"
-    build_store(db, args.runs, args.steps)
+    db = CACHE / f"bench-{args.runs}x{args.steps}x{args.keys}.duckdb"
+    built = build_store(db, args.runs, args.steps, args.keys)
     os.environ["RUNLAKE_DB"] = str(db)
-    chart_runs = [f"run{r:05d}" for r in range(0, min(args.runs, 20 * 7), 7)][:20]
+    keys = key_names(args.keys)
+    newest = [f"run{r:05d}" for r in range(args.runs - 1, -1, -1)]
+    chart_runs = newest[: min(50, args.runs)]
+    group_runs = newest[: min(1000, args.runs)]
+    sections = ",".join(sorted({k.split("/")[0] for k in keys}))
+    workspace = dict(runs=",".join(chart_runs), keys=",".join(keys), sections=sections,
+                     refresh="off")
+    grouped = dict(runs=",".join(group_runs), keys=keys[0], group="lr", refresh="off")
 
     def app(view: str, **params: str) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=120)
-        at.query_params.update({"view": view, **params})
+        at = AppTest.from_file(str(APP), default_timeout=600)
+        at.query_params.update({"view": view, "refresh": "off", **params})
         return at
 
-    def runs_view() -> None:
-        st.cache_data.clear()
-        at = app("runs").run()
-        assert not at.exception, at.exception
-        assert at.dataframe, "runs table missing"
+    def check(at: AppTest, what: str) -> AppTest:
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        assert at.get(what), f"{what} missing"
+        return at
 
-    def chart_view() -> None:
-        st.cache_data.clear()
-        at = app("charts", runs=",".join(chart_runs), key="loss").run()
-        assert not at.exception, at.exception
-        assert at.get("vega_lite_chart"), "chart missing"
+    def cold(view: str, what: str, **params: str):
+        def run() -> None:
+            st.cache_data.clear()
+            data._last.clear()
+            check(app(view, **params).run(), what)
+        return run
+
+    warm_runs = check(app("runs").run(), "dataframe")
+
+    def runs_warm() -> None:
+        check(warm_runs.run(), "dataframe")
 
     def runs_sql() -> None:
         with read_store(db) as con:
             con.execute("SELECT * FROM runs ORDER BY started_at DESC").fetchall()
-            con.execute("SELECT DISTINCT key FROM metrics").fetchall()
-            con.execute("SELECT run_id, key, arg_max(value, step), min(value) FROM metrics "
-                        "WHERE key IN ('loss', 'acc') GROUP BY ALL").fetchall()
 
-    def chart_sql() -> None:
+    def workspace_sql() -> None:
         ids = ", ".join(f"'{r}'" for r in chart_runs)
+        ks = ", ".join(f"'{k}'" for k in keys)
         with read_store(db) as con:
             con.execute(f"""
-                WITH m AS (SELECT run_id, step, value, (step * 1000) // ({args.steps}) AS b
-                           FROM metrics WHERE key = 'loss' AND run_id IN ({ids}))
-                SELECT run_id, b, min(value), max(value), arg_max(value, step) FROM m GROUP BY ALL
-            """).fetchall()
+                SELECT run_id, key, step * 500 // {args.steps} AS b, min(value), max(value),
+                       arg_max(value, step) FROM metrics
+                WHERE key IN ({ks}) AND run_id IN ({ids}) GROUP BY ALL""").fetchall()
 
     def tick() -> None:
         data.change_token(db)
 
-    def tick_after_touch() -> None:
-        data._last.clear()  # as if ingest rewrote the file without new data: ledger query
-        data.change_token(db)
+    # store reads during a rerun with nothing new: every read opens the store through data
+    reads = {"n": 0}
+    real = data_mod.read_store
 
-    def token_sql() -> None:
-        with read_store(db) as con:
-            con.execute("SELECT max(updated_at), sum(bytes) FROM ingest_ledger").fetchall()
+    def counting(*a, **k):
+        reads["n"] += 1
+        return real(*a, **k)
 
-    warm = app("charts", runs=",".join(chart_runs), key="loss").run()  # cache warm for re-render
-
-    def warm_rerun() -> None:
-        warm.run()
-
-    # sanity: the function the chart view uses answers on this store
-    with read_store(db) as con:
-        assert downsample(con, chart_runs, "loss", points=1000).height > 0
+    idle = check(app("runs").run(), "dataframe")
+    data_mod.read_store = counting
+    try:
+        idle.run()
+    finally:
+        data_mod.read_store = real
 
     rows = [
-        ("Runs view render (AppTest, cold cache)", runs_view, runs_sql, 2.0),
-        ("Charts view, 20 runs x 1 key (cold cache)", chart_view, chart_sql, 1.0),
-        ("Idle live tick: change_token(), files unchanged", tick, token_sql, 0.05),
-        ("Live tick: change_token(), files touched", tick_after_touch, token_sql, 0.05),
-        ("Idle rerun of Charts view from cache (AppTest)", warm_rerun, token_sql, None),
+        ("Runs view, cold cache", cold("runs", "dataframe"), runs_sql, 1.0),
+        ("Runs view, warm rerun (cached)", runs_warm, runs_sql, None),
+        ("Runs view sorted by train/loss:min, cold", cold("runs", "dataframe", sort=keys[0] + ":min"),
+         runs_sql, None),
+        (f"Workspace: {len(keys)} panels x {len(chart_runs)} runs, cold",
+         cold("charts", "vega_lite_chart", **workspace), workspace_sql, 2.0),
+        (f"Grouped panel of {len(group_runs)} runs (group=lr), cold",
+         cold("charts", "vega_lite_chart", **grouped), workspace_sql, 1.0),
+        ("Hyperparameters view, 500 newest runs, cold", cold("params", "vega_lite_chart"),
+         runs_sql, None),
+        ("Idle tick: change_token(), nothing new", tick, runs_sql, 0.05),
     ]
-    print(f"\nstore: {db} ({args.runs} runs x {args.steps} steps x {len(KEYS)} keys = "
-          f"{args.runs * args.steps * len(KEYS) / 1e6:.0f}M rows); median of {args.repeat}")
-    print(f"{'measurement':50s} {'median':>10s} {'baseline':>10s} {'ratio':>7s} {'target':>8s}")
+    print(f"\nstore: {db} ({args.runs} runs x {args.steps} steps x {args.keys} keys = "
+          f"{args.runs * args.steps * args.keys / 1e6:.0f}M points; "
+          f"{'built in %.0f s' % built if built else 'reused'}); median of {args.repeat}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'measurement':52s} {'median':>10s} {'baseline':>10s} {'ratio':>7s} {'target':>9s}")
     ok = True
     for name, fn, base, target in rows:
         t = median_time(fn, args.repeat)
@@ -358,7 +364,20 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if target is None else ("ok" if t <= target else "MISSED")
         ok &= verdict != "MISSED"
         tgt = "" if target is None else f"<= {target * 1000:.0f}ms"
-        print(f"{name:50s} {t * 1000:8.2f}ms {b * 1000:8.1f}ms {t / b:7.3f}x {tgt:>8s} {verdict}")
+        print(f"{name:52s} {t * 1000:8.1f}ms {b * 1000:8.1f}ms {t / b:7.3f}x {tgt:>9s} {verdict}",
+              flush=True)
+    print(f"{'Store reads in a rerun with nothing new':52s} {reads['n']:>10d} {'':>10s} {'':>7s} "
+          f"{'0':>9s} {'ok' if reads['n'] == 0 else 'MISSED'}")
+    ok &= reads["n"] == 0
+    if not args.no_memory:
+        from urllib.parse import urlencode
+
+        rss = server_rss(db, ["?view=runs&refresh=off",
+                              "?" + urlencode({"view": "charts", **workspace}),
+                              "?" + urlencode({"view": "charts", **grouped})])
+        print(f"{'App server RSS after Runs, workspace, grouped panel':52s} {rss:8.2f}GB "
+              f"{'':>10s} {'':>7s} {'<= 1 GB':>9s} {'ok' if rss <= 1.0 else 'MISSED'}")
+        ok &= rss <= 1.0
     return 0 if ok else 1
 
 

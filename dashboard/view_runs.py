@@ -6,8 +6,8 @@ Config columns whose values differ between the shown runs are on by default; any
 value or metric summary (last, min, max of a key) can be a column, a sort key or a filter,
 and the table can be grouped by run group or a config value (one collapsible table per
 group). Sort, filters, grouping and columns live in the URL (``?sort=-train/loss:min``,
-``?filter=cfg:lr>=0.01,status=finished``, ``?group=cfg:model.width``, ``?cols=...``; names
-in ``runs_table``).
+``?filter=cfg:lr>=0.01,status=finished``, ``?group=model.width`` (the Charts view's
+grouping too), ``?cols=...``; names in ``runs_table``).
 
 Live: a tiny fragment checks the change token every refresh interval and reruns the page
 only when new data arrived (or, with running runs shown, every 30 s so heartbeat ages and
@@ -104,7 +104,11 @@ def _seed(params: dict, config_options: list[str], differing: list[str]) -> list
     st.session_state["runs_filter"] = ", ".join(f"{f}{o}{v}" for f, o, v in params.get("filter", []))
     sort, descending = params.get("sort", (None, False))
     st.session_state["runs_sort"], st.session_state["runs_desc"] = sort, descending
-    st.session_state["runs_group"] = params.get("group")
+    group = params.get("group")
+    if group is not None:  # the Charts view's spelling too: "group" or a config key
+        group = "group" if selection.GROUP_ALIASES.get(group, group) == "group" else \
+            group if group.startswith(cfg) else cfg + group
+    st.session_state["runs_group"] = group
     return notices
 
 
@@ -160,7 +164,7 @@ def _write_url(config_keys, metric_cols, sort, descending, group_by, filters, di
     """Mirror the controls into the URL, so the link reproduces the table."""
     wanted = {
         "sort": None if sort is None else ("-" if descending else "") + sort,
-        "group": group_by,
+        "group": None if group_by is None else group_by.removeprefix(runs_table.CONFIG),
         "filter": ",".join(f"{f}{o}{v}" for f, o, v in filters) or None,
         "cols": None if (list(config_keys) == differing and not metric_cols) else
         ",".join([*(runs_table.CONFIG + k for k in config_keys), *metric_cols]),
