@@ -239,7 +239,12 @@ class Uploader:
             for path in sealed_segments(self.directory):
                 if path.name in self._conflicts:
                     continue
-                n = upload_segment(store, self.settings.spool, path)
+                try:
+                    n = upload_segment(store, self.settings.spool, path)
+                except OSError as exc:  # this spool file, not the endpoint: skip it, go on
+                    self._conflicts.add(path.name)
+                    _warn(f"cannot upload {path}: {exc}; it is kept, the others go on")
+                    continue
                 if n is None:
                     self._conflicts.add(path.name)
                     _warn(f"{store.url_of(path.relative_to(self.settings.spool).as_posix())} "

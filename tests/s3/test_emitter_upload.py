@@ -8,6 +8,8 @@ import re
 import signal
 import uuid
 
+import pytest
+
 from runlake.cli import main as cli
 from runlake.emitter.spool import push
 
@@ -19,6 +21,7 @@ from ._emitter_util import (
 N = 3000
 
 
+@pytest.mark.slow
 def test_several_emitters_write_sealed_immutable_segments_at_the_documented_keys(
         s3_server, s3_env, s3_bucket, s3_root, tmp_path):
     """Three ranks of one run upload concurrently: every object is a sealed segment at
