@@ -170,6 +170,14 @@ def signature(db: _Where | StoreLocation = None, *, root: _Where = None) -> tupl
     import os
 
     location = db if isinstance(db, StoreLocation) else locate(root, db)
+    from runlake.schemas.objects import is_url
+
+    if location.kind == "lake" and is_url(location.path):
+        from runlake.store._lake_layout import COMMITS, LakeFiles  # a bucket: list the logs
+
+        io = LakeFiles(location.path).io
+        return tuple(max(io.files(f"{name}/_delta_log", ".json"), default=None)
+                     for name in (COMMITS, "anomalies"))
     if location.kind == "duckdb":
         paths = [location.path, _Path(f"{location.path}.wal")]
     else:
