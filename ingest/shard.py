@@ -123,5 +123,8 @@ def sharded_backend(root: Path, db: str | Path | None, shard: Shard,
                 f"the root {root}'s store is the DuckDB file {root / STORE_FILE}, which takes "
                 f"one writer: run `runlake ingest --lake --root {root}` once (it converts the "
                 f"file into a lake), then start the shards")
+        backend = LakeBackend(location, app=shard.app, shards=shard.n)
+        backend.create()  # the lake first: a lease in _runlake/ must not look like a lake
         with ShardLease(location.path, shard.app, wait_s=wait_s) as lease:
-            yield LakeBackend(location, app=shard.app, shards=shard.n, fence=lease.check)
+            backend.fence = lease.check
+            yield backend

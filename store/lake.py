@@ -158,17 +158,32 @@ class LakeBackend:
         self._next = 1  # the next chunk number
         self._committed = 0  # C(app)
         self._dirty = True  # orphan appends may exist: recover before writing
+        self._numbered = False  # chunk numbers not yet above every app's
 
     # -- setup --------------------------------------------------------------------------
     def prepare(self) -> None:
         """Create the lake and its tables if missing, refuse a newer or damaged one, and
         delete the appends of a chunk an earlier process left half written."""
+        lake_id = self.files.check_format()
+        if not (self._tables and lake_id == self._lake_id):  # else a watch's next pass
+            self.create()
+            self._numbered = False
+        self._check_shards()
+        self._recover()
+        if not self._numbered:
+            # chunks numbered above every app's: where a run changed owner (the shard
+            # count changed while every ingester was stopped), the new owner's rows are
+            # the latest of each key
+            top = max(committed_chunks(self.files, self._lake_id)[0].values(), default=0)
+            self._next = max(self._next, top + 1)
+            self._numbered = True
+
+    def create(self) -> None:
+        """Create the lake and its tables where missing (nothing else: no recovery), so
+        that a shard can make the lake before it takes its lease in ``_runlake/``; safe
+        while other processes create the same lake."""
         lake = self.files
-        lake_id = lake.check_format()
-        if self._tables and lake_id == self._lake_id:  # a watch's next pass: tables loaded
-            self._check_shards()
-            self._recover()
-            return
+        lake.check_format()
         lake.make()
         lake.check_folders()
         lake.clean_temp_commits()
@@ -178,16 +193,11 @@ class LakeBackend:
         # missing; a kill before it leaves tables that the next prepare() adopts
         lake.write_format()
         self._lake_id = lake.check_format()
-        self._check_shards()
-        self._recover()
-        # chunks numbered above every app's: where a run changed owner (the shard count
-        # changed while every ingester was stopped), the new owner's rows are the latest
-        top = max(committed_chunks(lake, self._lake_id)[0].values(), default=0)
-        self._next = max(self._next, top + 1)
 
     def _check_shards(self) -> None:
         if self.shards != ANY_SHARDS:
             check_shards(self.files.path, self.shards)
+
     def _open_or_create(self, name: str) -> DeltaTable:
         path = self.files.table(name)
         schema = commits_schema() if name == COMMITS else delta_schema(name)

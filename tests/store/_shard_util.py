@@ -55,6 +55,9 @@ from pathlib import Path
 from runlake.ingest.loader import run_pass
 from runlake.ingest.shard import parse_shard, sharded_backend
 root, shard = Path(sys.argv[1]), parse_shard(sys.argv[2])
+if sys.argv[5] != "-":  # compaction due after fewer small files (these tests' few chunks)
+    import runlake.store._lake_compact as compact
+    compact.DUE_FILES = int(sys.argv[5])
 with sharded_backend(root, None, shard, wait_s=float(sys.argv[4])) as backend:
     print("held", flush=True)
     run_pass(root, backend, chunk_points=int(sys.argv[3]), owns=shard.owns)
@@ -62,11 +65,13 @@ with sharded_backend(root, None, shard, wait_s=float(sys.argv[4])) as backend:
 
 
 def shard_pass(root: Path, shard: str, *, kill_at: str | None = None, chunk_points: int = 100,
-               wait_s: float = 30.0) -> subprocess.Popen:
-    """One pass of ``shard`` in a child process (small chunks), SIGKILLed at ``kill_at``."""
+               wait_s: float = 30.0, due_files: int | None = None) -> subprocess.Popen:
+    """One pass of ``shard`` in a child process (small chunks), SIGKILLed at ``kill_at``;
+    ``due_files``: compaction is due after that many small files of the shard."""
     extra = {"RUNLAKE_LAKE_KILL_AT": kill_at} if kill_at else {}
     return subprocess.Popen([PYTHON, "-c", _PASS, str(root), shard, str(chunk_points),
-                             str(wait_s)], env=env(**extra), stdout=subprocess.PIPE,
+                             str(wait_s), "-" if due_files is None else str(due_files)],
+                            env=env(**extra), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
