@@ -25,6 +25,7 @@ def _run(args) -> int:
     from runlake.ingest.loader import check_root
     from runlake.ingest.lock import IngestLock
     from runlake.schemas.errors import StoreBusyError, StoreError
+    from runlake.schemas.objects import is_url
     from runlake.store import locate
 
     root = check_root(args.root)
@@ -33,7 +34,13 @@ def _run(args) -> int:
         raise StoreError(f"no store at {location.path}: nothing to compact (run `runlake "
                          f"ingest` first)")
     try:
-        lock = IngestLock(root).__enter__()
+        if is_url(root):  # no lock file on a bucket: the lake's ingest lease (held_store)
+            from runlake.ingest.pipeline import held_store
+
+            lock = held_store(root, args.db, None, False)
+            lock.__enter__()
+        else:
+            lock = IngestLock(root).__enter__()
     except StoreBusyError as exc:
         raise StoreBusyError(
             f"{exc}. Compaction runs in the ingest process: an `ingest --watch` compacts the "
