@@ -211,8 +211,8 @@ def render(db: str, token: tuple) -> None:
 
 def _panel(db, token, run_ids, panel, labels, opts, ctx) -> None:
     st.markdown(f"**{widgets.escape_md(' + '.join(panel))}**")
-    chart, captions = workspace.panel_chart(db, token, run_ids, panel, labels, opts, ctx)
-    if chart is not None:
-        st.altair_chart(chart)
+    spec, captions = workspace.panel_chart(db, token, run_ids, panel, labels, opts, ctx)
+    if spec is not None:
+        st.vega_lite_chart(spec)
     for text in captions:
         st.caption(widgets.escape_md(text))

@@ -9,6 +9,8 @@ Guarantees:
 * **Spike-preserving points.** Ungrouped panels draw ``analysis.curves.downsample``
   (first/min/max/last per bucket); grouped panels draw ``analysis.groups.group_curves``,
   whose min/max band keeps the extreme point of every run in a bucket.
+* **Cheap to draw.** Specs are plain Vega-Lite dicts with named datasets (Altair's object
+  construction and validation cost more than the queries on a 20-panel workspace).
 * **Cached.** Every store read goes through ``data.fetch`` (cached by the change token), so
   an idle rerun with no new data queries nothing.
 * **Sections cost nothing closed.** The view builds panels only for open sections.
@@ -20,7 +22,6 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import altair as alt
 import polars as pl
 
 from runlake.analysis.anomalies import list_anomalies
@@ -138,16 +139,13 @@ def curves(
     frame = frame.filter(pl.col("value").is_finite())
     if log_y:
         frame = frame.filter(pl.col("value") > 0)
-    parts = []
-    for (run_id,), part in frame.sort("x").group_by(["run_id"], maintain_order=True):
-        values = part["value"].to_list()
-        smoothed = ema(values, smoothing) if smoothing > 0 and values else values
-        parts.append(part.with_columns(
-            pl.lit(labels.get(run_id, run_id)).alias("run"),
-            pl.Series("smoothed", list(smoothed), dtype=pl.Float64),
-        ))
-    out = pl.concat(parts) if parts else frame.with_columns(
-        pl.lit("").alias("run"), pl.col("value").alias("smoothed"))
+    frame = frame.sort("run_id", "x").with_columns(
+        pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run"))
+    if smoothing > 0:  # ema() per run: the one smoothing rule
+        out = pl.concat([part.with_columns(ema(part["value"], smoothing).alias("smoothed"))
+                         for _, part in frame.group_by("run_id", maintain_order=True)])
+    else:
+        out = frame.with_columns(pl.col("value").alias("smoothed"))
     lo, hi = x_range
     if x == "step" and lo is not None:
         out = out.filter(pl.col("x") >= lo)
@@ -191,6 +189,17 @@ def _group_curves(db, token, run_ids, keys, opts) -> pl.DataFrame:
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
+def _enc(field: str, kind: str = "quantitative", **extra) -> dict:
+    return {"field": field, "type": kind, **extra}
+
+
+def _tip(field: str, title: str | None = None, kind: str = "quantitative", fmt: str | None = None) -> dict:
+    out = _enc(field, kind, title=title or field)
+    if fmt:
+        out["format"] = fmt
+    return out
+
+
 def panel_chart(
     db: str,
     token: tuple,
@@ -199,40 +208,42 @@ def panel_chart(
     labels: dict[str, str],
     opts: PanelOptions,
     ctx: Context | None = None,
-) -> tuple[alt.LayerChart | None, list[str]]:
-    """One panel: its chart (None when there is nothing finite to draw) and plain-text
-    captions (what is marked, what is missing).
+) -> tuple[dict | None, list[str]]:
+    """One panel: its Vega-Lite spec for ``st.vega_lite_chart`` (None when there is
+    nothing finite to draw) and plain-text captions (what is marked, what is missing).
 
     Ungrouped: one line per run (and dash per key), coloured by run id from the palette.
     Grouped (``opts.group``): per group a mean line, a mean ± std band and a min/max band.
+    The spec is written as a plain dict with named datasets (Streamlit ships them as
+    Arrow): building Altair objects cost more than the queries on a 20-panel workspace.
     """
-    x_type = "T" if opts.x == "time" else "Q"
     lo, hi = opts.x_range
-    x_scale = alt.Scale(domain=[lo, hi]) if opts.x == "step" and None not in (lo, hi) else alt.Undefined
-    y_scale = alt.Scale(type="log") if opts.log_y else alt.Scale(zero=False)
-    xenc = alt.X(f"x:{x_type}", title=opts.x, scale=x_scale)
+    x_scale = {"domain": [lo, hi]} if opts.x == "step" and None not in (lo, hi) else {}
+    y_scale = {"type": "log"} if opts.log_y else {"zero": False}
+    xenc = _enc("x", "temporal" if opts.x == "time" else "quantitative", title=opts.x, scale=x_scale)
     title = " + ".join(keys)
-    dash = alt.StrokeDash("key:N", title="key") if len(keys) > 1 else alt.Undefined
+    extra = {"strokeDash": _enc("key", "nominal", title="key")} if len(keys) > 1 else {}
     captions: list[str] = []
+    clip = {"clip": True}
     if opts.group:
         pts = _group_curves(db, token, run_ids, keys, opts)
         if pts.height == 0:
             return None, ["no finite points in range"]
         names = pts["group"].unique(maintain_order=True).to_list()
         colors = palette.colors(names)
-        color = alt.Color("group:N", title=f"group ({opts.group})",
-                          scale=alt.Scale(domain=names, range=[colors[n] for n in names]))
-        base = alt.Chart(pts.to_pandas()).encode(x=xenc, color=color, detail="key:N")
+        color = _enc("group", "nominal", title=f"group ({opts.group})",
+                     scale={"domain": names, "range": [colors[n] for n in names]})
+        common = {"x": xenc, "color": color, "detail": _enc("key", "nominal")}
         layers = [
-            base.mark_area(opacity=0.12, clip=True).encode(
-                y=alt.Y("min:Q", title=title, scale=y_scale), y2="max:Q"),
-            base.mark_area(opacity=0.28, clip=True).encode(y="lo:Q", y2="hi:Q"),
-            base.mark_line(clip=True).encode(
-                y=alt.Y("mean:Q", title=title, scale=y_scale), strokeDash=dash,
-                tooltip=["group:N", "key:N", alt.Tooltip("x", title=opts.x),
-                         alt.Tooltip("mean:Q", format=".6g"), alt.Tooltip("std:Q", format=".4g"),
-                         alt.Tooltip("min:Q", format=".6g"), alt.Tooltip("max:Q", format=".6g"),
-                         "runs:Q"]),
+            {"mark": {"type": "area", "opacity": 0.12, **clip}, "encoding": {
+                **common, "y": _enc("min", title=title, scale=y_scale), "y2": {"field": "max"}}},
+            {"mark": {"type": "area", "opacity": 0.28, **clip}, "encoding": {
+                **common, "y": _enc("lo", title=title, scale=y_scale), "y2": {"field": "hi"}}},
+            {"mark": {"type": "line", **clip}, "encoding": {
+                **common, **extra, "y": _enc("mean", title=title, scale=y_scale),
+                "tooltip": [_tip("group", kind="nominal"), _tip("key", kind="nominal"),
+                            _tip("x", opts.x), _tip("mean", fmt=".6g"), _tip("std", fmt=".4g"),
+                            _tip("min", fmt=".6g"), _tip("max", fmt=".6g"), _tip("runs")]}},
         ]
         captions.append(f"{len(names)} group(s) by {opts.group}: mean line, mean ± std band, "
                         f"min/max band")
@@ -242,59 +253,70 @@ def panel_chart(
         if pts.height == 0:
             return None, ["no finite points in range"]
         by_id = palette.colors(run_ids)
-        names = [labels.get(r, r) for r in run_ids]
-        color = alt.Color("run:N", title="run", scale=alt.Scale(
-            domain=names, range=[by_id[r] for r in run_ids]))
-        base = alt.Chart(pts.to_pandas()).encode(x=xenc, color=color, detail="key:N")
+        color = _enc("run", "nominal", title="run", scale={
+            "domain": [labels.get(r, r) for r in run_ids], "range": [by_id[r] for r in run_ids]})
+        common = {"x": xenc, "color": color, "detail": _enc("key", "nominal"), **extra}
         layers = []
         if opts.smooth > 0:
-            layers.append(base.mark_line(opacity=0.25, clip=True).encode(
-                y=alt.Y("value:Q", title=title, scale=y_scale), strokeDash=dash))
-        layers.append(base.mark_line(clip=True).encode(
-            y=alt.Y("smoothed:Q", title=title, scale=y_scale), strokeDash=dash,
-            tooltip=["run:N", "key:N", alt.Tooltip("x", title=opts.x),
-                     alt.Tooltip("value:Q", format=".6g")]))
+            layers.append({"mark": {"type": "line", "opacity": 0.25, **clip}, "encoding": {
+                **common, "y": _enc("value", title=title, scale=y_scale)}})
+        layers.append({"mark": {"type": "line", **clip}, "encoding": {
+            **common, "y": _enc("smoothed", title=title, scale=y_scale),
+            "tooltip": [_tip("run", kind="nominal"), _tip("key", kind="nominal"),
+                        _tip("x", opts.x), _tip("value", fmt=".6g")]}})
         line = pts.select(pl.col("run").alias("series"), "key", "x", pl.col("smoothed").alias("y"))
+    for layer in layers:
+        layer["data"] = {"name": "curves"}
+    datasets = {"curves": pts.to_pandas()}
     if ctx is not None and opts.x == "step":
-        extra, notes = _context_layers(ctx, run_ids, keys, labels, opts, line, x_scale)
-        layers += extra
+        extra_layers, notes, more = _context_layers(ctx, run_ids, keys, labels, opts, line, x_scale)
+        layers += extra_layers
+        datasets.update(more)
         captions += notes
-    chart = alt.layer(*layers).resolve_scale(color="independent").properties(height=opts.height)
-    return chart, captions
+    spec = {"height": opts.height, "datasets": datasets, "layer": layers,
+            "resolve": {"scale": {"color": "independent"}}}
+    return spec, captions
 
 
 def _context_layers(ctx, run_ids, keys, labels, opts, line, x_scale):
-    """Anomaly rules and shaded ranges, resume rules, checkpoint points; their captions."""
-    layers, notes = [], []
+    """Anomaly rules and shaded ranges, resume rules, checkpoint points: their layers,
+    captions and datasets."""
+    layers, notes, datasets = [], [], {}
     label = pl.col("run_id").replace_strict(labels, default=pl.col("run_id")).alias("run")
     ids = list(run_ids)
-    xq = alt.X("x:Q", scale=x_scale)
+    xq = _enc("x", scale=x_scale)
+
+    def add(name: str, frame: pl.DataFrame, mark: dict, encoding: dict) -> None:
+        datasets[name] = frame.to_pandas()
+        layers.append({"data": {"name": name}, "mark": mark, "encoding": {"x": xq, **encoding}})
+
     found = ctx.anomalies
     if found is not None and found.height:
         marks = _in_range(found.filter(pl.col("key").is_in(list(keys)) & pl.col("run_id").is_in(ids)),
                           "step_start", opts.x_range, "step_end").with_columns(label)
         if marks.height:
-            sev = alt.Color("severity:N", legend=None, scale=alt.Scale(
-                domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values())))
-            tip = ["run:N", "kind:N", "severity:N", "message:N", alt.Tooltip("x:Q", title="step")]
-            rows = marks.select(pl.col("step_start").alias("x"),
-                                pl.col("step_end").fill_null(pl.col("step_start")).alias("x2"),
+            sev = _enc("severity", "nominal", legend=None, scale={
+                "domain": list(SEVERITY_COLORS), "range": list(SEVERITY_COLORS.values())})
+            tip = [_tip("run", kind="nominal"), _tip("kind", kind="nominal"),
+                   _tip("severity", kind="nominal"), _tip("message", kind="nominal"),
+                   _tip("x", "step")]
+            rows = marks.select(pl.col("step_start").cast(pl.Float64).alias("x"),
+                                pl.col("step_end").fill_null(pl.col("step_start")).cast(pl.Float64).alias("x2"),
                                 "severity", "kind", "message", "run")
             ranges = rows.filter(pl.col("x2") > pl.col("x"))
             if ranges.height:
-                layers.append(alt.Chart(ranges.to_pandas()).mark_rect(opacity=0.15).encode(
-                    x=xq, x2="x2:Q", color=sev, tooltip=tip))
-            layers.append(alt.Chart(rows.to_pandas()).mark_rule(strokeDash=[4, 3], strokeWidth=2)
-                          .encode(x=xq, color=sev, tooltip=tip))
+                add("anomaly_ranges", ranges, {"type": "rect", "opacity": 0.15},
+                    {"x2": {"field": "x2"}, "color": sev, "tooltip": tip})
+            add("anomalies", rows.drop("x2"), {"type": "rule", "strokeDash": [4, 3], "strokeWidth": 2},
+                {"color": sev, "tooltip": tip})
             notes.append(f"{marks.height} anomaly finding(s) marked on {' + '.join(keys)}")
     resumes = ctx.resumes
     if resumes is not None and resumes.height:
         rows = _in_range(resumes.filter(pl.col("run_id").is_in(ids)), "step", opts.x_range)
         if rows.height:
-            frame = rows.select(pl.col("step").cast(pl.Float64).alias("x"), "attempt", label)
-            layers.append(alt.Chart(frame.to_pandas()).mark_rule(color="#444", strokeWidth=1.5)
-                          .encode(x=xq, tooltip=["run:N", "attempt:Q",
-                                                 alt.Tooltip("x:Q", title="resumed at step")]))
+            add("resumes", rows.select(pl.col("step").cast(pl.Float64).alias("x"), "attempt", label),
+                {"type": "rule", "color": "#444444", "strokeWidth": 1.5},
+                {"tooltip": [_tip("run", kind="nominal"), _tip("attempt"), _tip("x", "resumed at step")]})
             notes.append(f"{rows.height} resumed attempt(s) marked (solid grey rules)")
     saved = ctx.checkpoints
     if saved is not None and saved.height and line.height:
@@ -305,11 +327,12 @@ def _context_layers(ctx, run_ids, keys, labels, opts, line, x_scale):
             series_of = {r: labels.get(r, r) for r in ids}
         points = _on_curve(rows.with_columns(label), line, keys[0], series_of)
         if points.height:
-            layers.append(alt.Chart(points.to_pandas()).mark_point(
-                shape="diamond", filled=True, size=70, color="#000000").encode(
-                x=xq, y="y:Q", tooltip=["run:N", "uri:N", alt.Tooltip("x:Q", title="step")]))
+            add("checkpoints", points,
+                {"type": "point", "shape": "diamond", "filled": True, "size": 70, "color": "#000000"},
+                {"y": _enc("y"), "tooltip": [_tip("run", kind="nominal"), _tip("uri", kind="nominal"),
+                                            _tip("x", "step")]})
             notes.append(f"{points.height} checkpoint(s) shown as diamonds")
-    return layers, notes
+    return layers, notes, datasets
 
 
 def _on_curve(rows: pl.DataFrame, line: pl.DataFrame, key: str,
