@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     def cold(view: str, what: str, **params: str):
         def run() -> None:
             st.cache_data.clear()
+            st.cache_resource.clear()
             data._last.clear()
             check(app(view, **params).run(), what)
         return run

@@ -40,6 +40,7 @@ __all__ = [
     "MISSING_STORE",
     "SUMMARIES",
     "change_token",
+    "config_table",
     "fetch",
     "file_signature",
     "log_lines",
@@ -47,6 +48,7 @@ __all__ = [
     "metric_summaries",
     "run_index",
     "run_rows",
+    "runs_view_data",
     "schema_columns",
     "script_args",
     "store_path",
@@ -250,3 +252,37 @@ def metric_summaries(db: str, token: tuple, keys: tuple[str, ...]) -> pl.DataFra
                                     **{s: pl.Float64 for s in SUMMARIES}})
     return _query(db, f"SELECT run_id, key, {', '.join(SUMMARIES)} FROM metric_summary "
                       "WHERE key IN (SELECT unnest(?::VARCHAR[]))", [list(keys)])
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def config_table(db: str, token: tuple) -> tuple[dict[str, dict], pl.DataFrame]:
+    """Every run's flattened config (``analysis.compare.run_configs``), as a mapping and as
+    a frame (``run_id`` plus a typed ``cfg:<key>`` column per key, ``runs_table.config_frame``).
+
+    Held once per token and shared, not copied per rerun (``st.cache_data`` would unpickle
+    10,000 dicts on every draw: half a second): callers must not modify either.
+    """
+    return runs_view_data(db, token)[1:3]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def runs_view_data(db: str, token: tuple, key_runs: int = 100
+                   ) -> tuple[pl.DataFrame, dict[str, dict], pl.DataFrame, list[str]]:
+    """What the Runs view's first draw reads, over ONE read-only connection (opening a
+    2.7 GB store costs 0.1 s or more each time): :func:`run_rows`, the configs of
+    :func:`config_table`, and the metric keys of the ``key_runs`` newest runs (a
+    ``DISTINCT key`` over every point costs seconds at 200M points). Shared, not copied.
+    """
+    from runlake.analysis.compare import run_configs
+    from runlake.dashboard.runs_table import config_frame
+
+    with read_store(db) as con:
+        runs = frame(con, _RUN_ROWS_SQL)
+        configs = run_configs(con, None)
+        newest = runs["run_id"].head(key_runs).to_list()
+        found = frame(con, f"SELECT DISTINCT key FROM metrics WHERE run_id IN "
+                           f"({', '.join('?' * len(newest)) or 'NULL'})", newest)
+    keys = sorted(found["key"].to_list() if found.height else [],
+                  key=lambda k: (is_system_key(k), k))
+    names = sorted({k for c in configs.values() for k in c if k != "group"})
+    return runs, configs, config_frame(configs, list(configs), names), keys

@@ -12,7 +12,7 @@ value ``cfg:<key>`` (nested keys dotted, ``cfg:model.width``) or a metric summar
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import polars as pl
 
@@ -59,17 +59,19 @@ def progress() -> pl.Expr:
             .otherwise(None).cast(pl.Float64).alias("progress"))
 
 
-def differing_keys(configs: Mapping[str, Mapping[str, Any]], run_ids: Sequence[str]) -> list[str]:
+def differing_keys(configs: pl.DataFrame, run_ids: Sequence[str]) -> list[str]:
     """Config keys whose value differs between these runs (or that only some have), sorted:
-    the columns worth showing by default. ``group`` is left out (the table has it)."""
-    values: dict[str, set] = {}
-    counts: dict[str, int] = {}
-    for rid in run_ids:
-        for key, value in configs.get(rid, {}).items():
-            values.setdefault(key, set()).add(json_cell(value))
-            counts[key] = counts.get(key, 0) + 1
-    return sorted(k for k, v in values.items()
-                  if k != "group" and (len(v) > 1 or counts[k] < len(run_ids)))
+    the columns worth showing by default.
+
+    Args:
+        configs: a :func:`config_frame` (``run_id`` plus ``cfg:<key>`` columns).
+    """
+    rows = configs.filter(pl.col("run_id").is_in(list(run_ids))) if len(run_ids) < configs.height \
+        else configs
+    if rows.height == 0:
+        return []
+    counts = rows.select(pl.exclude("run_id").n_unique()).row(0, named=True)
+    return sorted(c[len(CONFIG):] for c, n in counts.items() if n > 1)
 
 
 def _column(name: str, values: list[Any]) -> pl.Series:
@@ -93,25 +95,26 @@ def config_frame(configs: Mapping[str, Mapping[str, Any]], run_ids: Sequence[str
     return pl.DataFrame(cols)
 
 
-def table_frame(runs: pl.DataFrame, configs: Mapping[str, Mapping[str, Any]],
-                config_keys: Sequence[str], summaries: pl.DataFrame | None,
-                metric_cols: Sequence[str], now: datetime, status_text) -> pl.DataFrame:
+def table_frame(runs: pl.DataFrame, configs: pl.DataFrame, config_keys: Sequence[str],
+                summaries: pl.DataFrame | None, metric_cols: Sequence[str], now: datetime,
+                status_text) -> pl.DataFrame:
     """The displayed table, one row per run of ``runs`` (``data.run_rows``), in its order.
 
     Args:
+        configs: a :func:`config_frame` of (at least) these runs and keys.
         summaries: ``data.metric_summaries`` rows (run_id, key, last, min, max) for the keys
             that ``metric_cols`` (``<key>:<summary>`` names) need.
         status_text: ``(status, age_s, heartbeat_s) -> str`` (the view's wording).
     """
-    ids = runs["run_id"].to_list()
-    ages = [None if seen is None else (now - seen).total_seconds()
-            for seen in runs["last_seen_at"].to_list()]
-    statuses = [status_text(s, a, h) for s, a, h in
-                zip(runs["status"].to_list(), ages, runs["heartbeat_s"].to_list())]
+    # only running runs have a heartbeat age to word: the rest say their status as it is
+    running = runs.with_row_index("__i").filter(pl.col("status") == "running")
+    statuses = runs["status"].to_list()
     from runlake.dashboard.widgets import human_duration
 
-    eta = [human_duration(e) if s == "running" else ""
-           for s, e in zip(runs["status"].to_list(), runs["eta_s"].to_list())]
+    eta = [""] * runs.height
+    for i, seen, hb, left in running.select("__i", "last_seen_at", "heartbeat_s", "eta_s").rows():
+        statuses[i] = status_text("running", None if seen is None else (now - seen).total_seconds(), hb)
+        eta[i] = human_duration(left)
     frame = runs.select(
         pl.coalesce(pl.col("name"), pl.col("run_id")).alias("run"), "project",
         pl.col("group_name").alias("group"),
@@ -120,7 +123,8 @@ def table_frame(runs: pl.DataFrame, configs: Mapping[str, Mapping[str, Any]],
         pl.col("last_step").alias("step"), progress(), pl.Series("ETA", eta, dtype=pl.String),
         "attempts", pl.col("started_at").alias("started"), "duration_s", "run_id")
     if config_keys:
-        frame = frame.join(config_frame(configs, ids, config_keys), on="run_id", how="left",
+        wanted = [CONFIG + k for k in config_keys if CONFIG + k in configs.columns]
+        frame = frame.join(configs.select("run_id", *wanted), on="run_id", how="left",
                            maintain_order="left")
     for name in metric_cols:
         spec = metric_spec(name)

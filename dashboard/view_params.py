@@ -20,7 +20,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from runlake.analysis.compare import hparam_impact, run_configs
+from runlake.analysis.compare import hparam_impact
 from runlake.dashboard import data, runs_table, selection, widgets
 from runlake.schemas.metric_keys import is_system_key
 
@@ -81,12 +81,14 @@ def render(db: str, token: tuple) -> None:
     if len(ids) < 2:
         st.info("Hyperparameter views need at least two runs in the store.")
         return
-    configs = data.fetch(run_configs, db, token, ids)
+    every, frame = data.config_table(db, token)
+    ids = [r for r in ids if r in every]
+    configs = {r: every[r] for r in ids}
     keys = [k for k in data.metric_keys(db, token, tuple(ids)) if not is_system_key(k)]
     if not keys:
         st.info("These runs logged no metrics yet.")
         return
-    params = runs_table.differing_keys(configs, ids)
+    params = runs_table.differing_keys(frame, ids)
     st.caption(f"Over {note}; {len(params)} config values vary between them.")
     c1, c2 = st.columns([3, 1])
     metric = c1.selectbox("Metric", keys, index=next((i for i, k in enumerate(keys) if "loss" in k), 0),

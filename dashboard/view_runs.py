@@ -22,7 +22,6 @@ import time
 import polars as pl
 import streamlit as st
 
-from runlake.analysis.compare import run_configs
 from runlake.dashboard import data, runs_table, selection, widgets
 
 __all__ = ["MAX_GROUPS", "filter_runs", "prefetch", "render", "status_text"]
@@ -68,18 +67,16 @@ def filter_runs(runs: pl.DataFrame, *, projects=(), statuses=(), tags=(), text: 
     return out
 
 
-def prefetch(db: str, token: tuple) -> tuple[pl.DataFrame, dict, list[str]]:
+def prefetch(db: str, token: tuple) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """The store reads the Runs view's first draw needs, through the token-keyed caches.
 
     ``render`` starts with it; the launcher (``runlake.dashboard._serve``) calls it once
-    before any browser connects. Returns ``(runs, configs, metric keys)``: the keys offered
+    before any browser connects. Returns ``(runs, config frame, metric keys)``: the keys offered
     as columns are those of the :data:`KEY_RUNS` newest runs (a ``DISTINCT key`` over every
     point costs seconds on 200M points; any other key can still be named in ``?cols=``).
     No metric is summarised until a column, sort or filter asks for it.
     """
-    runs = data.run_rows(db, token)
-    configs = data.fetch(run_configs, db, token, None)
-    keys = data.metric_keys(db, token, tuple(runs["run_id"].head(KEY_RUNS).to_list()))
+    runs, _, configs, keys = data.runs_view_data(db, token, KEY_RUNS)
     return runs, configs, keys
 
 
@@ -122,10 +119,11 @@ def _filters(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     return out, notices
 
 
-def _controls(params: dict, configs: dict, keys: list[str], ids: list[str]) -> tuple[dict, list[str]]:
+def _controls(params: dict, configs: pl.DataFrame, keys: list[str], ids: list[str]) -> tuple[dict, list[str]]:
     """Columns, sort, grouping and filters (seeded from the URL, written back to it)."""
-    config_options = sorted({k for c in configs.values() for k in c if k != "group"})
-    notices = _seed(params, config_options, runs_table.differing_keys(configs, ids))
+    config_options = [c[len(runs_table.CONFIG):] for c in configs.columns if c != "run_id"]
+    differing = runs_table.differing_keys(configs, ids)
+    notices = _seed(params, config_options, differing)
     filters, more = _filters(st.session_state.get("runs_filter", ""))
     notices += more
     named = [*st.session_state["runs_metrics"], *(f for f, _, _ in filters),
@@ -153,8 +151,7 @@ def _controls(params: dict, configs: dict, keys: list[str], ids: list[str]) -> t
         c9.text_input("Filter", key="runs_filter", placeholder="cfg:lr>=0.01, train/loss:min<0.5",
                       help="Comma-separated FIELD OP VALUE; OP is one of = != < <= > >= ~ "
                            "(~: contains, any case). FIELD is a column name.")
-    _write_url(config_keys, metric_cols, sort, descending, group_by, filters,
-               runs_table.differing_keys(configs, ids))
+    _write_url(config_keys, metric_cols, sort, descending, group_by, filters, differing)
     return {"config_options": config_options, "metric_options": metric_options,
             "config_keys": config_keys, "metric_cols": metric_cols, "sort": sort,
             "descending": descending, "group_by": group_by, "filters": filters}, notices
