@@ -206,6 +206,7 @@ class ShardLease:
         self.wait_s = (wait_s if wait_s is not None
                        else (self.ttl + 5.0 if self.remote else 3.0))
         self.token = uuid.uuid4().hex
+        self._since = time.time()
         self._fd: int | None = None
         self._store = None
         self._etag: str | None = None
@@ -228,7 +229,7 @@ class ShardLease:
 
     def _info(self) -> dict:
         return {"host": _HOST, "pid": os.getpid(), "token": self.token, "app": self.app,
-                "since": time.time(), "expires": time.time() + self.ttl}
+                "since": self._since, "expires": time.time() + self.ttl}
 
     def _busy(self, holder: str) -> StoreBusyError:
         return StoreBusyError(
