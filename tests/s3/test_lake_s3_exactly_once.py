@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import runlake
 from runlake.ingest.loader import run_pass
-from runlake.store.lake import LakeBackend, compact, connect
+from runlake.store.lake import LakeBackend, compact
 from runlake.store.location import locate
 
 from . import _ingest_util as s
@@ -36,11 +37,8 @@ def short_lease(s3_env, monkeypatch) -> dict[str, str]:
     return {**s3_env, "RUNLAKE_SHARD_LEASE_S": _TTL}
 
 
-def _pass(root: str, chunk_points: int = 100_000):
-    from runlake.ingest import ingest
-
-    return ingest(root) if chunk_points is None else run_pass(
-        root, LakeBackend(locate(root)), chunk_points=chunk_points)
+def _pass(root: str, chunk_points: int):
+    return run_pass(root, LakeBackend(locate(root)), chunk_points=chunk_points)
 
 
 @pytest.mark.slow
@@ -72,7 +70,7 @@ def test_reader_held_through_ingest_and_compaction_keeps_its_rows(template, s3_r
     s.upload(template[0], s3_root, only=lambda rel: "/run-02/" not in rel)
     _pass(s3_root, chunk_points=2000)
     lake = f"{s3_root}/runlake-lake"
-    held = connect(lake)
+    held = runlake.connect(root=s3_root)  # the notebook entry point, on the bucket
     before = {t: u.rows(held, t) for t in s.EVENT_TABLES}
     assert sum(before["metrics"].values()) == 4000
     s.upload(template[0], s3_root, only=lambda rel: "/run-02/" in rel)
