@@ -2,14 +2,15 @@
 assigned stably by run id (or group label).
 
 Why: Altair's default category scheme gave 50 runs pairs of similar hue (dark/light blue,
-red/pink). The palette here is Okabe & Ito's eight colours (safe under the common colour
-vision deficiencies) extended with seven of Paul Tol's "muted" scheme that stay distinct
-from them, so up to 15 curves get 15 hues.
+red/pink). The palette here is Okabe & Ito's colours (safe under the common colour vision
+deficiencies; their black is left out, it is the colour of the marks drawn on curves:
+checkpoints, resumes) extended with seven of Paul Tol's "muted" scheme that stay distinct
+from them, so up to 14 curves get 14 hues.
 
 Stability: a name's colour depends on the name, not on where it sits in the selection:
 its preferred slot is a hash of the name; when two shown names want the same slot, the
 one whose hash comes first keeps it and the other takes the next free slot. Adding a run
-to a selection therefore moves at most the runs that collided with it. More than 15 names
+to a selection therefore moves at most the runs that collided with it. More than 14 names
 reuse hues (the view suggests grouping then).
 """
 
@@ -22,7 +23,7 @@ __all__ = ["PALETTE", "colors"]
 
 PALETTE: tuple[str, ...] = (
     # Okabe-Ito
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
     # Paul Tol, muted (the ones distinct from the above)
     "#332288", "#882255", "#999933", "#44AA99", "#AA4499", "#CC6677", "#DDCC77",
 )

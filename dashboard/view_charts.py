@@ -191,27 +191,31 @@ def render(db: str, token: tuple) -> None:
         if opts.x != "step":
             st.caption("Resumes, anomaly ranges and checkpoints are marked on the step axis.")
         opened: list[str] = []
+        for name in sections:
+            _synced(f"charts_sec:{name}",
+                    name in ws.sections if ws.sections is not None else workspace.default_open(name))
+            if st.session_state[f"charts_sec:{name}"]:
+                opened.append(name)
+        wanted = [k for name in opened for panel in sections[name] for k in panel]
+        fetched = workspace.fetch_curves(db_, token_, run_ids, wanted, opts) if wanted else {}
         for name, members in sections.items():
-            key = f"charts_sec:{name}"
-            _synced(key, name in ws.sections if ws.sections is not None else workspace.default_open(name))
             # the label stays fixed: a changed label is a new widget, whose state resets
-            box = st.expander(widgets.escape_md(name), key=key, on_change="rerun")
+            box = st.expander(widgets.escape_md(name), key=f"charts_sec:{name}", on_change="rerun")
             if not box.open:
                 continue
-            opened.append(name)
             with box:
                 cols = st.columns(2)
                 for i, panel in enumerate(members):
                     with cols[i % 2]:
-                        _panel(db_, token_, run_ids, panel, labels, opts, ctx)
+                        _panel(db_, token_, run_ids, panel, labels, opts, ctx, fetched)
         _write_sections(list(sections), opened)
 
     widgets.live(db, _draw)
 
 
-def _panel(db, token, run_ids, panel, labels, opts, ctx) -> None:
+def _panel(db, token, run_ids, panel, labels, opts, ctx, fetched) -> None:
     st.markdown(f"**{widgets.escape_md(' + '.join(panel))}**")
-    spec, captions = workspace.panel_chart(db, token, run_ids, panel, labels, opts, ctx)
+    spec, captions = workspace.panel_chart(db, token, run_ids, panel, labels, opts, ctx, fetched)
     if spec is not None:
         st.vega_lite_chart(spec)
     for text in captions:

@@ -39,7 +39,9 @@ __all__ = [
     "context",
     "curves",
     "default_open",
+    "fetch_curves",
     "filter_panels",
+    "key_curves",
     "layout",
     "panel_chart",
     "section_of",
@@ -154,23 +156,42 @@ def curves(
     return out.select("run", "x", "value", "smoothed")
 
 
-def _run_curves(db, token, run_ids, keys, labels, opts) -> pl.DataFrame:
+def key_curves(
+    con, run_ids: Sequence[str], keys: Sequence[str], *, points: int, x: str, group: str | None = None
+) -> dict[str, pl.DataFrame]:
+    """``downsample`` (or, grouped, ``group_curves``) of every key on one connection: a
+    workspace render opens the store once for all its panels, not once per panel (an open
+    and close of the DuckDB file cost about as much as one panel's query)."""
+    if group:
+        return {k: group_curves(con, run_ids, k, by=group, points=points, x=x) for k in keys}
+    return {k: downsample(con, run_ids, k, points=points, x=x) for k in keys}
+
+
+def fetch_curves(db: str, token: tuple, run_ids: Sequence[str], keys: Sequence[str],
+                 opts: PanelOptions) -> dict[str, pl.DataFrame]:
+    """:func:`key_curves` through ``data.fetch`` (cached by the change token)."""
+    return data.fetch(key_curves, db, token, list(run_ids), tuple(dict.fromkeys(keys)),
+                      points=opts.points, x=opts.x, group=opts.group)
+
+
+def _run_curves(db, token, run_ids, keys, labels, opts, fetched=None) -> pl.DataFrame:
     """run, key, x, value, smoothed for every run and key of the panel."""
+    fetched = fetched if fetched is not None else fetch_curves(db, token, run_ids, keys, opts)
     parts = []
     for key in keys:
-        raw = data.fetch(downsample, db, token, list(run_ids), key, points=opts.points, x=opts.x)
+        raw = fetched[key]
         pts = curves(raw, labels, smoothing=opts.smooth, x=opts.x, x_range=opts.x_range,
                      log_y=opts.log_y)
         parts.append(pts.with_columns(pl.lit(key).alias("key")))
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
-def _group_curves(db, token, run_ids, keys, opts) -> pl.DataFrame:
+def _group_curves(db, token, run_ids, keys, opts, fetched=None) -> pl.DataFrame:
     """group, key, x, mean, min, max, lo, hi (mean ± std), runs, smoothed when asked."""
+    fetched = fetched if fetched is not None else fetch_curves(db, token, run_ids, keys, opts)
     parts = []
     for key in keys:
-        stats = data.fetch(group_curves, db, token, list(run_ids), key, by=opts.group,
-                           points=opts.points, x=opts.x)
+        stats = fetched[key]
         if opts.x == "step":
             stats = _in_range(stats, "x", opts.x_range)
         cols = ("mean", "min", "max", "std")
@@ -208,13 +229,15 @@ def panel_chart(
     labels: dict[str, str],
     opts: PanelOptions,
     ctx: Context | None = None,
+    fetched: dict[str, pl.DataFrame] | None = None,
 ) -> tuple[dict | None, list[str]]:
     """One panel: its Vega-Lite spec for ``st.vega_lite_chart`` (None when there is
     nothing finite to draw) and plain-text captions (what is marked, what is missing).
 
     Ungrouped: one line per run (and dash per key), coloured by run id from the palette.
     Grouped (``opts.group``): per group a mean line, a mean ± std band and a min/max band.
-    The spec is written as a plain dict with named datasets (Streamlit ships them as
+    ``fetched`` is :func:`fetch_curves` for (at least) these keys, shared by the panels of
+    one render; without it the panel fetches its own. The spec is written as a plain dict with named datasets (Streamlit ships them as
     Arrow): building Altair objects cost more than the queries on a 20-panel workspace.
     """
     lo, hi = opts.x_range
@@ -226,7 +249,7 @@ def panel_chart(
     captions: list[str] = []
     clip = {"clip": True}
     if opts.group:
-        pts = _group_curves(db, token, run_ids, keys, opts)
+        pts = _group_curves(db, token, run_ids, keys, opts, fetched)
         if pts.height == 0:
             return None, ["no finite points in range"]
         names = pts["group"].unique(maintain_order=True).to_list()
@@ -234,11 +257,12 @@ def panel_chart(
         color = _enc("group", "nominal", title=f"group ({opts.group})",
                      scale={"domain": names, "range": [colors[n] for n in names]})
         common = {"x": xenc, "color": color, "detail": _enc("key", "nominal")}
+        band = {**common, "color": {**color, "legend": None}}  # one legend, on the line
         layers = [
             {"mark": {"type": "area", "opacity": 0.12, **clip}, "encoding": {
-                **common, "y": _enc("min", title=title, scale=y_scale), "y2": {"field": "max"}}},
+                **band, "y": _enc("min", title=title, scale=y_scale), "y2": {"field": "max"}}},
             {"mark": {"type": "area", "opacity": 0.28, **clip}, "encoding": {
-                **common, "y": _enc("lo", title=title, scale=y_scale), "y2": {"field": "hi"}}},
+                **band, "y": _enc("lo", title=title, scale=y_scale), "y2": {"field": "hi"}}},
             {"mark": {"type": "line", **clip}, "encoding": {
                 **common, **extra, "y": _enc("mean", title=title, scale=y_scale),
                 "tooltip": [_tip("group", kind="nominal"), _tip("key", kind="nominal"),
@@ -249,7 +273,7 @@ def panel_chart(
                         f"min/max band")
         line = pts.select(pl.col("group").alias("series"), "key", "x", pl.col("mean").alias("y"))
     else:
-        pts = _run_curves(db, token, run_ids, keys, labels, opts)
+        pts = _run_curves(db, token, run_ids, keys, labels, opts, fetched)
         if pts.height == 0:
             return None, ["no finite points in range"]
         by_id = palette.colors(run_ids)
@@ -259,7 +283,8 @@ def panel_chart(
         layers = []
         if opts.smooth > 0:
             layers.append({"mark": {"type": "line", "opacity": 0.25, **clip}, "encoding": {
-                **common, "y": _enc("value", title=title, scale=y_scale)}})
+                **common, "color": {**color, "legend": None},
+                "y": _enc("value", title=title, scale=y_scale)}})
         layers.append({"mark": {"type": "line", **clip}, "encoding": {
             **common, "y": _enc("smoothed", title=title, scale=y_scale),
             "tooltip": [_tip("run", kind="nominal"), _tip("key", kind="nominal"),
@@ -273,8 +298,10 @@ def panel_chart(
         layers += extra_layers
         datasets.update(more)
         captions += notes
+    # the curve layers share one colour scale (same field and domain, one legend); the
+    # severity colours of the context layers are their own
     spec = {"height": opts.height, "datasets": datasets, "layer": layers,
-            "resolve": {"scale": {"color": "independent"}}}
+            "resolve": {"scale": {"color": "independent"}, "legend": {"color": "independent"}}}
     return spec, captions
 
 

@@ -116,15 +116,17 @@ def test_context_resume_checkpoint_and_epochs(con, ws, store):
 
 
 def test_palette_distinct_stable_and_colour_blind_safe():
-    """Up to 15 names get 15 different colours; a name keeps its colour when others join
-    or the order changes (unless they collide with it); the first 8 are Okabe-Ito's."""
+    """Up to 14 names get 14 different colours; a name keeps its colour when others join
+    or the order changes (unless they collide with it); the first 7 are Okabe-Ito's
+    (without black, the colour of the marks on curves)."""
     from runlake.dashboard.palette import PALETTE, colors
 
-    assert PALETTE[:8] == ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-                           "#000000", "#F0E442")
-    names = [f"run-{i:03d}" for i in range(15)]
+    assert PALETTE[:7] == ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
+                           "#F0E442")
+    assert "#000000" not in PALETTE
+    names = [f"run-{i:03d}" for i in range(len(PALETTE))]
     got = colors(names)
-    assert len(set(got.values())) == 15 and set(got.values()) == set(PALETTE)
+    assert len(set(got.values())) == len(PALETTE) and set(got.values()) == set(PALETTE)
     assert colors(list(reversed(names))) == got
     single = {n: colors([n])[n] for n in names}
     # a lone name sits at its own slot; in a crowd only collided names moved

@@ -203,15 +203,14 @@ def test_search_filters_panels(charts):
 def test_closed_sections_are_not_queried_and_opening_writes_the_url(charts, monkeypatch):
     """?sections=val: only val's panels are fetched; opening train (the expander) puts it
     into ?sections= and draws it."""
-    from runlake.analysis.curves import downsample
-    from runlake.dashboard import data
+    from runlake.dashboard import data, workspace
 
     fetched = []
     real = data.fetch
 
     def spy(fn, *args, **kwargs):
-        if fn is downsample:
-            fetched.append(args[3])
+        if fn is workspace.key_curves:
+            fetched.extend(args[3])
         return real(fn, *args, **kwargs)
 
     monkeypatch.setattr(data, "fetch", spy)
