@@ -148,3 +148,25 @@ def test_refused_credentials_are_one_line_exit_2(tmp_path):
                  "AWS_SECRET_ACCESS_KEY": "wrong"}
         proc = s.cli(wrong, "ingest", "--root", f"s3://{bucket}/runs")
         s.one_line_error(proc, "credentials were refused")
+
+
+@pytest.mark.slow
+def test_emitter_uploads_then_ingest_loads_every_point_once(s3_root, s3_env, tmp_path):
+    """Two training processes (ranks of one run) upload through the emitter's uploader
+    (`runlake.init(root=s3://...)`); `runlake ingest --root s3://...` loads every point
+    they logged exactly once, and the run is finished."""
+    from . import _emitter_util as e
+
+    n = 1_500
+    procs = [e.start({"root": s3_root, "run_id": "up-run", "points": n, "flush_every": 500},
+                     e.child_env(s3_env, tmp_path / f"spool{r}", RANK=str(r), WORLD_SIZE="2"))
+             for r in range(2)]
+    for p in procs:
+        assert e.finish(p)[0]["dropped"] == {}
+    proc = s.cli(s3_env, "ingest", "--root", s3_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{2 * n * 2:,} metric points" in proc.stdout, proc.stdout
+    got = s.lake_rows(f"{s3_root}/runlake-lake", ("metrics", "runs"))
+    assert len(got["metrics"]) == sum(got["metrics"].values()) == 2 * n * 2  # each once
+    (run,) = got["runs"]
+    assert "finished" in run
