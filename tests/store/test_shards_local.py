@@ -248,3 +248,56 @@ def test_unsharded_lake_goes_sharded_without_doubles(root, template):
     assert u.lake_rows(root) == template[1]
     _clean_passes(root)
     assert u.lake_rows(root) == template[1]
+
+
+# -- per-shard compaction and watch ------------------------------------------------------------
+def _files_of(lake: Path, table: str, app: str) -> set[str]:
+    import pyarrow as pa
+
+    from runlake.store._lake_layout import open_table
+
+    adds = pa.table(open_table(lake / table).get_add_actions(flatten=True)).to_pylist()
+    return {a["path"] for a in adds if a["min._app"] == a["max._app"] == app}
+
+
+def test_a_shard_compacts_only_its_own_files(root, template, monkeypatch):
+    """Shard 1's compaction (due after 2 small files here) rewrites its own files, state
+    tables included, and leaves every file of shard 2 as it was."""
+    import runlake.store._lake_compact as compact
+    from runlake.ingest.loader import run_pass
+    from runlake.ingest.shard import sharded_backend
+
+    def one(shard: Shard) -> None:
+        with sharded_backend(root, None, shard) as backend:
+            run_pass(root, backend, chunk_points=100, owns=shard.owns)
+
+    one(Shard(2, 2))
+    lake = root / "runlake-lake"
+    theirs = {t: _files_of(lake, t, "shard-2-of-2") for t in ("metrics", "runs", "ingest_ledger")}
+    assert all(len(f) > 2 for f in theirs.values())
+    monkeypatch.setattr(compact, "DUE_FILES", 2)
+    one(Shard(1, 2))
+    for table, files in theirs.items():
+        assert _files_of(lake, table, "shard-2-of-2") == files, table
+        assert len(_files_of(lake, table, "shard-1-of-2")) <= 2, table  # compacted
+    assert u.lake_rows(root) == template[1]
+
+
+def test_watch_of_a_shard_loads_its_runs(root, template):
+    """`ingest --watch --shard 1/2` (the function): passes until stopped, only its runs."""
+    import threading
+
+    from runlake.ingest import watch
+
+    stop, seen = threading.Event(), []
+
+    def on_pass(report):
+        seen.append(set(report.runs))
+        if len(seen) >= 2:
+            stop.set()
+
+    assert watch(root, interval=0.05, stop=stop, on_pass=on_pass, shard="1/2") >= 2
+    ours = {r for r in s.RUNS if shard_of(r, 2) == 1}
+    assert seen[0] == ours
+    got = u.lake_rows(root)["runs"]
+    assert {row[0] for row in got} == ours
