@@ -159,9 +159,15 @@ def _compact_state(dt: DeltaTable, name: str, chunks: dict[str, int],
     finally:
         con.close()
     data = _sorted(data.cast(delta_schema(name)), t.sort)
-    retry_conflicts(dt, lambda: write_deltalake(
-        dt, data, mode="overwrite", writer_properties=writer(name), predicate=only or None,
-        target_file_size=TARGET_BYTES * 2))
+
+    def write():
+        write_deltalake(dt, data, mode="overwrite", writer_properties=writer(name),
+                        predicate=only or None, target_file_size=TARGET_BYTES * 2)
+
+    if apps is None:  # the whole table from what was read: never again after a conflict
+        write()  # (it would drop what the other writer committed); the next run redoes it
+    else:  # only this app's rows, which only this process writes: the same data again
+        retry_conflicts(dt, write)
     return len(files)
 
 
