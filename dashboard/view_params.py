@@ -94,7 +94,7 @@ def render(db: str, token: tuple) -> None:
     metric = c1.selectbox("Metric", keys, index=next((i for i, k in enumerate(keys) if "loss" in k), 0),
                           key="params_metric")
     summary_name = c2.radio("Summary", data.SUMMARIES, horizontal=True, key="params_summary")
-    found = data.metric_summaries(db, token, (metric,)).filter(pl.col("run_id").is_in(ids))
+    found = data.metric_summaries(db, token, (metric,), tuple(ids))
     summary = {r: v for r, v in zip(found["run_id"].to_list(), found[summary_name].to_list())
                if v is not None and math.isfinite(v)}
     if len(summary) < 2 or not params:

@@ -268,7 +268,8 @@ def render(db: str, token: tuple) -> None:
     wanted_cfg = list(dict.fromkeys(
         [*config_keys, *(n[len(cfg):] for n in named if n.startswith(cfg) and n[len(cfg):] in config_options)]))
     wanted_keys = tuple(dict.fromkeys(spec(c)[0] for c in wanted_metrics))
-    summaries = data.metric_summaries(db, token, wanted_keys)
+    summaries = data.metric_summaries(  # only the shown runs when filters narrowed them
+        db, token, wanted_keys, tuple(ids) if len(ids) < runs.height else None)
     logged = set(summaries["key"].unique().to_list())
     notices += [f"No run logged the metric {k!r}: its columns are empty." for k in wanted_keys
                 if k not in logged]
