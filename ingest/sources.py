@@ -86,10 +86,16 @@ class ObjectSource:
         """
         found: list[SegmentFile] = []
         refused: list[Refused] = []
-        for obj in self.store.list():
+        odd: list[str] = []
+        # one delimited listing of the top level, so the lake's (ever growing) objects and
+        # hidden folders are never listed; then each project folder in full
+        objects = (obj for top in self.store.folders()
+                   if top != LAKE_DIR and not top.startswith(".")
+                   for obj in self.store.list(top + "/", odd=odd))
+        for obj in objects:
             parts = obj.rel.split("/")
-            if parts[0] == LAKE_DIR or any(p.startswith(".") for p in parts):
-                continue  # the lake, or hidden names (never segments, as in a local root)
+            if any(p.startswith(".") for p in parts):
+                continue  # hidden names (never segments, as in a local root)
             seq = segment_seq(parts[-1])
             if seq is None:
                 continue  # not a segment name: ignored, like other files in a local root
@@ -110,6 +116,11 @@ class ObjectSource:
                 continue
             found.append(SegmentFile(self.store.url_of(obj.rel), obj.rel, *parts[:3], seq,
                                      True, obj.size))
+        for key in odd if owns is None else ():  # no run owns it: only unsharded reports
+            if segment_seq(key.rsplit("/", 1)[-1]) is not None:
+                refused.append(Refused(key, "", "", "", (
+                    f"s3://{self.store.bucket}/{key} has an empty or '.' part in its key: "
+                    f"runlake never writes such keys and does not read it (delete it)")))
         found.sort(key=lambda s: (s.project, s.run_id, s.writer, s.seq))
         keys = {s.key for s in found}
         return found, [r for r in refused if r.key not in keys]

@@ -256,27 +256,53 @@ class ObjectStore:
         return ObjectInfo(rel, int(out["ContentLength"]), out["ETag"],
                           out["LastModified"].timestamp())
 
-    def list(self, rel_prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix/rel_prefix`` (keys relative to the store's prefix)."""
+    def _pages(self, rel_prefix: str, **extra: Any) -> Iterator[dict]:
         if rel_prefix:
             _check_rel(rel_prefix.rstrip("/"), self.url)
-        base = self.prefix + "/" if self.prefix else ""
-        full = base + rel_prefix
         token = None
         while True:
-            kwargs: dict[str, Any] = {"Prefix": full}
+            kwargs: dict[str, Any] = {"Prefix": self._base() + rel_prefix, **extra}
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._call("list", rel_prefix, self._client.list_objects_v2, **kwargs)
-            for obj in page.get("Contents", ()):
-                rel = obj["Key"][len(base):]
-                if not rel or posixpath.normpath(rel) != rel:
-                    continue  # not a key runlake writes ('a//b', 'a/./b'): never followed
-                yield ObjectInfo(rel, int(obj["Size"]), obj["ETag"],
-                                 obj["LastModified"].timestamp())
+            yield page
             if not page.get("IsTruncated"):
                 return
             token = page["NextContinuationToken"]
+
+    def _base(self) -> str:
+        return self.prefix + "/" if self.prefix else ""
+
+    def list(self, rel_prefix: str = "", *, odd: list[str] | None = None
+             ) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix/rel_prefix`` (keys relative to the store's prefix).
+
+        Keys runlake never writes (``a//b``, ``a/./b``) are not yielded, never followed;
+        their full keys are appended to ``odd`` when a list is given, so a caller can
+        report them.
+        """
+        base = self._base()
+        for page in self._pages(rel_prefix):
+            for obj in page.get("Contents", ()):
+                rel = obj["Key"][len(base):]
+                if not rel or posixpath.normpath(rel) != rel:
+                    if odd is not None:
+                        odd.append(obj["Key"])
+                    continue
+                yield ObjectInfo(rel, int(obj["Size"]), obj["ETag"],
+                                 obj["LastModified"].timestamp())
+
+    def folders(self, rel_prefix: str = "") -> list[str]:
+        """The names one level below ``prefix/rel_prefix`` that hold objects (S3 "common
+        prefixes"), so a caller can skip a whole subtree without listing it."""
+        base = self._base() + rel_prefix
+        names = []
+        for page in self._pages(rel_prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", ()):
+                name = common["Prefix"][len(base):].rstrip("/")
+                if name:
+                    names.append(name)
+        return names
 
     def delete(self, rel: str) -> None:
         """Remove ``rel`` (no error if it is already gone)."""

@@ -47,10 +47,18 @@ OPTIONAL_REPEAT = "[RUN...]"  # usage notation for "more runs may follow": dropp
 MUTATING = ("import",)
 
 
+WHOLE_SCRIPT = "whole-script"
+"""A fence whose info string says this (```` ```bash whole-script ````) is a script meant to
+be pasted whole (it starts its own servers): tests/s3/test_scaleout_example.py runs it
+verbatim as one script, so its lines are not run one by one here."""
+
+
 def _fences(text: str):
-    """(first line number, language, body) of each fenced block."""
-    for m in re.finditer(r"^```([\w-]*)[^\n]*\n(.*?)^```", text, re.S | re.M):
-        yield text.count("\n", 0, m.start(2)) + 1, m.group(1).lower(), m.group(2)
+    """(first line number, language, body) of each fenced block but whole scripts."""
+    for m in re.finditer(r"^```([\w-]*)([^\n]*)\n(.*?)^```", text, re.S | re.M):
+        if WHOLE_SCRIPT in m.group(2).split():
+            continue
+        yield text.count("\n", 0, m.start(3)) + 1, m.group(1).lower(), m.group(3)
 
 
 def documented_commands() -> list[tuple[str, list[str]]]:

@@ -75,7 +75,8 @@ def test_store_of_an_s3_root_is_its_lake_and_duckdb_needs_a_local_path(s3_root, 
 def test_torn_upload_and_odd_keys_are_never_read_and_lose_nothing(template, s3_root,
                                                                   s3_server):
     """An incomplete multipart upload is no object (not ingested); a segment name at the
-    wrong depth or an `.open` object is refused once, by name; other names are ignored;
+    wrong depth, with an empty key part or as an `.open` object is refused once, by name
+    (the lake's own objects are never listed); other names are ignored;
     every real segment loads exactly as locally."""
     s.upload(template[0], s3_root)
     store = ObjectStore(s3_root)
@@ -91,8 +92,9 @@ def test_torn_upload_and_odd_keys_are_never_read_and_lose_nothing(template, s3_r
     client.put_object(Bucket=store.bucket, Body=b"x",         # an empty key part ('a//b'):
                       Key=store.key("proj/run-01") + "//000009.jsonl.zst")  # not followed
     report = _pass(s3_root)
-    assert report.refused == 2
+    assert report.refused == 3
     text = "\n".join(report.problems)
+    assert "run-01//000009.jsonl.zst has an empty or '.' part" in text
     assert "proj/0.jsonl.zst is named like a segment" in text
     assert "000001.jsonl.zst.open is an open segment" in text
     got = s.lake_rows(f"{s3_root}/runlake-lake")

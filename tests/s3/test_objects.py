@@ -99,3 +99,14 @@ def test_refused_credentials_are_one_clear_line(monkeypatch):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
         with pytest.raises(ObjectStoreError, match="credentials were refused"):
             ObjectStore(f"s3://{bucket}/p").check()
+
+
+def test_folders_and_odd_keys(s3_root, s3_server):
+    store = ObjectStore(s3_root)
+    for rel in ("p1/r/w/1", "p2/x", "top", "runlake-lake/t/_delta_log/0.json"):
+        store.put(rel, b"1")
+    s3_server.client().put_object(Bucket=store.bucket, Key=store.key("p1") + "//odd", Body=b"1")
+    assert sorted(store.folders()) == ["p1", "p2", "runlake-lake"]
+    odd: list[str] = []
+    assert [o.rel for o in store.list("p1/", odd=odd)] == ["p1/r/w/1"]
+    assert odd == [store.key("p1") + "//odd"]
