@@ -26,15 +26,17 @@ def env(**extra: str) -> dict[str, str]:
     return out
 
 
-def write_with_emitters(root: Path, steps: int = 600, keys: int = 4) -> None:
-    """Every run of :data:`RUNS` logged by real training processes, all at once."""
+def write_with_emitters(root: Path, steps: int = 400, keys: int = 4) -> None:
+    """Every run of :data:`RUNS` logged by real training processes, all at once; each
+    flushes every 50 steps (a frame of at most 50 x ``keys`` points), so a pass with
+    chunks of 300 points commits at least ``steps / 100`` chunks per rank, on any machine."""
     assert {shard_of(r, 2) for r in RUNS} == {1, 2}, "both shards must own runs"
     procs = []
     for run_id, ranks in RUNS.items():
         for rank in range(ranks):
             extra = {"RANK": str(rank), "WORLD_SIZE": str(ranks)} if ranks > 1 else {}
             procs.append(subprocess.Popen(
-                [PYTHON, str(TRAIN), str(root), run_id, str(steps), str(keys), "0", run_id],
+                [PYTHON, str(TRAIN), str(root), run_id, str(steps), str(keys), "0.01", run_id],
                 env=env(**extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 text=True))
     for p in procs:
@@ -64,7 +66,7 @@ with sharded_backend(root, None, shard, wait_s=float(sys.argv[4])) as backend:
 """
 
 
-def shard_pass(root: Path, shard: str, *, kill_at: str | None = None, chunk_points: int = 100,
+def shard_pass(root: Path, shard: str, *, kill_at: str | None = None, chunk_points: int = 300,
                wait_s: float = 30.0, due_files: int | None = None) -> subprocess.Popen:
     """One pass of ``shard`` in a child process (small chunks), SIGKILLed at ``kill_at``;
     ``due_files``: compaction is due after that many small files of the shard."""

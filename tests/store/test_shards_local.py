@@ -145,8 +145,8 @@ def test_two_shards_at_once_equal_one_unsharded_ingest(root, template):
 
 # -- kills ----------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["before:_commits@3", "after:metrics@2", "after:ingest_ledger@4",
-                                   "recover:metrics", "compact:metrics", "compact:runs"])
+@pytest.mark.parametrize("point", ["before:_commits@3", "after:ingest_ledger@4",
+                                   "recover:metrics", "compact:runs"])
 def test_shard_killed_at_a_kill_point_while_the_other_runs(root, template, point):
     """Shard 1 SIGKILLed at one of the lake's kill points while shard 2 ingests; then both
     run again: every row once. ``recover:`` is reached by a second killed pass."""
@@ -271,10 +271,11 @@ def test_a_shard_compacts_only_its_own_files(root, template, monkeypatch):
         with sharded_backend(root, None, shard) as backend:
             run_pass(root, backend, chunk_points=100, owns=shard.owns)
 
+    monkeypatch.setattr(compact, "DUE_FILES", 10**6)  # shard 2 keeps its small files
     one(Shard(2, 2))
     lake = root / "runlake-lake"
-    theirs = {t: _files_of(lake, t, "shard-2-of-2") for t in ("metrics", "runs", "ingest_ledger")}
-    assert all(len(f) > 2 for f in theirs.values())
+    theirs = {t: _files_of(lake, t, "shard-2-of-2") for t in ("metrics", "writers", "ingest_ledger")}
+    assert all(len(f) > 2 for f in theirs.values()), {t: len(f) for t, f in theirs.items()}
     monkeypatch.setattr(compact, "DUE_FILES", 2)
     one(Shard(1, 2))
     for table, files in theirs.items():
