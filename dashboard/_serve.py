@@ -28,7 +28,7 @@ LANDING_MODULES = (
     "pyarrow", "pandas", "polars", "duckdb", "runlake.store.duck",
     "runlake.analysis.runs", "runlake.analysis.compare",
     "runlake.dashboard.data", "runlake.dashboard.widgets", "runlake.dashboard.selection",
-    "runlake.dashboard.view_runs",
+    "runlake.dashboard.runs_table", "runlake.dashboard.view_runs",
 )
 """What the Runs view (where every visit lands) imports: warmed first, then primed."""
 
@@ -38,6 +38,7 @@ WARM_MODULES = LANDING_MODULES + (
     "runlake.dashboard.view_charts", "runlake.dashboard.view_compare",
     "runlake.dashboard.view_anomalies", "runlake.dashboard.view_lineage",
     "runlake.dashboard.view_logs", "runlake.dashboard.view_sql",
+    "runlake.dashboard.view_params",
 )
 """Everything the app's views import: the landing view's first, the other views' after."""
 

@@ -108,16 +108,17 @@ def test_change_token_is_stable_when_idle_and_moves_on_ingest(tmp_path):
 # -- the same in a real browser: one page load, the Runs table's step cell moves by itself --
 
 _STEP_OF_TRAINER = """(() => {
-  const head = {};
+  const head = {};  // a table with tick boxes has no cell in grid column 0
+  const shift = document.querySelector('[data-testid^="glide-cell-0-"]') ? 0 : 1;
   document.querySelectorAll('th[role=columnheader]').forEach(
-      h => { head[h.textContent.trim()] = +h.getAttribute('aria-colindex') - 1; });
+      h => { head[h.textContent.trim()] = +h.getAttribute('aria-colindex') - 1 + shift; });
   const cell = {};
   document.querySelectorAll('[data-testid^="glide-cell-"]').forEach(e => {
       const [c, r] = e.dataset.testid.split('-').slice(2).map(Number);
       cell[c + ',' + r] = e.textContent.trim(); });
-  if (!('step' in head)) return null;
-  for (let r = 0; cell['0,' + r] !== undefined; r++)
-      if (cell['0,' + r] === 'trainer') return cell[head['step'] + ',' + r] ?? null;
+  if (!('step' in head) || !('run' in head)) return null;
+  for (let r = 0; cell[head['run'] + ',' + r] !== undefined; r++)
+      if (cell[head['run'] + ',' + r] === 'trainer') return cell[head['step'] + ',' + r] ?? null;
   return null;
 })()"""
 
