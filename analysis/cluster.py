@@ -19,7 +19,7 @@ pipeline runs so vacuum keeps its files. :func:`runs_table` is the ``runs`` view
 what DuckDB returns on the same snapshot (tests/analysis/test_cluster_*.py). For Spark,
 Databricks and Trino the same rule is SQL: :func:`visible_sql` (docs/scale-out.md).
 
-``ray`` is imported only when a pipeline runs: ``pip install 'ray[data]'``.
+``ray`` is imported only when a pipeline runs: ``pip install 'runlake[cluster]'``.
 """
 
 from __future__ import annotations
