@@ -24,7 +24,7 @@ from runlake.analysis.compare import hparam_impact
 from runlake.dashboard import data, runs_table, selection, widgets
 from runlake.schemas.metric_keys import is_system_key
 
-__all__ = ["MAX_RUNS", "MAX_AXES", "parallel_frame", "render"]
+__all__ = ["MAX_AXES", "MAX_RUNS", "parallel_frame", "render"]
 
 TITLE = "Hyperparameters"
 MAX_RUNS = 500
