@@ -17,44 +17,52 @@ import polars as pl
 from runlake.analysis._common import frame, run_ids_list, run_scope
 from runlake.schemas.errors import ConfigError
 
-__all__ = ["align", "downsample", "ema"]
+__all__ = ["align", "downsample", "downsample_keys", "ema"]
 
 _X_CHOICES = ("step", "time", "epoch")
 
 
-def _points_sql(x: str) -> str:
-    """SQL CTEs for one key (``?``) in ``{scope}``: ``raw(run_id, rank, step, xr, value)``,
-    ``span(run_id, rk, off, n, x0, x1)`` and ``pts(run_id, step, x, value)``.
+def _points_sql(x: str, nkeys: int = 1) -> str:
+    """SQL CTEs for ``nkeys`` keys (``?`` each) in ``{scope}``:
+    ``raw(run_id, key, rank, step, xr, value)``, ``span(run_id, key, rk, off, n, x0, x1)``
+    and ``pts(run_id, key, step, x, value)``.
 
     Only the lowest rank of each run is used (rank 0 normally logs the metrics); x is the
-    step, seconds since the run's first point of the key, or the fractional epoch.
+    step, seconds since the run's first point of the key, or the fractional epoch. Several
+    keys are one scan (a workspace of 20 panels: one pass over the runs' rows, not 20).
     """
     if x not in _X_CHOICES:
         raise ConfigError(f"x must be one of {', '.join(_X_CHOICES)}; got {x!r}")
+    if nkeys < 1:
+        raise ConfigError("at least one metric key is needed")
+    keys = "m.key = ?" if nkeys == 1 else f"m.key IN ({', '.join('?' * nkeys)})"
     if x == "step":
         xr, join = "m.step::DOUBLE", ""
     elif x == "time":
         xr, join = "epoch_us(m.ts) / 1e6", ""
     else:
         xr = "m.epoch + (m.step - e.s0)::DOUBLE / (e.s1 - e.s0 + 1)"
-        join = """JOIN (SELECT run_id, rank, epoch, min(step) s0, max(step) s1 FROM metrics m
-                        WHERE m.key = ? AND {scope} AND m.step IS NOT NULL AND m.epoch IS NOT NULL
-                        GROUP BY run_id, rank, epoch) e
-                  ON m.run_id = e.run_id AND m.rank = e.rank AND m.epoch = e.epoch"""
+        join = f"""JOIN (SELECT run_id, key, rank, epoch, min(step) s0, max(step) s1
+                        FROM metrics m
+                        WHERE {keys} AND {{scope}} AND m.step IS NOT NULL AND m.epoch IS NOT NULL
+                        GROUP BY run_id, key, rank, epoch) e
+                  ON m.run_id = e.run_id AND m.key = e.key AND m.rank = e.rank
+                     AND m.epoch = e.epoch"""
     offset = "min(xr)" if x == "time" else "0.0"
     return f"""WITH raw AS NOT MATERIALIZED (
-        SELECT m.run_id, m.rank, m.step, {xr} AS xr, m.value FROM metrics m {join}
-        WHERE m.key = ? AND {{scope}} AND m.step IS NOT NULL),
-      span AS (SELECT run_id, min(rank) AS rk, {offset} AS off, count(*) AS n,
-                      min(xr) AS x0, max(xr) AS x1 FROM raw GROUP BY run_id),
+        SELECT m.run_id, m.key, m.rank, m.step, {xr} AS xr, m.value FROM metrics m {join}
+        WHERE {keys} AND {{scope}} AND m.step IS NOT NULL),
+      span AS (SELECT run_id, key, min(rank) AS rk, {offset} AS off, count(*) AS n,
+                      min(xr) AS x0, max(xr) AS x1 FROM raw GROUP BY run_id, key),
       pts AS NOT MATERIALIZED (
-        SELECT r.run_id, r.step, r.xr - s.off AS x, r.value
-        FROM raw r JOIN span s ON r.run_id = s.run_id AND r.rank = s.rk)"""
+        SELECT r.run_id, r.key, r.step, r.xr - s.off AS x, r.value
+        FROM raw r JOIN span s ON r.run_id = s.run_id AND r.key = s.key AND r.rank = s.rk)"""
 
 
-def _key_params(x: str, key: str, params: list) -> list:
-    """Parameters for ``_points_sql``: the epoch join repeats the key and scope."""
-    return [key, *params, key, *params] if x == "epoch" else [key, *params]
+def _key_params(x: str, key: str | Sequence[str], params: list) -> list:
+    """Parameters for ``_points_sql``: the keys then the scope (twice for the epoch join)."""
+    keys = [key] if isinstance(key, str) else list(key)
+    return [*keys, *params, *keys, *params] if x == "epoch" else [*keys, *params]
 
 
 def align(
@@ -118,56 +126,73 @@ def downsample(
     Raises:
         ConfigError: unknown ``x`` or ``method``, or ``points`` < 4.
     """
+    return downsample_keys(con, run_ids, [key], points=points, x=x,
+                           method=method).drop("key")
+
+
+def downsample_keys(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str] | None,
+    keys: Sequence[str],
+    *,
+    points: int = 1000,
+    x: str = "step",
+    method: str = "minmax",
+) -> pl.DataFrame:
+    """:func:`downsample` of several keys in one scan: run_id, key, x, value, sorted by
+    run_id, key, x (each key's buckets exactly as ``downsample`` of that key alone)."""
     if method not in ("minmax", "lttb"):
         raise ConfigError(f"method must be 'minmax' or 'lttb', got {method!r}")
     if points < 4:
         raise ConfigError(f"points must be at least 4, got {points}")
+    keys = list(dict.fromkeys(keys))
     ids = run_ids_list(run_ids)
     scope, params = run_scope(ids, "m.run_id")
-    head = _points_sql(x).format(scope=scope)
+    head = _points_sql(x, len(keys)).format(scope=scope)
     if method == "lttb":
-        full = frame(con, f"{head} SELECT run_id, x, value FROM pts ORDER BY run_id, x",
-                     _key_params(x, key, params))
+        full = frame(con, f"{head} SELECT run_id, key, x, value FROM pts ORDER BY run_id, key, x",
+                     _key_params(x, keys, params))
         return _lttb_frame(full, points)
     nb = max(1, points // 4)
     sql = f"""{head},
       agg AS (
-        SELECT run_id, b,  -- CASE columns instead of FILTER: 4x faster in DuckDB
+        SELECT run_id, key, b,  -- CASE columns instead of FILTER: 4x faster in DuckDB
                min(x) AS x_first, arg_min(value, x) AS v_first,
                max(x) AS x_last, arg_max(value, x) AS v_last,
                arg_min(x, fv) AS x_min, min(fv) AS v_min,
                arg_max(x, fv) AS x_max, max(fv) AS v_max,
                min(nx) AS x_nf, arg_min(value, nx) AS v_nf
-        FROM (SELECT r.run_id, r.xr - s.off AS x, r.value,
+        FROM (SELECT r.run_id, r.key, r.xr - s.off AS x, r.value,
                      CASE WHEN isfinite(r.value) THEN r.value END AS fv,
                      CASE WHEN NOT isfinite(r.value) THEN r.xr - s.off END AS nx,
                      least(floor((r.xr - s.x0) * s.nbx / greatest(s.x1 - s.x0, 1e-300)),
                            s.nbx - 1)::BIGINT AS b
               FROM raw r JOIN (SELECT *, CASE WHEN n <= ? THEN n ELSE ? END AS nbx FROM span) s
-                ON r.run_id = s.run_id AND r.rank = s.rk)
-        GROUP BY run_id, b),
+                ON r.run_id = s.run_id AND r.key = s.key AND r.rank = s.rk)
+        GROUP BY run_id, key, b),
       picked AS (
-        SELECT run_id, unnest(list_distinct(list_filter(
+        SELECT run_id, key, unnest(list_distinct(list_filter(
                  [{{'x': x_first, 'v': v_first}}, {{'x': x_min, 'v': v_min}},
                   {{'x': x_max, 'v': v_max}}, {{'x': x_nf, 'v': v_nf}},
                   {{'x': x_last, 'v': v_last}}],
                  lambda p: p.x IS NOT NULL))) AS p
         FROM agg)
-    SELECT run_id, p.x AS x, p.v AS value FROM picked ORDER BY run_id, x"""
-    return frame(con, sql, [*_key_params(x, key, params), points, nb])
+    SELECT run_id, key, p.x AS x, p.v AS value FROM picked ORDER BY run_id, key, x"""
+    return frame(con, sql, [*_key_params(x, keys, params), points, nb])
 
 
 def _lttb_frame(full: pl.DataFrame, points: int) -> pl.DataFrame:
     import numpy as np
 
     parts = []
-    for (run_id,), grp in full.group_by(["run_id"], maintain_order=True):
+    for (run_id, key), grp in full.group_by(["run_id", "key"], maintain_order=True):
         xs = grp["x"].to_numpy()
         ys = grp["value"].to_numpy()
         idx = _lttb_indices(xs, ys, points) if len(xs) > points else np.arange(len(xs))
-        parts.append(pl.DataFrame({"run_id": [run_id] * len(idx), "x": xs[idx], "value": ys[idx]}))
+        parts.append(pl.DataFrame({"run_id": [run_id] * len(idx), "key": [key] * len(idx),
+                                   "x": xs[idx], "value": ys[idx]}))
     if not parts:
-        return full.select("run_id", "x", "value")
+        return full.select("run_id", "key", "x", "value")
     return pl.concat(parts)
 
 

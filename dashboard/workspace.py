@@ -26,8 +26,8 @@ import polars as pl
 
 from runlake.analysis.anomalies import list_anomalies
 from runlake.analysis.context import checkpoint_points, resume_points
-from runlake.analysis.curves import downsample, ema
-from runlake.analysis.groups import group_curves, run_groups
+from runlake.analysis.curves import downsample_keys, ema
+from runlake.analysis.groups import group_curves_keys, run_groups
 from runlake.dashboard import data, palette
 from runlake.schemas.metric_keys import SYSTEM_PREFIX
 from runlake.schemas.severity import by_severity
@@ -159,12 +159,18 @@ def curves(
 def key_curves(
     con, run_ids: Sequence[str], keys: Sequence[str], *, points: int, x: str, group: str | None = None
 ) -> dict[str, pl.DataFrame]:
-    """``downsample`` (or, grouped, ``group_curves``) of every key on one connection: a
-    workspace render opens the store once for all its panels, not once per panel (an open
-    and close of the DuckDB file cost about as much as one panel's query)."""
+    """``downsample`` (or, grouped, ``group_curves``) of every key in ONE query: a
+    workspace render opens the store once and scans the runs' rows once for all its panels
+    (20 panels x 50 runs of a 200M-point store: one query 0.25 s, twenty 2.7-4.4 s)."""
+    if not keys:
+        return {}
     if group:
-        return {k: group_curves(con, run_ids, k, by=group, points=points, x=x) for k in keys}
-    return {k: downsample(con, run_ids, k, points=points, x=x) for k in keys}
+        found = group_curves_keys(con, run_ids, keys, by=group, points=points, x=x)
+    else:
+        found = downsample_keys(con, run_ids, keys, points=points, x=x)
+    parts = {k: part.drop("key") for (k,), part in found.group_by(["key"], maintain_order=True)}
+    empty = found.clear().drop("key")
+    return {k: parts.get(k, empty) for k in keys}
 
 
 def fetch_curves(db: str, token: tuple, run_ids: Sequence[str], keys: Sequence[str],

@@ -222,6 +222,23 @@ def test_downsample_short_series_returned_whole(sweep):
     assert ds["value"].to_list() == pytest.approx(list(truth["run0"]["loss"]))
 
 
+@pytest.mark.parametrize("x", ["step", "time", "epoch"])
+@pytest.mark.parametrize("method", ["minmax", "lttb"])
+def test_downsample_keys_is_each_key_alone_in_one_query(sweep, long_runs, x, method):
+    """Several keys in one scan (a workspace's panels) give, key by key, exactly what
+    ``downsample`` gives for that key alone; a key nobody logged adds no rows."""
+    for db in (sweep[0], long_runs[0]):
+        with read_store(db) as con:
+            keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM metrics ORDER BY key").fetchall()]
+            both = curves.downsample_keys(con, None, [*keys, "no/such/key"], points=40, x=x,
+                                          method=method)
+            assert set(both["key"].unique()) <= set(keys) and both.height
+            for key in keys:  # (with x=epoch, a key logged without epochs has no points)
+                alone = curves.downsample(con, None, key, points=40, x=x, method=method)
+                got = both.filter(pl.col("key") == key).drop("key")
+                assert got.equals(alone), key
+
+
 @pytest.mark.parametrize("bad", [dict(x="wall"), dict(method="random"), dict(points=2)])
 def test_downsample_rejects_bad_arguments(sweep, bad):
     """Unknown x/method or too few points are ConfigErrors."""
