@@ -45,6 +45,7 @@ def test_params_view_draws_the_three_figures(app, four):
     assert not _ok(at)
     assert [h.value for h in at.subheader] == HEADS
     parallel, scatter, importance = _charts(at)
+    parallel = [r for r in parallel if "run" in r]  # the lines (the other dataset: axis labels)
     axes = {r["axis"] for r in parallel}
     assert {"lr", "seed", "model.width", "loss (last)"} <= axes
     assert {r["run"] for r in parallel} == {f"vision/{n}" for n in ("alpha", "beta", "beta-s2", "gamma")}
