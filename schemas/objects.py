@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -133,6 +134,39 @@ _CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "
                 "ExpiredToken", "InvalidToken"}
 
 
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(url: str, timeout_s: float, attempts: int):
+    """A boto3 S3 client for the current settings, made once per process and settings.
+
+    Making one costs ~0.4 s (botocore loads its service models each time), which an
+    ingest pass would otherwise pay per store it opens; clients are thread-safe, and the
+    key holds the pid (a forked child makes its own) and every setting that shapes it (a
+    changed credential gets a new client).
+    """
+    key = (os.getpid(), _endpoint(), _region(), timeout_s, attempts,
+           *(os.environ.get(n) for n in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                          "AWS_SESSION_TOKEN", "AWS_PROFILE")))
+    with _CLIENTS_LOCK:  # boto3 sessions are not thread-safe while they make a client
+        client = _CLIENTS.get(key)
+        if client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as exc:  # the optional extra is missing
+                raise ObjectStoreError(
+                    f"{url}: object storage needs boto3: pip install 'runlake[s3]'") from exc
+            config = Config(connect_timeout=timeout_s, read_timeout=timeout_s,
+                            retries={"max_attempts": attempts, "mode": "standard"},
+                            s3={"addressing_style": "path"} if _endpoint() else None)
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=_endpoint(), region_name=_region(), config=config)
+            _CLIENTS[key] = client
+        return client
+
+
 class ObjectStore:
     """One bucket and key prefix (``s3://bucket/prefix``), with bounded retries.
 
@@ -143,17 +177,7 @@ class ObjectStore:
     def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3) -> None:
         self.bucket, self.prefix = split_url(url)
         self.url = SCHEME + self.bucket + (f"/{self.prefix}" if self.prefix else "")
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError as exc:  # the optional extra is missing
-            raise ObjectStoreError(
-                f"{self.url}: object storage needs boto3: pip install 'runlake[s3]'") from exc
-        config = Config(connect_timeout=timeout_s, read_timeout=timeout_s,
-                        retries={"max_attempts": attempts, "mode": "standard"},
-                        s3={"addressing_style": "path"} if _endpoint() else None)
-        self._client = boto3.session.Session().client(
-            "s3", endpoint_url=_endpoint(), region_name=_region(), config=config)
+        self._client = _client(self.url, timeout_s, attempts)
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r})"
