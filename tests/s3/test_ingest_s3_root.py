@@ -3,7 +3,6 @@ the same segments, exactly once, and bad input refused with one clear line."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,7 @@ from ._server import MotoServer, free_port
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> tuple[Path, dict]:
     """Segments written once by the emitter's framing, and a DuckDB-file ingest of them."""
-    root = tmp_path_factory.mktemp("segments")
-    u.write_segments(root)
-    ref = tmp_path_factory.mktemp("ref")
-    shutil.copytree(root, ref / "root")
-    u.ingest_duck(ref / "root", ref / "ref.duckdb")
-    return root, u.duck_rows(ref / "ref.duckdb")
+    return u.reference(tmp_path_factory)
 
 
 def _pass(root: str, chunk_points: int = 100_000):

@@ -4,7 +4,6 @@ a compaction (with vacuum) keeps its rows; `runlake compact` works on the bucket
 
 from __future__ import annotations
 
-import shutil
 import signal
 from pathlib import Path
 
@@ -23,12 +22,7 @@ _TTL = "2"  # the ingest lease of a killed process is taken over after 2 s, not 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("segments")
-    u.write_segments(root)
-    ref = tmp_path_factory.mktemp("ref")
-    shutil.copytree(root, ref / "root")
-    u.ingest_duck(ref / "root", ref / "ref.duckdb")
-    return root, u.duck_rows(ref / "ref.duckdb")
+    return u.reference(tmp_path_factory)
 
 
 @pytest.fixture

@@ -172,3 +172,16 @@ def wait_for(pred, timeout: float = 60.0, step: float = 0.05) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(step)
+
+
+def reference(tmp_path_factory, write=write_segments) -> tuple[Path, dict[str, Counter]]:
+    """Segments written once (by ``write(root)``) and what a DuckDB-file ingest of a copy
+    of them holds: the expected rows every lake test compares with."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("segments")
+    write(root)
+    ref = tmp_path_factory.mktemp("ref")
+    shutil.copytree(root, ref / "root")
+    ingest_duck(ref / "root", ref / "ref.duckdb")
+    return root, duck_rows(ref / "ref.duckdb")

@@ -22,12 +22,7 @@ TABLE_STEPS = ("metrics", "logs", "alerts", "quarantine", "ingest_frames", "runs
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> tuple[Path, dict]:
     """Segments written once, and what a DuckDB-file ingest of them holds."""
-    root = tmp_path_factory.mktemp("segments")
-    u.write_segments(root)
-    ref = tmp_path_factory.mktemp("ref")
-    shutil.copytree(root, ref / "root")
-    u.ingest_duck(ref / "root", ref / "ref.duckdb")
-    return root, u.duck_rows(ref / "ref.duckdb")
+    return u.reference(tmp_path_factory)
 
 
 @pytest.fixture
@@ -95,9 +90,13 @@ def test_kill_after_the_chunk_ending_a_sealed_segment(root, template):
 def test_sigkill_at_random_moments_then_clean_pass(root, template):
     """Real ingest subprocesses SIGKILLed at random moments, then one clean pass."""
     rng = random.Random(10)
+    meta = root / "runlake-lake" / "_runlake" / "lake.json"
     for _ in range(4):
         proc = u.start_ingest(root, chunk_points=100)
-        time.sleep(rng.uniform(1.0, 5.0))
+        # kill inside the pass, not in the child's imports (seconds on a loaded machine):
+        # once the lake is there, at a random moment of the next 3 s
+        u.wait_for(lambda: meta.exists() or proc.poll() is not None, timeout=120)
+        time.sleep(rng.uniform(0.0, 3.0))
         proc.kill()
         proc.wait(timeout=30)
         _subset(u.lake_rows(root), template[1])

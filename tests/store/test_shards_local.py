@@ -27,12 +27,7 @@ from . import _shard_util as s
 def template(tmp_path_factory) -> tuple[Path, dict]:
     """Segments from real emitter processes (4 runs, one with 2 ranks), and what an
     unsharded DuckDB-file ingest of them holds."""
-    root = tmp_path_factory.mktemp("segments")
-    s.write_with_emitters(root)
-    ref = tmp_path_factory.mktemp("ref")
-    shutil.copytree(root, ref / "root")
-    u.ingest_duck(ref / "root", ref / "ref.duckdb")
-    return root, u.duck_rows(ref / "ref.duckdb")
+    return u.reference(tmp_path_factory, s.write_with_emitters)
 
 
 @pytest.fixture
