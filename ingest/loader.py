@@ -136,6 +136,8 @@ class _Pass:
         total = sum(s.size - (ledger[s.key].bytes if s.key in ledger else 0) for s in pending)
         bar = Progress(total, self.progress)
         self.committer = committer = Committer(self.backend)
+        self.source.prefetch([(s, ledger[s.key].bytes if s.key in ledger else 0)
+                              for s in pending])
         try:
             for seg in pending:
                 entry = ledger.get(seg.key) or LedgerEntry(
@@ -143,6 +145,7 @@ class _Pass:
                 self._read_segment(seg, entry, committer, bar)
             self._flush(committer, final=True)
         finally:
+            self.source.close()
             committer.close()
             bar.close()
         self.backend.maintain()

@@ -21,6 +21,7 @@ bytes (frames, ledger, quarantine, status) is one code path.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
@@ -33,6 +34,12 @@ from runlake.store.location import LAKE_DIR
 __all__ = ["LocalSource", "ObjectSource", "Opened", "Source", "source_for"]
 
 Owns = Union[Callable[[str], bool], None]
+
+PREFETCH = 8
+"""Objects fetched at once ahead of the pass (threads; boto3 clients are thread-safe)."""
+PREFETCH_MAX_BYTES = 8 << 20
+"""Objects with more unread bytes than this are not prefetched (memory stays bounded by
+PREFETCH x this), but read by ranges as the pass reaches them."""
 
 
 @dataclass
@@ -58,6 +65,12 @@ class LocalSource:
     def discover(self, owns: Owns = None) -> tuple[list[SegmentFile], list[Refused]]:
         return discover(self.root, owns)
 
+    def prefetch(self, todo: list[tuple[SegmentFile, int]]) -> None:
+        """Nothing to do: local reads are not round trips."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def open(self, seg: SegmentFile) -> Opened | None:
         """None when the segment vanished; raises UnsafeEntry/OSError like open_segment."""
         opened = open_segment(self.root, seg)
@@ -74,6 +87,9 @@ class ObjectSource:
     def __init__(self, url: str, store: ObjectStore | None = None) -> None:
         self.store = store or ObjectStore(url)
         self.url = self.store.url
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: list[tuple[SegmentFile, int]] = []
+        self._ahead: dict[str, tuple[int, Future]] = {}
 
     def __str__(self) -> str:
         return self.url
@@ -125,12 +141,50 @@ class ObjectSource:
         keys = {s.key for s in found}
         return found, [r for r in refused if r.key not in keys]
 
+    def prefetch(self, todo: list[tuple[SegmentFile, int]]) -> None:
+        """Start fetching the unread bytes of these segments (``(segment, offset)``, in
+        the order the pass reads them), :data:`PREFETCH` at a time: a pass is one GET per
+        object, and each GET is a round trip, so fetching them one after another spent
+        most of a pass waiting (150 objects on a local S3 server: 2.4 s of 4.3 s).
+        Objects over :data:`PREFETCH_MAX_BYTES` are read by ranges when their turn comes."""
+        self.close()
+        self._queue = [(seg, start) for seg, start in todo
+                       if seg.size - start <= PREFETCH_MAX_BYTES and seg.size > start]
+        self._queue.reverse()  # popped from the end: the pass's order
+        self._pool = ThreadPoolExecutor(PREFETCH, thread_name_prefix="runlake-get")
+        for _ in range(PREFETCH):
+            self._submit_next()
+
+    def _submit_next(self) -> None:
+        if self._pool is not None and self._queue:
+            seg, start = self._queue.pop()
+            self._ahead[seg.key] = (start, self._pool.submit(self.store.get, seg.key, start))
+
+    def close(self) -> None:
+        """Stop prefetching (end of a pass)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self._queue, self._ahead = None, [], {}
+
     def open(self, seg: SegmentFile) -> Opened:
-        """Reads are ranged GETs (a vanished object raises ObjectMissing on read)."""
+        """Reads are served from the prefetched bytes, else ranged GETs (a vanished object
+        raises ObjectMissing on read)."""
         store, key = self.store, seg.key
+        ahead = self._ahead.pop(key, None)
+        if ahead is not None:
+            self._submit_next()
+        got: dict[str, tuple[int, bytes]] = {}
 
         def read(n: int, offset: int) -> bytes:
-            return store.get(key, offset, offset + n) if n > 0 else b""
+            if n <= 0:
+                return b""
+            if ahead is not None and "data" not in got:
+                got["data"] = (ahead[0], ahead[1].result())  # ObjectMissing surfaces here
+            if "data" in got:
+                base, data = got["data"]
+                if base <= offset and offset + n <= base + len(data):
+                    return data[offset - base:offset - base + n]
+            return store.get(key, offset, offset + n)
 
         return Opened(True, seg.size, read, lambda: None)
 
