@@ -7,7 +7,10 @@ deficiencies; their black is left out, it is the colour of the marks drawn on cu
 checkpoints, resumes) extended with seven of Paul Tol's "muted" scheme that stay distinct
 from them, so up to 14 curves get 14 hues.
 
-Stability: a name's colour depends on the name, not on where it sits in the selection:
+Up to 7 names take Okabe & Ito's colours in order of distinctness, by sorted name (blue,
+orange, green, purple, vermillion, ...: the first few never look alike); more use all 14.
+
+Stability (more than 7 names): a colour depends on the name, not on where it sits in the selection:
 its preferred slot is a hash of the name; when two shown names want the same slot, the
 one whose hash comes first keeps it and the other takes the next free slot. Adding a run
 to a selection therefore moves at most the runs that collided with it. More than 14 names
@@ -19,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable
 
-__all__ = ["PALETTE", "colors"]
+__all__ = ["FEW", "OKABE_ITO", "PALETTE", "colors"]
 
 PALETTE: tuple[str, ...] = (
     # Okabe-Ito
@@ -29,6 +32,15 @@ PALETTE: tuple[str, ...] = (
 )
 """Qualitative colours, most distinct first."""
 
+OKABE_ITO = 7
+"""The first colours of :data:`PALETTE` (Okabe & Ito's): up to this many names use only
+them."""
+
+FEW: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#F0E442",
+                        "#56B4E9")
+"""Okabe-Ito's colours in the order a few names take them: blue, orange, green, reddish
+purple, vermillion, yellow, sky blue (sky blue last: it reads as a lighter blue)."""
+
 
 def _slot(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big")
@@ -37,6 +49,12 @@ def _slot(name: str) -> int:
 def colors(names: Iterable[str]) -> dict[str, str]:
     """name → colour for every name (duplicates once); see the module docstring."""
     unique = list(dict.fromkeys(str(n) for n in names))
+    if len(unique) <= OKABE_ITO:
+        # a few names: Okabe-Ito's colours in order of distinctness, by sorted name (hashed
+        # slots let three groups land on Tol's wine, purple and rose, or blue beside sky
+        # blue: the look-alike pairs this palette exists to avoid)
+        ranked = {name: FEW[i] for i, name in enumerate(sorted(unique))}
+        return {name: ranked[name] for name in unique}
     size = len(PALETTE)
     out: dict[str, str] = {}
     taken: set[int] = set()

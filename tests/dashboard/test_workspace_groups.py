@@ -116,9 +116,9 @@ def test_context_resume_checkpoint_and_epochs(con, ws, store):
 
 
 def test_palette_distinct_stable_and_colour_blind_safe():
-    """Up to 14 names get 14 different colours; a name keeps its colour when others join
-    or the order changes (unless they collide with it); the first 7 are Okabe-Ito's
-    (without black, the colour of the marks on curves)."""
+    """Up to 7 names get Okabe-Ito's colours (without black, the colour of the marks on
+    curves), up to 14 get 14 different colours; a name keeps its colour when others join
+    or the order changes (unless they collide with it)."""
     from runlake.dashboard.palette import PALETTE, colors
 
     assert PALETTE[:7] == ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
@@ -128,9 +128,17 @@ def test_palette_distinct_stable_and_colour_blind_safe():
     got = colors(names)
     assert len(set(got.values())) == len(PALETTE) and set(got.values()) == set(PALETTE)
     assert colors(list(reversed(names))) == got
-    single = {n: colors([n])[n] for n in names}
-    # a lone name sits at its own slot; in a crowd only collided names moved
-    assert sum(single[n] == got[n] for n in names) >= 5
+    few = names[:6]
+    some = colors(few)
+    # up to 7 names: Okabe-Ito's colours only, all different (never Tol's wine/purple/rose
+    # side by side); one more joining moves only the names it collided with
+    assert set(some.values()) <= set(PALETTE[:7]) and len(set(some.values())) == 6
+    more = colors([*few, "run-new"])
+    assert sum(some[n] == more[n] for n in few) >= 5
+    for k in range(1, 8):
+        assert set(colors(names[:k]).values()) <= set(PALETTE[:7])
+    three = colors(["seed=2", "seed=0", "seed=1"])  # blue, orange, green: never two blues
+    assert three == {"seed=0": "#0072B2", "seed=1": "#E69F00", "seed=2": "#009E73"}
     assert len(colors([f"r{i}" for i in range(40)])) == 40
 
 
