@@ -3,11 +3,14 @@ metric vs parameter, and the importance figures of analysis.compare.hparam_impac
 
 from __future__ import annotations
 
-import re
+import sys
+from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import workspace_store as wss  # noqa: E402
 
 from runlake.analysis.compare import hparam_impact
 from runlake.dashboard.view_params import parallel_frame
@@ -15,21 +18,6 @@ from runlake.dashboard.view_params import parallel_frame
 HEADS = ["Parallel coordinates", "Metric vs parameter", "Importance"]
 
 
-def _ok(at) -> list[str]:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return [re.sub(r"\\(.)", r"\1", w.value) for w in at.warning]
-
-
-def _charts(at) -> list[list[dict]]:
-    """Each chart's data rows (every dataset of its Vega-Lite spec)."""
-    out = []
-    for el in at.get("vega_lite_chart"):
-        rows = []
-        for ds in el.proto.datasets:
-            rows += pa.ipc.open_stream(ds.data.data).read_all().to_pylist()
-        out.append(rows)
-    return out
 
 
 @pytest.fixture
@@ -42,9 +30,9 @@ def test_params_view_draws_the_three_figures(app, four):
     """Over the selected runs: a parallel-coordinates line per run across every varying
     config value plus the metric axis, a scatter point per run, and the importance bars."""
     at = app("params", runs=",".join(four))
-    assert not _ok(at)
+    assert not wss.page_ok(at)
     assert [h.value for h in at.subheader] == HEADS
-    parallel, scatter, importance = _charts(at)
+    parallel, scatter, importance = wss.chart_rows(at)
     parallel = [r for r in parallel if "run" in r]  # the lines (the other dataset: axis labels)
     axes = {r["axis"] for r in parallel}
     assert {"lr", "seed", "model.width", "loss (last)"} <= axes
@@ -56,13 +44,13 @@ def test_params_view_draws_the_three_figures(app, four):
 def test_importance_is_hparam_impact(app, store, four):
     """The importance figures are analysis.compare.hparam_impact's, for the chosen metric."""
     at = app("params", runs=",".join(four))
-    _ok(at)
+    wss.page_ok(at)
     shown = at.dataframe[0].value
     with duckdb.connect(str(store["db"]), read_only=True) as con:
         expected = hparam_impact(con, four, "loss")
     assert list(shown["param"]) == expected["param"].to_list()
     assert list(shown["importance"]) == pytest.approx(expected["importance"].to_list())
-    bars = _charts(at)[2]
+    bars = wss.chart_rows(at)[2]
     assert {r["param"]: r["importance"] for r in bars} == pytest.approx(
         dict(zip(expected["param"].to_list(), expected["importance"].to_list())))
 
@@ -73,8 +61,8 @@ def test_summary_and_parameter_choices(app, four, store):
     at.selectbox(key="params_metric").set_value("acc").run()
     at.radio(key="params_summary").set_value("max").run()
     at.selectbox(key="params_x").set_value("seed").run()
-    _ok(at)
-    scatter = _charts(at)[1]
+    wss.page_ok(at)
+    scatter = wss.chart_rows(at)[1]
     assert sorted(r["param"] for r in scatter) == [1.0, 1.0, 2.0, 2.0]
     assert max(r["metric"] for r in scatter) == pytest.approx(199 / 200)
 
@@ -82,7 +70,7 @@ def test_summary_and_parameter_choices(app, four, store):
 def test_params_view_without_a_selection_uses_the_newest_runs(app, page_text):
     """No selection: the view covers the newest runs and says so."""
     at = app("params")
-    _ok(at)
+    wss.page_ok(at)
     assert "newest runs" in page_text(at)
     assert [h.value for h in at.subheader] == HEADS
 
@@ -90,7 +78,7 @@ def test_params_view_without_a_selection_uses_the_newest_runs(app, page_text):
 def test_params_view_with_bad_parameters(app):
     """Unknown run ids and malformed steps: notices, the figures still drawn, no error."""
     at = app("params", runs="nope,<b>", **{"from": "inf"})
-    notices = " ".join(_ok(at))
+    notices = " ".join(wss.page_ok(at))
     assert "?runs=" in notices and "?from=" in notices
 
 

@@ -8,7 +8,6 @@ import re
 import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,22 +38,6 @@ def charts(ws, monkeypatch):
     return make
 
 
-def _ok(at) -> list[str]:
-    """No traceback, no error box; the warnings as displayed (escapes removed)."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return [re.sub(r"\\(.)", r"\1", w.value) for w in at.warning]
-
-
-def _charts(at) -> list[list[dict]]:
-    """The data rows of each chart on the page, one list per chart."""
-    out = []
-    for el in at.get("vega_lite_chart"):
-        rows = []
-        for ds in el.proto.datasets:
-            rows += pa.ipc.open_stream(ds.data.data).read_all().to_pylist()
-        out.append(rows)
-    return out
 
 
 def _sections(at) -> list[str]:
@@ -76,22 +59,22 @@ def test_a_panel_per_key_in_sections_sys_closed(charts):
     """No ?keys=: a panel per logged key, sections metrics/train/val/sys, sys closed (not
     drawn); every drawn panel is a chart."""
     at = charts()
-    _ok(at)
+    wss.page_ok(at)
     assert _sections(at) == ["metrics", "train", "val", "sys"]
     assert _panel_titles(at) == ["lr", "train/acc", "train/loss", "val/loss"]
-    assert len(_charts(at)) == 4
+    assert len(wss.chart_rows(at)) == 4
 
 
 def test_keys_param_pins_panels_and_overlays(charts):
     """?keys=train/loss,val/loss draws those two panels; a|b overlays both keys in one."""
     at = charts(keys="train/loss,val/loss")
-    _ok(at)
+    wss.page_ok(at)
     assert _panel_titles(at) == ["train/loss", "val/loss"]
     assert at.multiselect(key="charts_keys").value == ["train/loss", "val/loss"]
     at = charts(keys="train/loss|val/loss")
-    _ok(at)
+    wss.page_ok(at)
     assert _panel_titles(at) == ["train/loss + val/loss"]
-    [rows] = _charts(at)
+    [rows] = wss.chart_rows(at)
     assert {r.get("key") for r in rows if "smoothed" in r} == {"train/loss", "val/loss"}
 
 
@@ -99,10 +82,10 @@ def test_unknown_keys_get_a_notice(charts):
     """Unknown keys in ?keys= are named in a notice; the known ones still draw; only
     unknown ones fall back to every key."""
     at = charts(keys="nope,train/loss")
-    notices = " ".join(_ok(at))
+    notices = " ".join(wss.page_ok(at))
     assert "'nope'" in notices and _panel_titles(at) == ["train/loss"]
     at = charts(keys="nope")
-    assert "'nope'" in " ".join(_ok(at)) and len(_panel_titles(at)) == 4
+    assert "'nope'" in " ".join(wss.page_ok(at)) and len(_panel_titles(at)) == 4
 
 
 @pytest.mark.parametrize("bad", [
@@ -114,28 +97,28 @@ def test_malformed_workspace_params_are_dropped_with_a_notice(charts, bad):
     """Malformed parameters: a notice naming each (no traceback), the view still draws,
     the parameters leave the URL (an empty panel list just means every key)."""
     at = charts(**bad)
-    notices = _ok(at)
+    notices = wss.page_ok(at)
     for name in bad:
         if name != "keys":
             assert any(f"?{name}=" in n for n in notices), (name, notices)
         assert name not in at.query_params
-    assert len(_charts(at)) == 4
+    assert len(wss.chart_rows(at)) == 4
 
 
 def test_unknown_group_gets_a_notice(charts):
     """?group=<unknown>: a notice, the runs drawn ungrouped."""
     at = charts(group="<b>nope</b>")
-    notices = _ok(at)
+    notices = wss.page_ok(at)
     assert any("?group=" in n for n in notices), notices
     assert at.selectbox(key="charts_group").value == "(none)"
-    assert _charts(at) and not any("mean" in r for rows in _charts(at) for r in rows)
+    assert wss.chart_rows(at) and not any("mean" in r for rows in wss.chart_rows(at) for r in rows)
 
 
 def test_epoch_axis_only_where_epochs_were_logged(charts):
     """Runs that logged epochs offer x=epoch and draw it."""
     at = charts(x="epoch", keys="train/loss")
-    assert not _ok(at) and at.radio(key="charts_x").value == "epoch"
-    [rows] = _charts(at)
+    assert not wss.page_ok(at) and at.radio(key="charts_x").value == "epoch"
+    [rows] = wss.chart_rows(at)
     assert max(r["x"] for r in rows if "smoothed" in r) < 3
 
 
@@ -143,7 +126,7 @@ def test_epoch_without_epochs_says_why(app, store, page_text):
     """?x=epoch on runs without epochs (the conftest store): a notice, the step axis, the
     epoch option absent and a caption saying why."""
     at = app("charts", runs=store["ids"]["alpha"], x="epoch")
-    assert any("?x=epoch" in n for n in _ok(at))
+    assert any("?x=epoch" in n for n in wss.page_ok(at))
     assert at.radio(key="charts_x").options == ["step", "time"]
     assert "logged none" in page_text(at)
 
@@ -155,7 +138,7 @@ def test_runs_param_is_cut_to_its_bound(charts):
     at = charts(names=(), run=False)
     at.query_params["runs"] = ",".join(f"r{i}" for i in range(10_000))
     at.run()
-    notices = " ".join(_ok(at))
+    notices = " ".join(wss.page_ok(at))
     assert f"only the first {MAX_URL_RUNS}" in notices
 
 
@@ -170,7 +153,7 @@ def test_widgets_write_the_url_and_a_refresh_restores_them(charts):
     at.slider(key="charts_smooth").set_value(0.6).run()
     at.checkbox(key="charts_log").check().run()
     at.number_input(key="charts_points").set_value(300).run()
-    _ok(at)
+    wss.page_ok(at)
     url = {k: _param(at, k) for k in at.query_params}
     assert url["search"] == "LOSS" and url["keys"] == "train/loss,val/loss"
     assert url["group"] == "seed" and url["x"] == "epoch" and url["smooth"] == "0.6"
@@ -179,7 +162,7 @@ def test_widgets_write_the_url_and_a_refresh_restores_them(charts):
     again.query_params.clear()
     again.query_params.update(url)
     again.run()
-    _ok(again)
+    wss.page_ok(again)
     assert again.text_input(key="charts_search").value == "LOSS"
     assert again.multiselect(key="charts_keys").value == ["train/loss", "val/loss"]
     assert again.selectbox(key="charts_group").value == "seed"
@@ -193,11 +176,11 @@ def test_widgets_write_the_url_and_a_refresh_restores_them(charts):
 def test_search_filters_panels(charts):
     """?search= keeps the panels whose key contains it (any case)."""
     at = charts(search="ACC")
-    _ok(at)
+    wss.page_ok(at)
     assert _panel_titles(at) == ["train/acc"]
     at = charts(search="zzz")
-    _ok(at)
-    assert not _charts(at) and "No panel matches" in at.info[0].value
+    wss.page_ok(at)
+    assert not wss.chart_rows(at) and "No panel matches" in at.info[0].value
 
 
 def test_closed_sections_are_not_queried_and_opening_writes_the_url(charts, monkeypatch):
@@ -215,16 +198,16 @@ def test_closed_sections_are_not_queried_and_opening_writes_the_url(charts, monk
 
     monkeypatch.setattr(data, "fetch", spy)
     at = charts(sections="val")
-    _ok(at)
+    wss.page_ok(at)
     assert set(fetched) == {"val/loss"} and _panel_titles(at) == ["val/loss"]
     at.session_state["charts_sec:train"] = True
     at.run()
-    _ok(at)
+    wss.page_ok(at)
     assert _param(at, "sections") == "train,val"
     assert "train/loss" in fetched and "train/loss" in _panel_titles(at)
     at = charts(sections="")
-    _ok(at)
-    assert not _charts(at)
+    wss.page_ok(at)
+    assert not wss.chart_rows(at)
 
 
 def test_an_idle_rerun_queries_nothing(charts, monkeypatch):
@@ -232,7 +215,7 @@ def test_an_idle_rerun_queries_nothing(charts, monkeypatch):
     from runlake.dashboard import data
 
     at = charts(group="lr")
-    _ok(at)
+    wss.page_ok(at)
     opened = []
     real = data.read_store
 
@@ -242,8 +225,8 @@ def test_an_idle_rerun_queries_nothing(charts, monkeypatch):
 
     monkeypatch.setattr(data, "read_store", counting)
     at.run()
-    _ok(at)
-    assert len(_charts(at)) == 4
+    wss.page_ok(at)
+    assert len(wss.chart_rows(at)) == 4
     assert opened == []
 
 
@@ -256,8 +239,8 @@ def test_grouped_panel_draws_mean_and_bands_per_group(charts, ws):
 
     names = [f"lr{lr}-s{s}" for lr in (0.1, 0.01) for s in (1, 2, 3)]
     at = charts(names=names, group="lr", keys="train/loss", points="100")
-    _ok(at)
-    [rows] = _charts(at)
+    wss.page_ok(at)
+    [rows] = wss.chart_rows(at)
     lines = [r for r in rows if r.get("mean") is not None]
     assert {r["group"] for r in lines} == {"0.1", "0.01"}
     with read_store(ws["db"]) as con:
@@ -275,8 +258,8 @@ def test_context_marks_resume_anomaly_range_and_checkpoint(charts):
     """On the resumed run: a rule where attempt 1 began, the NaN range shaded as a range,
     the checkpoint as a point on the curve; captions say what is marked."""
     at = charts(names=("lr0.1-s1",), keys="train/loss")
-    _ok(at)
-    [rows] = _charts(at)
+    wss.page_ok(at)
+    [rows] = wss.chart_rows(at)
     assert [r["x"] for r in rows if "attempt" in r] == [wss.RESUME_AT]
     ranges = [(r["x"], r["x2"]) for r in rows if "x2" in r and r.get("kind") == "nonfinite"]
     assert (min(wss.NAN_STEPS), max(wss.NAN_STEPS)) in ranges
@@ -290,7 +273,7 @@ def test_markup_in_keys_and_run_names_is_text(charts, ws):
     """A key and a run name made of Markdown/HTML: every Markdown field (section and panel
     titles, captions, widget labels, notices) carries it escaped."""
     at = charts(names=("hostile", "lr0.1-s1"), keys=f"{wss.HOSTILE_KEY},nope<img src=x>")
-    _ok(at)
+    wss.page_ok(at)
     fields = [e.label for e in at.get("expander")] + [m.value for m in at.markdown]
     fields += [c.value for c in at.caption] + [w.value for w in at.warning]
     shown = [re.sub(r"\\(.)", r"\1", f) for f in fields]

@@ -6,6 +6,7 @@ scanned by the real detectors; built once per test session (``workspace_store``)
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 STEPS = 120
@@ -74,3 +75,24 @@ def workspace_store(tmp_path_factory) -> dict:
     if "store" not in _BUILT:
         _BUILT["store"] = build(tmp_path_factory.mktemp("workspace"))
     return _BUILT["store"]
+
+
+def page_ok(at) -> list[str]:
+    """No traceback, no error box on an AppTest page; its warnings as displayed (escapes
+    removed)."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return [re.sub(r"\\(.)", r"\1", w.value) for w in at.warning]
+
+
+def chart_rows(at) -> list[list[dict]]:
+    """The data rows of each Vega-Lite chart on an AppTest page, one list per chart."""
+    import pyarrow as pa
+
+    out = []
+    for el in at.get("vega_lite_chart"):
+        rows = []
+        for ds in el.proto.datasets:
+            rows += pa.ipc.open_stream(ds.data.data).read_all().to_pylist()
+        out.append(rows)
+    return out
