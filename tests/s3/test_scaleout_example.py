@@ -66,4 +66,7 @@ def test_whole_script_runs(where, script, tmp_path):
         # what the doc says it prints: three finished runs, 4,000 points each, Ray's rows
         assert out.count("finished") >= 3, shown
         assert len(re.findall(r"\b4000\b", out)) >= 3, shown
-        assert "shard-1-of-2" in out and "shard-2-of-2" in out, shown
+        # the run ids decide the shards: together the two ingesters load all 12,000 points
+        loaded = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) metric points", out)]
+        assert sum(loaded[:2]) == 12_000, shown
+        assert "shard-1-of-2" in out or "shard-2-of-2" in out, shown
