@@ -56,6 +56,22 @@ from dashboard_store import build_store, key_names  # noqa: E402
 CACHE = Path("/tmp/runlake-bench-ui")
 
 
+
+def _wait_healthy(server, port: int, poll_s: float, limit_s: float = 120) -> None:
+    """Until the Streamlit server (a Popen) on ``port`` answers its health check (an error
+    if it exits or stays silent for ``limit_s``)."""
+    import urllib.request
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
+                return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the dashboard server on port {port} did not start")
+            time.sleep(poll_s)
+
 def median_time(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -161,12 +177,7 @@ def first_render(db: Path, launcher: str, open_after: float, profile: Path) -> t
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.02)
+        _wait_healthy(server, port, 0.02)
         health = time.perf_counter() - t0
         time.sleep(open_after)
         t1 = time.perf_counter()
@@ -227,12 +238,7 @@ def server_rss(db: Path, urls: list[str]) -> float:
     server = subprocess.Popen(streamlit_command(db, "127.0.0.1", port), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        _wait_healthy(server, port, 0.1)
         with tempfile.TemporaryDirectory() as tmp:
             browser = Browser(Path(tmp))
             try:
