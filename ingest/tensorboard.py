@@ -33,7 +33,6 @@ written to a temporary name and renamed, so ingest never sees a partial file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
@@ -41,21 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from runlake.ingest.foreign import foreign_run_id, foreign_writer, ns, segment_exists, write_segment
 from runlake.ingest.tb_read import Folder, Skip, is_event_file, read_folder
-from runlake.schemas.codec import encode_events, encode_nonfinite
+from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart, Sample
-from runlake.schemas.segments import (
-    check_name,
-    frame_compressor,
-    resolve_root,
-    segment_name,
-    writer_id,
-)
+from runlake.schemas.segments import check_name, resolve_root
 
 __all__ = ["ImportedRun", "Part", "find_run_dirs", "import_tensorboard", "plan_runs"]
 
-_EVENTS_PER_FRAME = 10_000
 _RANK_DIR = re.compile(r"rank([1-9]\d{0,5})")
 
 
@@ -170,15 +163,6 @@ def plan_runs(logdir: Path, dirs: list[Path]) -> Iterator[tuple[Path, list[Part]
         yield from close(stack.pop())
 
 
-def _run_id(project: str, path: Path) -> str:
-    digest = hashlib.sha256(f"{project}\0{path.resolve()}".encode()).hexdigest()
-    return f"tb-{digest[:16]}"
-
-
-def _ns(wall_time: float) -> int:
-    return int(round(wall_time * 1e9))
-
-
 def _summarise(result: ImportedRun, parts: list[Part], logdir: Path) -> dict:
     """Fill ``result`` from the parts; returns the run's config."""
     config: dict = {}
@@ -243,7 +227,7 @@ def _events(run_id: str, writer: str, rank: int, world: int, project: str, name:
         return (1, run_id, writer, seq - 1)
 
     events: list[Event] = [
-        RunStart(*env(), _ns(first), rank, project=project, name=name, config=config, tags=["tensorboard"],
+        RunStart(*env(), ns(first), rank, project=project, name=name, config=config, tags=["tensorboard"],
                  host=Host(hostname=socket.gethostname()), argv=["runlake", "import", "tensorboard"],
                  world_size=world)
     ]
@@ -252,39 +236,24 @@ def _events(run_id: str, writer: str, rank: int, world: int, project: str, name:
     for step, wall, tag, value in points:
         if (step, wall) != key or tag in group:
             if group:
-                events.append(Metrics(*env(), _ns(key[1]), rank, step=key[0], values=encode_nonfinite(group)))
+                events.append(Metrics(*env(), ns(key[1]), rank, step=key[0], values=encode_nonfinite(group)))
             group, key = {}, (step, wall)
         group[tag] = value
     if group:
-        events.append(Metrics(*env(), _ns(key[1]), rank, step=key[0], values=encode_nonfinite(group)))
+        events.append(Metrics(*env(), ns(key[1]), rank, step=key[0], values=encode_nonfinite(group)))
     for step, wall, logger, level, text in sorted(texts, key=lambda t: (t[1], t[0])):
         levelno = {"DEBUG": 10, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}.get(level, 20)
-        events.append(Log(*env(), _ns(wall), rank, level=level, message=text, levelno=levelno,
+        events.append(Log(*env(), ns(wall), rank, level=level, message=text, levelno=levelno,
                           logger=logger, step=step))
     for step, wall, tag, uri, meta in sorted(samples, key=lambda t: (t[1], t[0], t[2])):
-        events.append(Sample(*env(), _ns(wall), rank, name=tag, scores={}, step=step, uri=uri, meta=meta))
+        events.append(Sample(*env(), ns(wall), rank, name=tag, scores={}, step=step, uri=uri, meta=meta))
     for level, message in report:
-        events.append(Log(*env(), _ns(last), rank, level=level, message=message,
+        events.append(Log(*env(), ns(last), rank, level=level, message=message,
                           levelno=30 if level == "WARNING" else 20, logger="runlake.import"))
     last_step = max((p[0] for p in points), default=None)
-    events.append(RunEnd(*env(), _ns(last), rank, status="finished", exit_reason="imported from TensorBoard",
+    events.append(RunEnd(*env(), ns(last), rank, status="finished", exit_reason="imported from TensorBoard",
                          step=last_step, events=seq + 1))
     return events
-
-
-def _write_segment(writer_dir: Path, events: list[Event]) -> Path:
-    """One sealed segment of ``events``, framed and encoded exactly as the emitter does."""
-    writer_dir.mkdir(parents=True, exist_ok=True)
-    final = writer_dir / segment_name(0, sealed=True)
-    tmp = writer_dir / f".import-{os.getpid()}.tmp"
-    cctx = frame_compressor()
-    with open(tmp, "wb") as f:
-        for start in range(0, len(events), _EVENTS_PER_FRAME):
-            f.write(cctx.compress(encode_events(events[start : start + _EVENTS_PER_FRAME])))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    return final
 
 
 def import_tensorboard(
@@ -331,7 +300,7 @@ def import_tensorboard(
     for path, parts in plan_runs(logdir, dirs):
         rel = path.relative_to(logdir).as_posix()
         name = logdir.resolve().name if rel == "." else rel
-        run_id = _run_id(project, path)
+        run_id = foreign_run_id("tb", project, str(path.resolve()))
         result = ImportedRun(path, run_id, name, "imported")
         config = _summarise(result, parts, logdir)
         results.append(result)
@@ -343,12 +312,12 @@ def import_tensorboard(
         report += [("WARNING", p) for p in result.problems] + [("INFO", n) for n in result.notes]
         written = 0
         for rank in ranks:
-            writer = writer_id(rank, 0, run_id[3:11])  # stable: a re-import finds it
+            writer = foreign_writer(run_id, rank)  # stable: a re-import finds it
             writer_dir = root_path / project / run_id / writer
-            if (writer_dir / segment_name(0, sealed=True)).exists():
+            if segment_exists(writer_dir):
                 continue
             mine = [p for p in parts if p.rank == rank]
-            _write_segment(writer_dir, _events(run_id, writer, rank, ranks[-1] + 1, project, name, config,
+            write_segment(writer_dir, _events(run_id, writer, rank, ranks[-1] + 1, project, name, config,
                                                mine, report if rank == 0 else []))
             written += 1
         if not written:

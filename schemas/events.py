@@ -44,16 +44,20 @@ __all__ = [
     "Event",
     "Git",
     "Heartbeat",
+    "Histogram",
     "Host",
     "Int32",
     "Int64",
     "Log",
+    "MEDIA_TYPES",
+    "Media",
     "MetricValue",
     "Metrics",
     "MetricsBlock",
     "MetricsGroup",
     "RunEnd",
     "RunStart",
+    "RunUpdate",
     "Sample",
     "Seconds",
     "System",
@@ -70,6 +74,10 @@ MetricValue = Union[float, str, bool, None]
 """A scalar as it appears on disk: a float, a non-finite token string, a bool, or null."""
 
 RunStatus = Literal["finished", "failed", "killed"]
+
+MediaType = Literal["image", "audio", "video", "table", "text", "file"]
+MEDIA_TYPES: tuple[str, ...] = ("image", "audio", "video", "table", "text", "file")
+"""What a ``media`` event's blob holds (``Media.media``)."""
 
 
 class Event(msgspec.Struct, tag_field="kind", gc=False, omit_defaults=True):
@@ -236,6 +244,68 @@ class Alert(Event, tag="alert"):
     source: str = "user"
 
 
+class Histogram(Event, tag="histogram"):
+    """The distribution of one tensor or list of values at a step, as bucket counts.
+
+    ``edges`` are the ``len(counts) + 1`` ascending, finite bucket boundaries: bucket ``i``
+    holds the values in ``[edges[i], edges[i+1])`` (the last one closed). ``counts`` may be
+    fractional (TensorBoard's are doubles). ``min``/``max``/``num``/``sum``/``sum_squares``
+    are the exact statistics of the values when known (TensorBoard's HistogramProto keeps
+    them, so an import exports back unchanged).
+    """
+
+    key: str
+    edges: list[float]
+    counts: list[float]
+    step: Int64 | None = None
+    epoch: Int32 | None = None
+    min: float | None = None
+    max: float | None = None
+    num: float | None = None
+    sum: float | None = None
+    sum_squares: float | None = None
+
+
+class Media(Event, tag="media"):
+    """An image, audio clip, video, table, text or any file logged under a key at a step.
+
+    The bytes are never in the event: they are a content-addressed blob beside the run's
+    segments (``<run>/blobs/<sha256[:2]>/<sha256>``, :mod:`runlake.schemas.blobs`) written
+    before the event. ``sha256`` (hex) names the blob and is its checksum; ``bytes`` is its
+    size; ``mime`` its type (``image/png``, ``audio/wav``, ``application/json`` ...).
+    ``meta`` holds what describes the content: ``width``/``height``/``channels`` for
+    images, ``sample_rate``/``duration_s``/``channels`` for audio, ``fps``/``frames`` for
+    video, ``columns``/``rows`` for tables, ``scores`` for generated samples...
+    """
+
+    key: str
+    media: MediaType
+    sha256: str
+    bytes: Int64
+    mime: str
+    step: Int64 | None = None
+    caption: str | None = None
+    name: str | None = None
+    meta: dict[str, Any] = {}
+
+
+class RunUpdate(Event, tag="update"):
+    """A change to the run after it started (W&B's ``run.config.update``, ``run.summary``).
+
+    ``config`` and ``summary`` keys are merged into the run's config and summary (a later
+    update wins key by key; ``run_end.summary`` is merged last); ``tags`` replaces the tags;
+    ``notes`` replaces the notes; ``metrics`` declares how metrics are read, by name or glob
+    (``{"val/*": {"step_metric": "epoch", "summary": "max", "goal": "maximize"}}``).
+    """
+
+    config: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    tags: list[str] | None = None
+    notes: str | None = None
+    metrics: dict[str, dict[str, Any]] = {}
+    step: Int64 | None = None
+
+
 class Heartbeat(Event, tag="heartbeat"):
     """Liveness and progress, written by the writer thread at an interval."""
 
@@ -270,15 +340,19 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Alert,
     Heartbeat,
     RunEnd,
+    Histogram,
+    Media,
+    RunUpdate,
 )
 
 AnyEvent = Union[
-    RunStart, Metrics, System, Data, Dataset, Checkpoint, Sample, Log, Alert, Heartbeat, RunEnd
+    RunStart, Metrics, System, Data, Dataset, Checkpoint, Sample, Log, Alert, Heartbeat, RunEnd,
+    Histogram, Media, RunUpdate,
 ]
 """The tagged union of every event kind."""
 
 AnyLine = Union[
     RunStart, Metrics, MetricsBlock, System, Data, Dataset, Checkpoint, Sample, Log, Alert,
-    Heartbeat, RunEnd,
+    Heartbeat, RunEnd, Histogram, Media, RunUpdate,
 ]
 """What one segment line decodes into: an event, or a block of ``metrics`` events."""

@@ -249,10 +249,60 @@ _V2: tuple[str, ...] = (
 """Migration 2: one row per loaded frame, and per segment the range of its frames' seqs,
 so a frame copied into another file is recognised and loaded once
 (:mod:`runlake.ingest.frames`)."""
+_V3: tuple[str, ...] = (
+    """
+        CREATE TABLE IF NOT EXISTS histograms (
+            run_id       VARCHAR NOT NULL,
+            rank         INTEGER NOT NULL,
+            step         BIGINT,
+            epoch        INTEGER,
+            ts           TIMESTAMP NOT NULL,
+            key          VARCHAR NOT NULL,
+            edges        DOUBLE[] NOT NULL,
+            counts       DOUBLE[] NOT NULL,
+            min          DOUBLE,
+            max          DOUBLE,
+            num          DOUBLE,
+            sum          DOUBLE,
+            sum_squares  DOUBLE
+        )""",
+    """
+        CREATE TABLE IF NOT EXISTS media (
+            run_id   VARCHAR NOT NULL,
+            rank     INTEGER NOT NULL,
+            step     BIGINT,
+            ts       TIMESTAMP NOT NULL,
+            key      VARCHAR NOT NULL,
+            media    VARCHAR NOT NULL,
+            sha256   VARCHAR NOT NULL,
+            bytes    BIGINT NOT NULL,
+            mime     VARCHAR,
+            caption  VARCHAR,
+            name     VARCHAR,
+            blob     VARCHAR NOT NULL,
+            meta     JSON
+        )""",
+    """
+        CREATE TABLE IF NOT EXISTS updates (
+            run_id   VARCHAR NOT NULL,
+            rank     INTEGER NOT NULL,
+            step     BIGINT,
+            ts       TIMESTAMP NOT NULL,
+            config   JSON,
+            summary  JSON,
+            tags     VARCHAR[],
+            notes    VARCHAR,
+            metrics  JSON
+        )""",
+)
+"""Migration 3: the event kinds of issue 12: histograms (bucket counts), media (rows
+referencing content-addressed blobs beside the segments) and run updates."""
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "frame keys: duplicate frames are detected and loaded once", _V2),
+    Migration(3, "histograms, media and run updates (issue 12)", _V3),
 )
 """Every migration, in order. Append new ones; never edit a released one."""
 

@@ -43,6 +43,7 @@ _ARROW: dict[str, pa.DataType] = {
     "BOOLEAN": pa.bool_(),
     "TIMESTAMP": _TS,  # UTC, microseconds
     "VARCHAR[]": pa.list_(pa.string()),
+    "DOUBLE[]": pa.list_(pa.float64()),
 }
 
 
@@ -238,6 +239,51 @@ _TABLE_LIST: tuple[Table, ...] = (
         _c("suggestion", "VARCHAR", "what to try"),
         _c("source", "VARCHAR", "`online` (an emitter check) or `user`"),
     ), sort=("run_id", "ts")),
+    Table("histograms", "one row per histogram: bucket counts of a key at a step", "event", (
+        _c("run_id", "VARCHAR", "the run", null=False, dictionary=True),
+        _c("rank", "INTEGER", "the rank", null=False),
+        _c("step", "BIGINT", "the step"),
+        _c("epoch", "INTEGER", "the epoch, when given"),
+        _c("ts", "TIMESTAMP", "when it was logged", null=False),
+        _c("key", "VARCHAR", "the histogram's name (`grad/<param>`, `param/<param>` from "
+                             "`watch()`)", null=False, dictionary=True),
+        _c("edges", "DOUBLE[]", "the len(counts)+1 ascending bucket boundaries", null=False),
+        _c("counts", "DOUBLE[]", "values per bucket", null=False),
+        _c("min", "DOUBLE", "smallest value, when known"),
+        _c("max", "DOUBLE", "largest value, when known"),
+        _c("num", "DOUBLE", "number of values, when known"),
+        _c("sum", "DOUBLE", "sum of the values, when known"),
+        _c("sum_squares", "DOUBLE", "sum of their squares, when known"),
+    ), sort=("run_id", "key", "step"), since=3),
+    Table("media", "one row per image, audio clip, video, table, text or file logged",
+          "event", (
+        _c("run_id", "VARCHAR", "the run", null=False),
+        _c("rank", "INTEGER", "the rank", null=False),
+        _c("step", "BIGINT", "the step"),
+        _c("ts", "TIMESTAMP", "when it was logged", null=False),
+        _c("key", "VARCHAR", "the key it was logged under", null=False),
+        _c("media", "VARCHAR", "image · audio · video · table · text · file", null=False),
+        _c("sha256", "VARCHAR", "the blob's SHA-256 (hex): its name and checksum", null=False),
+        _c("bytes", "BIGINT", "the blob's size", null=False),
+        _c("mime", "VARCHAR", "its type: image/png, audio/wav ..."),
+        _c("caption", "VARCHAR", "the caption"),
+        _c("name", "VARCHAR", "the original file name"),
+        _c("blob", "VARCHAR", "the blob's path relative to the root "
+                              "(`<project>/<run>/blobs/<sha[:2]>/<sha>`)", null=False),
+        _c("meta", "JSON", "width/height, sample_rate/duration_s, columns/rows, scores ..."),
+    ), sort=("run_id", "key", "step"), since=3),
+    Table("updates", "one row per change to a run after its start (config, summary, tags, "
+                     "notes, metric definitions); `runs` holds the merged result", "event", (
+        _c("run_id", "VARCHAR", "the run", null=False),
+        _c("rank", "INTEGER", "the rank", null=False),
+        _c("step", "BIGINT", "the step"),
+        _c("ts", "TIMESTAMP", "when it was made", null=False),
+        _c("config", "JSON", "config keys set"),
+        _c("summary", "JSON", "summary keys set"),
+        _c("tags", "VARCHAR[]", "the new tags (NULL: unchanged)"),
+        _c("notes", "VARCHAR", "the new notes (NULL: unchanged)"),
+        _c("metrics", "JSON", "metric definitions: name or glob -> step_metric, summary, goal"),
+    ), sort=("run_id", "ts"), since=3),
     Table("anomalies", "findings of runlake.analysis.anomalies, replaced per run", "derived", (
         _c("run_id", "VARCHAR", "the run", null=False),
         _c("kind", "VARCHAR", "the finding: spike, nonfinite, plateau ...", null=False),

@@ -18,6 +18,7 @@ from runlake.store.spec import TABLES, VIEWS, ddl
 PINNED = {
     1: "64df5026e51d2ce690f7ff0ca0a30de5b22dcaa2a17183cc26c5b8c3a6130a66",
     2: "66c11770e31a7b73aae873164feb54eb4f9f700cb4c6ddd99cfc4d9eadc50cde",
+    3: "4bfe948c9e871c79ae961ba743917b70b7a244dc50a172fe2e45185152eb783b",
 }
 
 _LEDGER = [("version", "INTEGER", False), ("description", "VARCHAR", True),
