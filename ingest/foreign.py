@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from runlake.schemas.codec import encode_events
-from runlake.schemas.events import Event
-from runlake.schemas.segments import frame_compressor, segment_name, writer_id
+from runlake.schemas.codec import encode_events, encode_nonfinite
+from runlake.schemas.events import Event, Log, Metrics
+from runlake.schemas.segments import check_name, frame_compressor, segment_name, writer_id
 
 __all__ = [
     "EVENTS_PER_FRAME",
@@ -33,7 +34,10 @@ __all__ = [
     "Imported",
     "foreign_run_id",
     "foreign_writer",
+    "metric_events",
     "ns",
+    "project_name",
+    "report_logs",
     "segment_exists",
     "write_segment",
 ]
@@ -47,7 +51,8 @@ class Imported:
     """The outcome for one imported run.
 
     ``status``: ``imported`` (segments written), ``exists`` (imported before: nothing
-    written) or ``empty`` (nothing to import). ``counts``: what was imported, by kind
+    written), ``empty`` (nothing to import) or ``skipped`` (not written: deleted in the
+    source, or unreadable; ``skipped``/``problems`` say why, a later import takes it). ``counts``: what was imported, by kind
     (``points``, ``logs``, ``histograms``, ``media`` ...). ``skipped``: what was not, and
     why. ``problems``: damaged records or files (the rest was imported).
     """
@@ -91,6 +96,53 @@ class Envelope:
     def __call__(self) -> tuple[int, str, str, int]:
         self.seq += 1
         return (1, self.run_id, self.writer, self.seq - 1)
+
+
+_NOT_NAME = re.compile(r"[^A-Za-z0-9._+=@-]+")
+
+
+def project_name(raw: str | None, fallback: str) -> str:
+    """A source's own project or experiment name as a runlake project (``check_name``'s rules).
+
+    Runs of characters a folder name may not hold become ``-`` (``"my exp/1"`` ->
+    ``"my-exp-1"``); a name that still is not valid (empty, only symbols) gives ``fallback``.
+    """
+    name = _NOT_NAME.sub("-", raw or "").lstrip("._+=@-")
+    name = re.sub(r"\.{2,}", ".", name)[:128].rstrip("-")
+    try:
+        return check_name(name, "project")
+    except ValueError:
+        return fallback
+
+
+def metric_events(env: Envelope, rank: int,
+                  points: Iterable[tuple[int, int, str, float]]) -> Iterator[Metrics]:
+    """``metrics`` events for ``(step, ts_ns, key, value)`` points sorted by step and time.
+
+    Points sharing a step and a timestamp form one event, so every point keeps its own
+    step and time exactly; a key seen twice at the same step and time (some tools keep
+    both values) starts a new event rather than losing one.
+    """
+    group: dict[str, float] = {}
+    at = None
+    for step, ts, key, value in points:
+        if (step, ts) != at or key in group:
+            if group:
+                yield Metrics(*env(), at[1], rank, step=at[0], values=encode_nonfinite(group))
+            group, at = {}, (step, ts)
+        group[key] = value
+    if group:
+        yield Metrics(*env(), at[1], rank, step=at[0], values=encode_nonfinite(group))
+
+
+def report_logs(env: Envelope, ts: int, rank: int, result: Imported) -> list[Log]:
+    """The ``runlake.import`` log lines telling, in the store itself, what was not imported
+    (``skipped``), what was damaged (``problems``) and the importer's ``notes``."""
+    lines = [("WARNING", f"not imported: {s}") for s in result.skipped]
+    lines += [("WARNING", p) for p in result.problems] + [("INFO", n) for n in result.notes]
+    return [Log(*env(), ts, rank, level=level, message=message,
+                levelno=30 if level == "WARNING" else 20, logger="runlake.import")
+            for level, message in lines]
 
 
 def segment_exists(writer_dir: Path) -> bool:
