@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from runlake.emitter.capture import capture_setting
 from runlake.emitter.console import console_interval
 from runlake.emitter.environment import git_info, host_info, new_run_id, ranks, run_id_from_env
 from runlake.emitter.jsonable import jsonable
@@ -124,6 +125,7 @@ def init(
     system_interval: float = 10.0,
     console: bool | float | None = None,
     capture_logging: bool = True,
+    capture_console: bool | None = None,
     online_checks: bool = True,
     rotate_bytes: int = 64 << 20,
     rotate_seconds: float = 3600.0,
@@ -152,6 +154,9 @@ def init(
             (0 disables the system sampler).
         console: None (progress block every 30 s if stderr is a TTY), seconds, or False.
         capture_logging: forward Python logging records to ``log`` events while live.
+        capture_console: tee stdout/stderr into ``log`` events (``console.stdout`` /
+            ``console.stderr``) while live; None = on unless ``RUNLAKE_CAPTURE_CONSOLE=0``
+            (:mod:`runlake.emitter.capture`).
         online_checks: NaN/Inf and exploding-loss alerts, evaluated per flush.
         rotate_bytes, rotate_seconds: seal the open segment past this size / age.
         tensorboard: also mirror metrics and system values into TensorBoard event files:
@@ -178,6 +183,7 @@ def init(
         raise ConfigError(f"rotate_bytes must be a positive int, got {rotate_bytes!r}")
     if total_steps is not None and (not isinstance(total_steps, int) or total_steps < 0):
         raise ConfigError(f"total_steps must be a non-negative int or None, got {total_steps!r}")
+    capture_console = capture_setting(capture_console)
     if not isinstance(resume, (bool, str)):
         raise ConfigError(f"resume must be False, True or a run id, got {resume!r}")
     if tensorboard is not False and importlib.util.find_spec("tensorboard") is None:
@@ -258,7 +264,7 @@ def init(
         heartbeat_interval=heartbeat_interval,
         sampler=SystemSampler() if system_interval else None, system_interval=system_interval,
         console_interval=console_interval(console), mirror=mirror,
-        capture_logging=capture_logging,
+        capture_logging=capture_logging, capture_console=capture_console,
     )
     start = dict(
         project=project, name=name, group=None if group is None else str(group),

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from runlake.emitter import lifecycle, records
+from runlake.emitter.capture import ConsoleCapture
 from runlake.emitter.checks import OnlineChecks
 from runlake.emitter.console import Progress
 from runlake.emitter.jsonable import jsonable
@@ -132,6 +133,10 @@ class Run(OtherKinds):
         if setup.console_interval is not None:
             block = Progress(self.progress)
             periodic.append(Periodic("console", setup.console_interval, lambda now: block.print()))
+        self._console = None
+        if setup.capture_console:
+            self._console = ConsoleCapture(self._envelope, self._default_step, self._writer_failure)
+            periodic.append(Periodic("console_capture", setup.flush_interval, self._console.drain))
         self._writer: Writer | None = Writer(
             self._buf, setup.sink, flush_interval=setup.flush_interval,
             on_failure=self._writer_failure,
@@ -149,6 +154,8 @@ class Run(OtherKinds):
             from runlake.emitter.integrations.logging import RunlakeHandler
 
             self._handler = RunlakeHandler(self, current_only=True).attach()
+        if self._console is not None:
+            self._console.start(self._writer.ident)
 
     # -- hot path ----------------------------------------------------------------------------
     def _make_log(self) -> Callable[..., None]:
@@ -280,6 +287,8 @@ class Run(OtherKinds):
         """
         if self._ended or self._writer is None:
             return self.status in _STATUSES and not self._drops_writer
+        if self._console is not None:
+            self._emit_many(self._console.drain())
         return self._writer.flush(timeout)
 
     def finish(self, status: str = "finished", *, summary: Mapping[str, Any] | None = None,
@@ -303,6 +312,8 @@ class Run(OtherKinds):
         self.log = self._closed
         if self._handler is not None:
             self._handler.detach()
+        if self._console is not None:
+            self._emit_many(self._console.stop(traceback_text))
         lifecycle.unregister(self)
         summary = jsonable(summary or {}, strict=False, what="summary", on_fix=self._warn)
         if not isinstance(summary, dict):
@@ -324,6 +335,8 @@ class Run(OtherKinds):
         self.status = "forked"
         self._writer = None
         self._handler = None
+        if self._console is not None:
+            self._console.detach()
         pid = os.getpid()
 
         def ignored(*args: Any, **kwargs: Any) -> None:

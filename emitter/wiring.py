@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
-__all__ = ["LogFn", "WriterSetup"]
+__all__ = ["LogFn", "Mirrors", "WriterSetup", "mirrors"]
 
 
 class LogFn(Protocol):
@@ -39,8 +39,11 @@ class WriterSetup:
         sampler: a :class:`runlake.emitter.system.SystemSampler`, or None (no system events).
         system_interval: seconds between system samples.
         console_interval: seconds between console progress blocks, or None (off).
-        mirror: an extra copy target of each written batch (TensorBoard), or None.
+        mirror: an extra copy target of each written batch (TensorBoard, W&B: :func:`mirrors`),
+            or None.
         capture_logging: forward Python logging records while this run is current.
+        capture_console: tee ``sys.stdout``/``sys.stderr`` into ``log`` events
+            (:mod:`runlake.emitter.capture`).
     """
 
     sink: Any
@@ -52,3 +55,38 @@ class WriterSetup:
     console_interval: float | None = None
     mirror: Any = None
     capture_logging: bool = False
+    capture_console: bool = False
+
+
+class Mirrors:
+    """Several mirrors fed the same batches (``tensorboard=`` and ``wandb=`` together).
+
+    Each gets every batch even when another raises; the first error is re-raised after all
+    were called, so the writer warns and counts it as it does for a single mirror.
+    """
+
+    def __init__(self, *targets: Any) -> None:
+        self.targets = targets
+
+    def write_events(self, events: list) -> None:
+        self._each("write_events", events)
+
+    def close(self) -> None:
+        self._each("close")
+
+    def _each(self, method: str, *args: Any) -> None:
+        error: Exception | None = None
+        for target in self.targets:
+            try:
+                getattr(target, method)(*args)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+def mirrors(*targets: Any) -> Any:
+    """The ``WriterSetup.mirror`` for ``targets`` (None entries ignored): None, the one
+    mirror, or a :class:`Mirrors` fan-out."""
+    given = [t for t in targets if t is not None]
+    return None if not given else given[0] if len(given) == 1 else Mirrors(*given)
