@@ -25,7 +25,7 @@ from runlake.emitter.run import Run
 from runlake.emitter.sink import FSYNC_POLICIES, FileSink, active_capture
 from runlake.emitter.system import SystemSampler
 from runlake.emitter.values import describe, truncate, user_stacklevel
-from runlake.emitter.wiring import WriterSetup
+from runlake.emitter.wiring import WriterSetup, mirrors
 from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning, RunNotFoundError
 from runlake.schemas.objects import is_url
 from runlake.schemas.segments import check_name, new_writer_id, resolve_root
@@ -131,6 +131,7 @@ def init(
     rotate_seconds: float = 3600.0,
     sink: Any = None,
     tensorboard: bool | str | os.PathLike = False,
+    wandb: bool | Mapping[str, Any] = False,
 ) -> Run:
     """Start a run (or resume one) and its background writer.
 
@@ -162,6 +163,10 @@ def init(
         tensorboard: also mirror metrics and system values into TensorBoard event files:
             True = ``<root>/tensorboard/<project>``, or a log directory; each run writes
             to ``<logdir>/<name>-<run id>`` (needs the ``tensorboard`` package).
+        wandb: also mirror the run to a W&B run from the writer thread (rank 0 only):
+            True = the run's project, name, id, config and tags; or a dict of
+            ``wandb.init`` arguments overriding those (``{"project": "team"}``; needs the
+            ``wandb`` package: :mod:`runlake.emitter.integrations.wandb_mirror`).
         sink: where events go; None = segment files under the root (tests pass a
             :class:`runlake.emitter.sink.MemorySink`).
 
@@ -188,6 +193,12 @@ def init(
         raise ConfigError(f"resume must be False, True or a run id, got {resume!r}")
     if tensorboard is not False and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("tensorboard= needs the tensorboard package: pip install 'runlake[tensorboard]'")
+    if wandb is not False and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb= needs the wandb package: pip install 'runlake[interop]'")
+    if wandb is not False:
+        from runlake.emitter.integrations.wandb_mirror import check_option
+
+        check_option(wandb)
     project = _name(project, "project")
     config_json = _config(config, strict)
     tags = [str(t) for t in ([tags] if isinstance(tags, str) else tags)]
@@ -259,6 +270,12 @@ def init(
 
         logdir = root_path / "tensorboard" / project if tensorboard is True else Path(tensorboard)
         mirror = TensorBoardMirror(logdir, f"{_SAFE.sub('_', name)}-{run_id}", r.rank)
+    if wandb is not False and r.rank == 0:
+        from runlake.emitter.integrations.wandb_mirror import WandbMirror, wandb_init_kwargs
+
+        mirror = mirrors(mirror, WandbMirror(wandb_init_kwargs(
+            wandb, project=project, name=name, run_id=run_id, config=config_json, tags=tags,
+            group=group, resumed=point.attempt > 0), run_dir))
     setup = WriterSetup(
         sink=sink, flush_interval=flush_interval, online_checks=online_checks,
         heartbeat_interval=heartbeat_interval,

@@ -21,8 +21,8 @@ Guarantees:
   flush tries again.
 * A sink with a ``tick()`` method (the object-storage spool, which seals on time) has it
   called after every flush round, on this thread: sinks need no thread of their own.
-* An optional mirror (TensorBoard) gets each written batch after the segment write; its
-  failures are warned and counted, never lose segment data.
+* An optional mirror (TensorBoard, W&B) gets each written batch after the segment write and
+  is closed after the seal; its failures are warned and counted, never lose segment data.
 * Periodic work (heartbeat, system sampling, console progress) runs on this thread's
   schedule, so the emitter uses exactly one thread per run.
 """
@@ -306,17 +306,18 @@ class Writer:
             return self._guarded_flush()
 
     def _close_sink(self) -> bool:
-        if self.mirror is not None:
-            try:
-                self.mirror.close()
-            except Exception as exc:
-                self._on_failure("mirror_error", f"cannot close the mirror: {exc!r}", 0)
+        ok = True
         try:
             self.sink.close()
         except OSError as exc:
             self._on_failure("io_error", f"cannot seal segment: {exc}", 0)
-            return False
-        return True
+            ok = False
+        if self.mirror is not None:  # after the seal: a slow mirror (W&B's finish) never delays it
+            try:
+                self.mirror.close()
+            except Exception as exc:
+                self._on_failure("mirror_error", f"cannot close the mirror: {exc!r}", 0)
+        return ok
 
     def _flush_once(self) -> bool:
         buf = self.buf

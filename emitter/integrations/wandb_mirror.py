@@ -1,0 +1,336 @@
+"""Mirroring a live run to Weights & Biases: ``runlake.init(..., wandb=True | {...})``.
+
+Why it exists: teams that still share dashboards on W&B can keep them while runlake holds
+the data. :class:`WandbMirror` is fed by the emitter's writer thread after each segment
+write, like :class:`runlake.emitter.integrations.tensorboard.TensorBoardMirror`, so the
+training thread never imports wandb, never waits for ``wandb.init`` (~1 s, it spawns
+``wandb-core``) and never calls into it: ``wandb`` is imported and the W&B run created
+lazily at the first flush, on the writer thread.
+
+What reaches W&B, per event kind (W&B step = runlake step):
+
+* ``metrics``: ``run.log(values, step=step)`` (``epoch`` as an ``epoch`` value); the
+  ``system`` values as plain ``sys/...`` history keys at the current step (W&B's own
+  system monitor and console capture are off by default: runlake samples and captures).
+* ``histogram``: ``wandb.Histogram(np_histogram=(counts, edges))`` (over W&B's 512 bins,
+  neighbouring bins are summed); ``media``: ``wandb.Image``/``Audio``/``Video``/``Table``
+  from the blob, text as a string value, files saved into the W&B run's folder.
+* ``update``: config (``allow_val_change``), summary, tags, notes, ``define_metric``
+  (step metric, summary, hidden: W&B 0.31 has no ``goal``).
+* ``alert``: ``run.alert``; ``run_end``: its summary, and at :meth:`WandbMirror.close` (after
+  the last segment is sealed) ``finish(exit_code=0|1)``.
+
+W&B keeps steps increasing: a value at a step below one already logged is not mirrored
+(counted in :attr:`WandbMirror.skipped`, one warning). A failure of wandb itself (not
+installed, ``init`` or ``log`` raising) is one warning and the mirror turns off; a value it
+cannot convert is skipped and counted. The segments never depend on the mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from runlake.schemas.blobs import blob_path
+from runlake.schemas.codec import NONFINITE_TOKENS
+from runlake.schemas.errors import ConfigError, RunlakeWarning
+from runlake.schemas.metric_keys import system_key
+from runlake.schemas.severity import severity_rank
+
+__all__ = ["WANDB_INIT_ARGS", "WandbMirror", "check_option", "wandb_init_kwargs"]
+
+WANDB_INIT_ARGS = frozenset({
+    "allow_val_change", "anonymous", "config", "config_exclude_keys", "config_include_keys",
+    "dir", "entity", "fork_from", "force", "group", "id", "job_type", "mode", "monitor_gym",
+    "name", "notes", "project", "reinit", "resume", "resume_from", "save_code", "settings",
+    "sync_tensorboard", "tags", "tensorboard",
+})
+"""The keyword arguments of ``wandb.init`` a ``wandb={...}`` dict may hold (checked at
+``runlake.init``, which must not import wandb to look them up)."""
+
+_SETTINGS = {"console": "off", "x_disable_stats": True}
+"""W&B settings the mirror defaults to: runlake captures the console and samples the system
+(W&B's console capture would also run on the training thread at every print)."""
+
+_LEVELS = ("INFO", "WARN", "ERROR")  # wandb.AlertLevel values, by runlake severity rank
+_MAX_BINS = 512  # wandb.Histogram.MAX_LENGTH
+_METRIC_ARGS = ("step_metric", "summary", "hidden")  # what define_metric takes (not "goal")
+
+
+def wandb_init_kwargs(option: Any, *, project: str, name: str, run_id: str, config: dict,
+                      tags: list[str], group: str | None, resumed: bool) -> dict[str, Any]:
+    """The ``wandb.init`` keyword arguments for ``runlake.init(wandb=option)``.
+
+    ``True`` mirrors into a W&B run with the run's project, name, id, config, tags and group;
+    a dict's keys override those (``{"project": "team", "mode": "offline"}``).
+
+    Raises:
+        ConfigError: ``option`` is neither True nor a dict of ``wandb.init`` arguments.
+    """
+    out: dict[str, Any] = dict(project=project, name=name, id=run_id, config=config,
+                               tags=list(tags), reinit="create_new")
+    if group is not None:
+        out["group"] = group
+    if resumed:
+        out["resume"] = "allow"
+    out.update(check_option(option))
+    return out
+
+
+def check_option(option: Any) -> dict[str, Any]:
+    """The ``wandb.init`` arguments a ``wandb=`` option overrides ({} for True).
+
+    Raises:
+        ConfigError: ``option`` is neither True nor a dict of ``wandb.init`` arguments.
+    """
+    if option is True:
+        return {}
+    if not isinstance(option, Mapping):
+        raise ConfigError(f"wandb= must be True or a dict of wandb.init arguments, got {option!r}; "
+                          f"pass e.g. wandb={{'project': 'team', 'mode': 'offline'}}")
+    unknown = sorted(str(k) for k in option if k not in WANDB_INIT_ARGS)
+    if unknown:
+        raise ConfigError(f"wandb= has keys wandb.init does not take: {', '.join(unknown)}; "
+                          f"valid: {', '.join(sorted(WANDB_INIT_ARGS))}")
+    return dict(option)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value in NONFINITE_TOKENS:
+        return NONFINITE_TOKENS[value]
+    return None
+
+
+def _rebin(edges: list[float], counts: list[float]) -> tuple[list[float], list[float]]:
+    """At most :data:`_MAX_BINS` bins: neighbouring bins summed (counts stay exact)."""
+    if len(counts) <= _MAX_BINS:
+        return edges, counts
+    k = -(-len(counts) // _MAX_BINS)
+    return (edges[::k] + ([edges[-1]] if (len(edges) - 1) % k else []),
+            [sum(counts[i:i + k]) for i in range(0, len(counts), k)])
+
+
+class WandbMirror:
+    """Forward a run's events to a W&B run, from the writer thread (see the module docstring).
+
+    Args:
+        init_kwargs: for ``wandb.init`` (:func:`wandb_init_kwargs`).
+        run_dir: the run's folder, where media blobs live.
+    """
+
+    def __init__(self, init_kwargs: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
+        self.init_kwargs = dict(init_kwargs)
+        self.run_dir = Path(run_dir)
+        self.run: Any = None
+        """The W&B run, once started (on the writer thread)."""
+        self.off: str | None = None
+        """Why the mirror stopped (a wandb failure), or None."""
+        self.skipped: Counter[str] = Counter()
+        """Events or values not mirrored, by cause."""
+        self._wandb: Any = None
+        self._step = 0  # the highest step logged to W&B
+        self._row: dict[str, Any] = {}
+        self._row_step: int | None = None
+        self._staging: Path | None = None
+        self._finished = False
+        self._exit_code = 0
+
+    # -- the writer thread's calls -------------------------------------------------------
+    def write_events(self, events: Iterable[Any]) -> int:
+        """Mirror ``events`` (one written batch); returns how many were forwarded."""
+        if self.off is not None or self._finished:
+            return 0
+        if self.run is None and not self._start():
+            return 0
+        count = 0
+        try:
+            for ev in events:
+                handler = self._HANDLERS.get(ev.__struct_config__.tag)
+                if handler is not None and handler(self, ev) is not False:
+                    count += 1
+            self._commit()
+        except Exception as exc:  # wandb itself failed: one warning, the mirror turns off
+            self._turn_off("cannot log to W&B", exc)
+        return count
+
+    def close(self) -> None:
+        """Finish the W&B run with ``run_end``'s exit code (0 without one); call at run end."""
+        if self.run is not None and not self._finished and self.off is None:
+            try:
+                self._commit()
+                self._finished = True
+                self.run.finish(exit_code=self._exit_code)
+            except Exception as exc:
+                self._turn_off("cannot finish the W&B run", exc)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    # -- starting and failing ------------------------------------------------------------
+    def _start(self) -> bool:
+        kwargs = dict(self.init_kwargs)
+        before = sys.excepthook, sys.exit
+        try:
+            import wandb
+
+            settings = kwargs.get("settings")
+            if settings is None or isinstance(settings, Mapping):
+                kwargs["settings"] = wandb.Settings(**{**_SETTINGS, **(settings or {})})
+            self._wandb = wandb
+            self.run = wandb.init(**kwargs)
+        except Exception as exc:
+            self._turn_off("wandb.init failed", exc)
+            return False
+        finally:
+            # wandb-core's first start hooks sys.excepthook and sys.exit (for its exit code):
+            # runlake's own hooks end the run and pass finish() its exit code, so put them back.
+            sys.excepthook, sys.exit = before
+        return True
+
+    def _turn_off(self, what: str, exc: BaseException) -> None:
+        self.off = f"{what}: {exc!r}"
+        hint = " (pip install 'runlake[interop]')" if isinstance(exc, ImportError) else ""
+        warnings.warn(f"runlake: the W&B mirror is off: {self.off}{hint}; the run and its "
+                      f"segments are unaffected", RunlakeWarning, stacklevel=2)
+
+    def _skip(self, cause: str, message: str) -> bool:
+        if not self.skipped[cause]:
+            warnings.warn(f"runlake: W&B mirror: {message} (not mirrored; warned once, counted "
+                          f"in the mirror's skipped[{cause!r}])", RunlakeWarning, stacklevel=2)
+        self.skipped[cause] += 1
+        return False
+
+    # -- history rows ------------------------------------------------------------------------
+    def _put(self, step: int | None, values: Mapping[str, Any]) -> bool:
+        """Add ``values`` to W&B's row at ``step`` (None: the current row)."""
+        if step is None:
+            step = self._row_step if self._row_step is not None else self._step
+        if step < self._step:
+            return self._skip("step_backwards", f"a value at step {step} after step {self._step} "
+                                                f"(W&B keeps steps increasing)")
+        if step != self._row_step:
+            self._commit()
+            self._row_step = step
+        for key, value in values.items():
+            prev = self._row.get(key)
+            if isinstance(prev, self._wandb.data_types.WBValue) and type(prev) is type(value):
+                value = [prev, value]  # two images under one key at one step: W&B shows both
+            elif isinstance(prev, list) and prev and type(prev[0]) is type(value):
+                value = prev + [value]
+            self._row[key] = value
+        return True
+
+    def _commit(self) -> None:
+        """Hand the pending row to W&B (it stays open in W&B until a later step)."""
+        if self._row and self._row_step is not None:
+            self.run.log(self._row, step=self._row_step)
+            self._step = self._row_step
+        self._row = {}
+
+    # -- one handler per event kind --------------------------------------------------------
+    def _metrics(self, ev: Any) -> bool:
+        values = {k: x for k, v in ev.values.items() if (x := _number(v)) is not None}
+        if ev.epoch is not None and "epoch" not in values:
+            values["epoch"] = ev.epoch
+        return bool(values) and self._put(ev.step, values)
+
+    def _system(self, ev: Any) -> bool:
+        values = {system_key(k): x for k, v in ev.values.items() if (x := _number(v)) is not None}
+        return bool(values) and self._put(ev.step if ev.step is not None and ev.step >= self._step
+                                          else None, values)
+
+    def _histogram(self, ev: Any) -> bool:
+        edges, counts = _rebin(list(ev.edges), list(ev.counts))
+        try:
+            value = self._wandb.Histogram(np_histogram=(counts, edges))
+        except Exception as exc:
+            return self._skip("bad_histogram", f"histogram {ev.key!r}: {exc}")
+        return self._put(ev.step, {ev.key: value})
+
+    def _media(self, ev: Any) -> bool:
+        path = blob_path(self.run_dir, ev.sha256)
+        if not path.is_file():
+            return self._skip("media_missing", f"the blob of {ev.key!r} is not at {path}")
+        try:
+            value = self._media_value(ev, path)
+        except Exception as exc:
+            return self._skip(f"media_{ev.media}", f"cannot convert {ev.media} {ev.key!r}: {exc!r}")
+        return value is None or self._put(ev.step, {ev.key: value})
+
+    def _media_value(self, ev: Any, path: Path) -> Any:
+        wandb = self._wandb
+        if ev.media == "text":
+            return path.read_text(encoding="utf-8", errors="replace")
+        if ev.media == "table":
+            table = json.loads(path.read_bytes())
+            return wandb.Table(columns=table.get("columns"), data=table.get("data"))
+        if ev.media == "file":
+            dest = Path(self.run.dir) / "runlake-files" / ev.key / (ev.name or ev.sha256)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+            self.run.save(str(dest), base_path=self.run.dir, policy="now")
+            return None
+        named = self._named(ev, path)  # W&B takes a media's format from its file's suffix
+        if ev.media == "image":
+            return wandb.Image(str(named), caption=ev.caption)
+        if ev.media == "audio":
+            return wandb.Audio(str(named), caption=ev.caption)
+        return wandb.Video(str(named), caption=ev.caption, format=named.suffix[1:] or None)
+
+    def _named(self, ev: Any, path: Path) -> Path:
+        suffix = Path(ev.name).suffix if ev.name else ""
+        suffix = suffix or mimetypes.guess_extension(ev.mime) or ""
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="runlake-wandb-"))
+        named = self._staging / f"{ev.sha256}{suffix}"
+        if not named.exists():
+            try:
+                os.link(path, named)
+            except OSError:
+                shutil.copyfile(path, named)
+        return named
+
+    def _update(self, ev: Any) -> bool:
+        run = self.run
+        if ev.config:
+            run.config.update(ev.config, allow_val_change=True)
+        if ev.summary:
+            run.summary.update(ev.summary)
+        if ev.tags is not None:
+            run.tags = tuple(ev.tags)
+        if ev.notes is not None:
+            run.notes = ev.notes
+        for name, spec in ev.metrics.items():
+            try:
+                run.define_metric(name, **{k: spec[k] for k in _METRIC_ARGS if k in spec})
+            except Exception as exc:
+                self._skip("bad_metric", f"define_metric({name!r}): {exc}")
+        return True
+
+    def _alert(self, ev: Any) -> bool:
+        text = ev.message + (f"\n{ev.suggestion}" if ev.suggestion else "")
+        title = ev.alert if ev.key is None else f"{ev.alert}: {ev.key}"
+        try:
+            self.run.alert(title=title, text=text, level=_LEVELS[severity_rank(ev.severity)])
+        except Exception as exc:  # W&B refuses some alerts (offline, rate limits): not fatal
+            return self._skip("alert", f"cannot raise the alert {title!r}: {exc!r}")
+        return True
+
+    def _run_end(self, ev: Any) -> bool:
+        self._commit()
+        if ev.summary:
+            self.run.summary.update(ev.summary)
+        self._exit_code = 0 if ev.status == "finished" else 1  # finished in close(), after the seal
+        return True
+
+    _HANDLERS = {"metrics": _metrics, "system": _system, "histogram": _histogram,
+                 "media": _media, "update": _update, "alert": _alert, "run_end": _run_end}
