@@ -1,5 +1,5 @@
 """The ``Run`` methods for every event kind but metrics: data, datasets, checkpoints, samples,
-alerts.
+alerts (histograms, media and run updates come from :mod:`runlake.emitter.media`).
 
 A base class of :class:`runlake.emitter.run.Run`, kept apart so ``run.py`` holds the hot
 path, the wiring and the run's end. Each method builds its fields with :mod:`records` (which
@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable, Iterable, Mapping
 
 from runlake.emitter import records
+from runlake.emitter.media import MediaKinds
 from runlake.emitter.values import safe_str, truncate
 from runlake.schemas.errors import EventValueError, RunlakeError
 from runlake.schemas.events import Alert, Checkpoint, Data, Dataset, Event, Sample
@@ -21,12 +22,16 @@ from runlake.schemas.events import Alert, Checkpoint, Data, Dataset, Event, Samp
 __all__ = ["OtherKinds"]
 
 
-class OtherKinds:
-    """``log_data``, ``log_dataset``, ``log_checkpoint``, ``log_sample`` and ``alert``."""
+class OtherKinds(MediaKinds):
+    """``log_data``, ``log_dataset``, ``log_checkpoint``, ``log_sample`` and ``alert``
+    (histograms, media and updates: :class:`MediaKinds`)."""
 
-    def _record(self, call: str, cls: type[Event], build: Callable[..., dict], *args: Any,
-                **kw: Any) -> dict | None:
+    def _record(self, call: str, cls: type[Event], build: Callable[..., dict | None],
+                *args: Any, **kw: Any) -> dict | None:
         """Build an event's fields and emit it; returns the fields, or None when refused.
+
+        ``build`` returns None (or nothing to record: ``{}``) when it already counted
+        the event as dropped, or there is no event to write.
 
         A bad argument is handled inside ``build`` (:mod:`records`: raise in strict mode,
         else drop only that argument). Whatever escapes it - an argument that cannot be
@@ -48,6 +53,8 @@ class OtherKinds:
             if self.strict:
                 raise EventValueError(message) from exc
             self._drop("bad_event", message + "; the event was dropped")
+            return None
+        if not fields:
             return None
         self._emit(cls, **fields)
         return fields

@@ -39,10 +39,12 @@ __all__ = [
     "data_fields",
     "dataset_fields",
     "epoch_arg",
+    "epoch_or",
     "file_facts",
     "item_ids",
     "sample_fields",
     "step_arg",
+    "step_or",
 ]
 
 MAX_ID_CHARS = 4096
@@ -83,7 +85,8 @@ def epoch_arg(run, epoch: Any) -> int | None:
                    run.epoch)
 
 
-def _step(run, step: Any, default: int | None, what: str = "step") -> int | None:
+def step_or(run, step: Any, default: int | None, what: str = "step") -> int | None:
+    """An optional ``step=``: converted, ``default`` when None, dropped (None) when bad."""
     if step is None:
         return default
     try:
@@ -92,7 +95,8 @@ def _step(run, step: Any, default: int | None, what: str = "step") -> int | None
         return bad(run, "bad_step", f"{exc}; recorded without a {what}")
 
 
-def _epoch(run, epoch: Any) -> int | None:
+def epoch_or(run, epoch: Any) -> int | None:
+    """An optional ``epoch=``: converted, the run's epoch when None, dropped when bad."""
     if epoch is None:
         return run.epoch
     try:
@@ -200,8 +204,8 @@ def data_fields(run, items: Any, *, split, step, epoch, source, dataset, augment
     return dict(
         items=ids,
         split=_text(run, split, "split", 256) or "train",
-        step=_step(run, step, run.step + 1),
-        epoch=_epoch(run, epoch),
+        step=step_or(run, step, run.step + 1),
+        epoch=epoch_or(run, epoch),
         source=_text(run, source, "source", MAX_ID_CHARS),
         dataset=_text(run, dataset, "dataset", 1024),
         augment=_per_item(run, augment, n, "augment", aug),
@@ -264,7 +268,7 @@ def checkpoint_fields(run, uri: Any, *, step, metrics, bytes, sha256, tags) -> d
     except Exception as exc:
         tags = bad(run, "bad_value", f"tags must be an iterable of str, got {describe(tags)} "
                    f"({type(exc).__name__})", [])
-    return dict(uri=uri, step=_step(run, step, run._default_step()), bytes=size,
+    return dict(uri=uri, step=step_or(run, step, run._default_step()), bytes=size,
                 sha256=digest if sha256 is None else _text(run, sha256, "sha256", 128),
                 metrics=coerce_metrics({} if metrics is None else metrics, strict=run.strict,
                                        on_drop=run._drop),
@@ -276,7 +280,7 @@ def sample_fields(run, name: Any, *, scores, step, uri, split, item_id, meta) ->
     return dict(name=truncate(safe_str(name), 1024),
                 scores=coerce_metrics(scores, strict=run.strict, on_drop=run._drop,
                                       what="score"),
-                step=_step(run, step, run._default_step()), uri=_text(run, uri, "uri"),
+                step=step_or(run, step, run._default_step()), uri=_text(run, uri, "uri"),
                 split=_text(run, split, "split"),
                 item_id=None if item_id is None else _one_id(item_id, run.strict, run._drop),
                 meta=_meta(run, meta))
@@ -296,7 +300,7 @@ def alert_fields(run, message: Any, *, severity, kind, key, value, suggestion,
     return dict(message=truncate(safe_str(message)), severity=severity,
                 alert=truncate(safe_str(kind), 256), key=_text(run, key, "key", 1024),
                 value=value, suggestion=_text(run, suggestion, "suggestion", 65536),
-                step=_step(run, step, run._default_step()), source="user")
+                step=step_or(run, step, run._default_step()), source="user")
 
 
 def file_facts(uri: str, *, want_hash: bool) -> tuple[int | None, str | None]:

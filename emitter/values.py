@@ -36,6 +36,7 @@ __all__ = [
     "TENSOR_MODULES",
     "TRUNCATION_MARKER",
     "as_int",
+    "check_key",
     "clean_values",
     "coerce_metrics",
     "coerce_scalar",
@@ -229,7 +230,12 @@ def as_int(value: Any, what: str, bound: int = 2**63) -> int:
     return value
 
 
-def _check_key(key: Any) -> str:
+def check_key(key: Any) -> str:
+    """A metric (or histogram/media) key: a str of 1-:data:`MAX_KEY_CHARS` characters.
+
+    Raises:
+        EventValueError: another type, empty or too long (message says how to fix it).
+    """
     if key.__class__ is not str:
         if isinstance(key, str):
             return str.__str__(key)
@@ -295,9 +301,9 @@ def _flatten(mapping: Mapping, prefix: str, path: tuple[int, ...], out: dict[str
              bad: Callable[[str, str], None], what: str) -> None:
     for key, value in mapping.items():
         try:
-            k = prefix + _check_key(key)
+            k = prefix + check_key(key)
             if prefix:
-                _check_key(k)
+                check_key(k)
         except EventValueError as exc:
             bad("bad_key", f"{what} key {safe_repr(key)}"
                 + (f" under {prefix[:-1]!r}" if prefix else "") + f": {exc}")

@@ -17,10 +17,23 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["BLOBS_DIR", "blob_path", "blob_relpath", "is_sha256", "verify_blob", "write_blob"]
+__all__ = [
+    "BLOBS_DIR",
+    "DEFAULT_MEDIA_MAX_BYTES",
+    "MEDIA_MAX_BYTES_ENV",
+    "blob_path",
+    "blob_relpath",
+    "is_sha256",
+    "media_max_bytes",
+    "verify_blob",
+    "write_blob",
+]
 
 BLOBS_DIR = "blobs"
 """The folder of a run holding its blobs (never a writer id)."""
+MEDIA_MAX_BYTES_ENV = "RUNLAKE_MEDIA_MAX_BYTES"
+"""The variable capping one blob's size (the emitter's ``log_media`` and the importers)."""
+DEFAULT_MEDIA_MAX_BYTES = 256 * 1024 * 1024
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 
@@ -28,6 +41,18 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 def is_sha256(value: object) -> bool:
     """Whether ``value`` is a lowercase hex SHA-256 (what a blob name must be)."""
     return isinstance(value, str) and _SHA.fullmatch(value) is not None
+
+
+def media_max_bytes() -> int:
+    """The largest blob accepted: ``$RUNLAKE_MEDIA_MAX_BYTES`` (a positive int), else 256 MiB.
+
+    Read at each call (cheap), so a test or a job script can lower it; a value that is not
+    a positive integer counts as unset.
+    """
+    raw = os.environ.get(MEDIA_MAX_BYTES_ENV, "").strip().replace("_", "")
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return DEFAULT_MEDIA_MAX_BYTES
 
 
 def blob_relpath(project: str, run_id: str, sha256: str) -> str:
