@@ -269,7 +269,7 @@ def init(
         from runlake.emitter.integrations.tensorboard import TensorBoardMirror
 
         logdir = root_path / "tensorboard" / project if tensorboard is True else Path(tensorboard)
-        mirror = TensorBoardMirror(logdir, f"{_SAFE.sub('_', name)}-{run_id}", r.rank)
+        mirror = TensorBoardMirror(logdir, f"{_SAFE.sub('_', name)}-{run_id}", r.rank, run_dir=run_dir)
     if wandb is not False and r.rank == 0:
         from runlake.emitter.integrations.wandb_mirror import WandbMirror, wandb_init_kwargs
 
