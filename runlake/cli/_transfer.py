@@ -1,4 +1,4 @@
-"""`runlake import tensorboard` and `runlake export parquet|csv|tensorboard`."""
+"""`runlake import tensorboard|mlflow|trackio` and `runlake export parquet|csv|tensorboard`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ def register(sub) -> None:
     add_store_args(tb)
     add_format_args(tb)
     tb.set_defaults(func=_import_tensorboard)
+    for tool, arg, helptext, example in (
+        ("mlflow", "SOURCE", "MLflow file store (mlruns/ folder or file: URI) or SQLite backend "
+         "(sqlite:///mlflow.db or the .db path)", "runlake import mlflow ./mlruns"),
+        ("trackio", "DB", "trackio project database (~/.cache/huggingface/trackio/<project>.db)",
+         "runlake import trackio ~/.cache/huggingface/trackio/my-project.db"),
+    ):
+        fp = subcommand(isub, tool, f"import {tool} runs (read-only): each run becomes a run", example)
+        fp.add_argument("source", metavar=arg, help=helptext)
+        fp.add_argument("--project", help=f"runlake project of the imported runs (default: the {tool} "
+                                          f"{'experiment' if tool == 'mlflow' else 'project'} name)")
+        add_store_args(fp)
+        add_format_args(fp)
+        fp.set_defaults(func=_import_foreign, tool=tool)
 
     p = subcommand(sub, "export", "export runs from the store to files",
                    "runlake export parquet RUN -o out/   |   runlake export tensorboard RUN1 RUN2 -o tb/")
@@ -64,6 +77,32 @@ def _import_tensorboard(args) -> int:
         if lines and r.imported:
             lines.insert(0, "  imported: " + ", ".join(f"{k}: {v}" for k, v in r.imported.items()))
         lines += [f"  note: {n}" for n in r.notes] + [f"  warning: {p}" for p in r.problems]
+        if lines:
+            print(f"{r.name} ({r.run_id}):", *lines, sep="\n", file=sys.stderr)
+    return 0
+
+
+def _import_foreign(args) -> int:
+    """`runlake import mlflow|trackio`: a table of runs, then each run's story on stderr."""
+    import sys
+    from dataclasses import asdict
+
+    if args.tool == "mlflow":
+        from runlake.ingest.import_mlflow import import_mlflow as importer
+    else:
+        from runlake.ingest.import_trackio import import_trackio as importer
+    root, db = store_paths(args)
+    results = importer(args.source, project=args.project, root=root, db=db)
+    if args.fmt == "json":
+        dicts = [asdict(r) for r in results]
+        emit_rows(list(dicts[0]) if dicts else [], [list(d.values()) for d in dicts], "json")
+        return 0
+    rows = [[r.run_id, r.name, r.status, ", ".join(f"{k}: {v}" for k, v in r.counts.items()),
+             "; ".join(r.skipped)] for r in results]
+    emit_rows(["run_id", "name", "status", "imported", "not imported"], rows, args.fmt)
+    sys.stdout.flush()
+    for r in results:
+        lines = [f"  note: {n}" for n in r.notes] + [f"  warning: {p}" for p in r.problems]
         if lines:
             print(f"{r.name} ({r.run_id}):", *lines, sep="\n", file=sys.stderr)
     return 0
