@@ -32,13 +32,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from runlake.emitter.media import HISTOGRAM_STATS  # also a HistogramProto's statistics
 from runlake.schemas.codec import NONFINITE_TOKENS
 from runlake.schemas.metric_keys import system_key
 
-__all__ = ["EventFileWriter", "HISTOGRAM_STATS", "TensorBoardMirror", "flatten_hparams", "write_media"]
-
-HISTOGRAM_STATS = ("min", "max", "num", "sum", "sum_squares")
-"""The statistics of a ``HistogramProto`` (and of a ``histogram`` event)."""
+__all__ = ["EventFileWriter", "TensorBoardMirror", "flatten_hparams", "write_media"]
 
 
 class EventFileWriter:
