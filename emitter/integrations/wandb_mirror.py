@@ -212,10 +212,11 @@ class WandbMirror:
     # -- history rows ------------------------------------------------------------------------
     def _put(self, step: int | None, values: Mapping[str, Any]) -> bool:
         """Add ``values`` to W&B's row at ``step`` (None: the current row)."""
+        current = self._row_step if self._row_step is not None else self._step
         if step is None:
-            step = self._row_step if self._row_step is not None else self._step
-        if step < self._step:
-            return self._skip("step_backwards", f"a value at step {step} after step {self._step} "
+            step = current
+        if step < current:
+            return self._skip("step_backwards", f"a value at step {step} after step {current} "
                                                 f"(W&B keeps steps increasing)")
         if step != self._row_step:
             self._commit()
@@ -245,7 +246,8 @@ class WandbMirror:
 
     def _system(self, ev: Any) -> bool:
         values = {system_key(k): x for k, v in ev.values.items() if (x := _number(v)) is not None}
-        return bool(values) and self._put(ev.step if ev.step is not None and ev.step >= self._step
+        current = self._row_step if self._row_step is not None else self._step
+        return bool(values) and self._put(ev.step if ev.step is not None and ev.step >= current
                                           else None, values)
 
     def _histogram(self, ev: Any) -> bool:
