@@ -27,6 +27,7 @@ from runlake.schemas.codec import CURRENT_VERSIONS, decode_current, decode_lines
 from runlake.schemas.events import MetricValue
 from runlake.schemas.metric_keys import system_key
 from runlake.schemas.segments import FrameReader
+from runlake.ingest.decode_media import KIND_TABLE as _KIND_TABLE, media_row
 from runlake.store.spec import arrow_schema
 
 __all__ = ["FrameDecoder", "Problem", "TableBuilder", "frame_identity", "ts_us"]
@@ -79,7 +80,7 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _FAST = msgspec.json.Decoder(
     Union[
         _LeanMetrics, E.MetricsBlock, E.RunStart, E.System, E.Data, E.Dataset, E.Checkpoint,
-        E.Sample, E.Log, E.Alert, E.Heartbeat, E.RunEnd,
+        E.Sample, E.Log, E.Alert, E.Heartbeat, E.RunEnd, E.Histogram, E.Media, E.RunUpdate,
     ]
 )
 _PINNED = (_LeanMetrics,)  # its ``Literal`` version is checked while decoding
@@ -155,7 +156,8 @@ def _json(value: Any) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
-_ROW_TABLES = ("datasets", "checkpoints", "samples", "logs", "alerts")
+_ROW_TABLES = ("datasets", "checkpoints", "samples", "logs", "alerts", "histograms", "media",
+               "updates")
 _TS = pa.timestamp("us")
 _SCHEMAS: dict[str, pa.Schema] = {
     t: arrow_schema(t) for t in ("metrics", "data_items", *_ROW_TABLES)
@@ -363,6 +365,9 @@ class TableBuilder:
                 systems.append(ev)
             elif cls in CONTROL_KINDS:
                 control.append(ev)
+            elif cls is E.RunUpdate:  # a row, and merged into the run by the status book
+                control.append(ev)
+                self._add_other(ev, run_id, run, segment, offset)
             elif cls is E.Metrics:  # from the line-by-line fallback
                 self._add_metrics([ev], run)
                 last_step = ev.step if last_step is None else max(last_step, ev.step)
@@ -422,6 +427,12 @@ class TableBuilder:
                 self._rows["samples"].append(
                     (run_id, ev.rank, ts, ev.step, ev.name, ev.uri, ev.split, ev.item_id,
                      key, value, meta))
+        elif cls is E.Histogram or cls is E.Media or cls is E.RunUpdate:
+            row = media_row(ev, run_id, ts, segment)
+            if isinstance(row, str):
+                self.problems.append(Problem(segment, offset, None, None, row, ""))
+            else:
+                self._rows[_KIND_TABLE[cls]].append(row)
         elif cls is E.Dataset:
             self._rows["datasets"].append(
                 (run_id, ev.rank, ts, ev.step, ev.name, ev.version, ev.digest, ev.items,

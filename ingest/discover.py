@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from runlake.schemas.blobs import BLOBS_DIR
 from runlake.schemas.errors import RootError
 from runlake.schemas.segments import OPEN_SUFFIX, segment_seq
 
@@ -125,11 +126,13 @@ def _listing(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused]
         return []
 
 
-def _subdirs(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused]
-             ) -> list[os.DirEntry]:
+def _subdirs(path: str, rel: str, parts: tuple[str, ...], refused: list[Refused],
+             skip: str | None = None) -> list[os.DirEntry]:
     entries = _listing(path, rel.rstrip("/"), parts, refused)
     out = []
     for e in entries:
+        if e.name == skip:
+            continue
         if e.is_dir(follow_symlinks=False):
             out.append(e)
         elif _linked_dir(e):
@@ -168,7 +171,7 @@ def discover(root: Path, owns: Callable[[str], bool] | None = None
             if owns is not None and not owns(run.name):
                 continue
             for writer in _subdirs(run.path, f"{project.name}/{run.name}/",
-                                   (project.name, run.name), refused):
+                                   (project.name, run.name), refused, skip=BLOBS_DIR):
                 rel = f"{project.name}/{run.name}/{writer.name}"
                 names = (project.name, run.name, writer.name)
                 for entry in _listing(writer.path, rel, names, refused):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Union
 
 from runlake.ingest.discover import Refused, SegmentFile, discover, open_segment, read_at
+from runlake.schemas.blobs import BLOBS_DIR
 from runlake.schemas.objects import ObjectStore, is_url
 from runlake.schemas.segments import OPEN_SUFFIX, segment_seq
 from runlake.store.location import LAKE_DIR
@@ -112,6 +113,8 @@ class ObjectSource:
             parts = obj.rel.split("/")
             if any(p.startswith(".") for p in parts):
                 continue  # hidden names (never segments, as in a local root)
+            if len(parts) > 3 and parts[2] == BLOBS_DIR:
+                continue  # a run's media blobs (schemas.blobs), never a writer folder
             seq = segment_seq(parts[-1])
             if seq is None:
                 continue  # not a segment name: ignored, like other files in a local root

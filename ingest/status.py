@@ -20,6 +20,14 @@ resumed run is running again):
 * a writer crashed                           -> ``crashed``
 * otherwise                                  -> ``running``
 
+Run updates (``update`` events: W&B's ``config.update``, ``summary``) are merged into the
+run in the order ingest sees them (per writer: event order): ``config`` key by key over
+rank 0's latest run_start config (a later run_start, a resume, gets the updates merged
+again, stored ones included), ``summary`` key by key with ``run_end.summary`` on top, and
+``tags`` replaced by the latest update that sets them. Notes and metric definitions stay in
+the ``updates`` table. An update ingested after its run's ``run_end`` in a later pass (only
+another rank's can be) is merged over that run_end's summary keys.
+
 The state lives in memory during a pass (loaded from the store for the runs the pass
 touches and for every run not yet ended) and is written back inside the same transaction
 as the rows that changed it, so it is exactly as durable as the data.
@@ -110,6 +118,12 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
 
+def _loads(text: str | None) -> dict[str, Any]:
+    """A JSON column's object (``{}`` for NULL or a value that is not an object)."""
+    value = json.loads(text) if text else {}
+    return value if isinstance(value, dict) else {}
+
+
 class StatusBook:
     """In-memory writers and runs for one pass; tracks which rows changed."""
 
@@ -119,6 +133,10 @@ class StatusBook:
         self.runs: dict[str, RunState] = {}
         self._by_run: dict[str, dict[str, WriterState]] = {}  # run_id -> writer -> state
         self._dirty: set[str] = set()
+        # per run, its updates' (config, tags) in order (stored ones loaded first): what a
+        # rank-0 run_start replacing the config merges again; and run_end summaries seen
+        self._updates: dict[str, list[tuple[dict[str, Any], list[str] | None]]] = {}
+        self._end_summary: dict[str, dict[str, Any]] = {}
         # runs :meth:`refresh` re-derives: touched since the last refresh, or with a writer
         # not ended (its liveness depends on the clock); the others cannot change
         self._pending: set[str] = set()
@@ -148,6 +166,17 @@ class StatusBook:
                 continue
             state.dropped = json.loads(state.dropped) if state.dropped else {}
             self._add_writer(state)
+        if self.runs:
+            self._load_updates(con, sorted(self.runs))
+
+    def _load_updates(self, con, run_ids: list[str]) -> None:
+        """The stored updates' config and tags of the loaded runs, in order."""
+        rows = con.execute(
+            "SELECT run_id, config, tags FROM updates WHERE run_id IN (SELECT unnest(?::VARCHAR[]))"
+            " AND (config IS NOT NULL OR tags IS NOT NULL) ORDER BY run_id, ts, rank",
+            [run_ids]).fetchall()
+        for run_id, config, tags in rows:
+            self._updates.setdefault(run_id, []).append((_loads(config), tags))
 
     def _add_writer(self, w: WriterState) -> WriterState:
         self.writers[(w.run_id, w.writer)] = w
@@ -183,6 +212,8 @@ class StatusBook:
                 w.dropped = dict(ev.dropped) or w.dropped
             elif cls is E.RunEnd:
                 self._run_end(w, ev)
+            elif cls is E.RunUpdate:
+                self._update(w, ev)
         self._dirty.add(run_id)
         self._pending.add(run_id)
 
@@ -197,7 +228,11 @@ class StatusBook:
         latest = max((x.attempt or 0 for x in self._writers_of(w.run_id)), default=0)
         if run.name is None or (ev.rank == 0 and ev.attempt >= latest):
             run.project, run.name, run.group_name = ev.project, ev.name, ev.group
-            run.config, run.tags, run.argv = _json(ev.config), list(ev.tags), _json(ev.argv)
+            config, tags = dict(ev.config), list(ev.tags)
+            for upd_config, upd_tags in self._updates.get(w.run_id, ()):  # updates stay merged
+                config.update(upd_config)
+                tags = upd_tags if upd_tags is not None else tags
+            run.config, run.tags, run.argv = _json(config), tags, _json(ev.argv)
             run.world_size = ev.world_size
             run.host = _json(msgspec.to_builtins(ev.host)) if ev.host else None
             if ev.git is not None:
@@ -218,7 +253,20 @@ class StatusBook:
             if ev.traceback is not None:
                 run.traceback = ev.traceback
         if ev.summary and (ev.rank == 0 or run.summary is None):
-            run.summary = _json(ev.summary)
+            self._end_summary[w.run_id] = dict(ev.summary)
+            run.summary = _json({**_loads(run.summary), **ev.summary})
+
+    def _update(self, w: WriterState, ev: E.RunUpdate) -> None:
+        """Merge an update into its run (:mod:`module docstring <runlake.ingest.status>`)."""
+        run = self.runs[w.run_id]
+        self._updates.setdefault(w.run_id, []).append((dict(ev.config), ev.tags))
+        if ev.config:
+            run.config = _json({**_loads(run.config), **ev.config})
+        if ev.summary:  # run_end.summary (seen this pass) stays on top
+            run.summary = _json({**_loads(run.summary), **ev.summary,
+                                 **self._end_summary.get(w.run_id, {})})
+        if ev.tags is not None:
+            run.tags = list(ev.tags)
 
     def _writers_of(self, run_id: str) -> list[WriterState]:
         return list(self._by_run.get(run_id, {}).values())
