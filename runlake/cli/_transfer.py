@@ -1,4 +1,4 @@
-"""`runlake import tensorboard|mlflow|trackio` and `runlake export parquet|csv|tensorboard`."""
+"""`runlake import tensorboard|mlflow|trackio|wandb` and `runlake export parquet|csv|tensorboard`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def register(sub) -> None:
          "(sqlite:///mlflow.db or the .db path)", "runlake import mlflow ./mlruns"),
         ("trackio", "DB", "trackio project database (~/.cache/huggingface/trackio/<project>.db)",
          "runlake import trackio ~/.cache/huggingface/trackio/my-project.db"),
+        ("wandb", "PATH", "a wandb/ folder, one offline-run-*/run-* folder or a .wandb file "
+         "(read locally: nothing is uploaded)", "runlake import wandb ./wandb --project old-experiments"),
     ):
         fp = subcommand(isub, tool, f"import {tool} runs (read-only): each run becomes a run", example)
         fp.add_argument("source", metavar=arg, help=helptext)
@@ -89,6 +91,8 @@ def _import_foreign(args) -> int:
 
     if args.tool == "mlflow":
         from runlake.ingest.import_mlflow import import_mlflow as importer
+    elif args.tool == "wandb":
+        from runlake.ingest.import_wandb import import_wandb as importer
     else:
         from runlake.ingest.import_trackio import import_trackio as importer
     root, db = store_paths(args)

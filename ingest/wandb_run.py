@@ -1,0 +1,408 @@
+"""One W&B run file read into plain Python: what :mod:`runlake.ingest.import_wandb` maps.
+
+Why a module of its own: the records' meaning (W&B's history rows, summary merges, config
+updates, console fragments) is separate from how runlake stores them. :func:`read_run`
+walks the records of a ``.wandb`` file once (:class:`~runlake.ingest.wandb_records.RecordLog`)
+and fills a :class:`WandbRun`; nothing is written and nothing is uploaded.
+
+History rows: W&B splits a logged dict into items keyed by their path (``{"acc": {"top1":
+x}}`` is the item ``acc`` / ``top1``); paths are joined with ``.`` as W&B displays them
+(``acc.top1``). A path ending in ``_type`` marks a typed value (``histogram``,
+``image-file``, ...): the items under that prefix form one object. ``_step`` is the step,
+``_timestamp`` the time, ``_runtime`` is dropped. Values are decoded a batch of rows at a
+time (one ``msgspec`` call over the joined ``value_json`` strings); a batch that does not
+decode (W&B writes non-finite floats as bare ``NaN``/``Infinity``) falls back to row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from runlake.ingest.wandb_records import RecordLog, fast_view, item_path, item_value_json, load_proto
+
+__all__ = ["MEDIA_TYPES", "WandbRun", "read_run"]
+
+MEDIA_TYPES = {
+    "image-file": "image", "audio-file": "audio", "video-file": "video", "table-file": "table",
+    "html-file": "file", "object3D-file": "file", "molecule-file": "file", "plotly-file": "file",
+    "bokeh-file": "file", "joined-table": "table", "partitioned-table": "table",
+}
+"""W&B's ``_type`` of a file-backed value -> runlake's ``Media.media``."""
+
+_LISTS = {"images/separated": ("filenames", "image-file"), "audio": ("audio", "audio-file"),
+          "videos": ("videos", "video-file")}
+_NUMERIC = frozenset((int, float, bool))
+_BATCH = 4096
+_DECODE = msgspec.json.Decoder()
+_STREAMS = {0: "stderr", 1: "stdout"}
+
+
+@dataclass
+class WandbRun:
+    """What one ``.wandb`` file holds, in W&B's terms (times in seconds since the epoch)."""
+
+    path: Path
+    wandb_id: str = ""
+    project: str = ""
+    entity: str = ""
+    name: str = ""
+    group: str = ""
+    job_type: str = ""
+    sweep_id: str = ""
+    host: str = ""
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    start_s: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    config_updates: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    rows: list[tuple[float, int, tuple[str, ...], Any]] = field(default_factory=list)
+    objects: list[tuple[float, int, str, dict[str, Any]]] = field(default_factory=list)
+    stats: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    output: list[tuple[float, str, str]] = field(default_factory=list)
+    alerts: list[tuple[float, str, str, str]] = field(default_factory=list)
+    metric_defs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    end_s: float | None = None
+    last_s: float | None = None
+    skipped: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    records: int = 0
+
+
+class _Layout:
+    """Where a history row's values go, computed once per shape of row."""
+
+    def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
+        typed = {p[:-1] for p in paths if len(p) > 1 and p[-1] == "_type"}
+        self.si = self.ti = None
+        names, idx, objects = [], [], {}
+        for i, p in enumerate(paths):
+            prefix = next((p[:n] for n in range(1, len(p)) if p[:n] in typed), None)
+            if prefix is not None:
+                objects.setdefault(".".join(prefix), []).append((i, p[len(prefix):]))
+            elif p == ("_step",):
+                self.si = i
+            elif p == ("_timestamp",):
+                self.ti = i
+            elif p != ("_runtime",):
+                names.append(".".join(p))
+                idx.append(i)
+        self.names, self.objects = tuple(names), list(objects.items())
+        self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+
+
+def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        child = tree.get(part)
+        if not isinstance(child, dict):
+            child = tree[part] = {}
+        tree = child
+    tree[path[-1]] = value
+
+
+def _unset(tree: dict, path: tuple[str, ...]) -> None:
+    for part in path[:-1]:
+        tree = tree.get(part)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(path[-1], None)
+
+
+def _loads(text: bytes | str) -> Any:
+    """One JSON value as W&B writes it (bare NaN/Infinity allowed)."""
+    try:
+        return _DECODE.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
+def _ts(stamp: Any) -> float | None:
+    return stamp.seconds + stamp.nanos / 1e9 if stamp.seconds or stamp.nanos else None
+
+
+class _Reader:
+    """Walks the records of one file into a :class:`WandbRun`."""
+
+    def __init__(self, run: WandbRun) -> None:
+        self.run, self.pb = run, load_proto()
+        self.view, self.typed_fields = fast_view()
+        self.layouts: dict[Any, _Layout] = {}
+        self.shapes: dict[Any, tuple] = {}  # (nested, key, n) -> the items' paths
+        self.pending: list[tuple[_Layout, int, bytes]] = []
+        self.summary_ops: dict[Any, tuple[int, bytes | None]] = {}
+        self.partial = {"stdout": "", "stderr": ""}
+        self.n = 0
+
+    # -- history -------------------------------------------------------------------------
+    def history(self, items: Any, stepnum: int, raw: bytes) -> None:
+        vj, nested, keys = items.value_json, items.nested_key, items.key
+        if not len(keys) and len(nested) == len(vj) and not any(
+                len(getattr(items, f)) for f in self.typed_fields):
+            shape = tuple(nested)
+            layout = self.layouts.get(shape)
+            if layout is None:
+                layout = self.layouts[shape] = _Layout(tuple((k.decode(),) for k in shape))
+            values = b",".join(vj)
+        else:  # nested keys or typed values: the real Record says which part is whose
+            real = self.pb.Record.FromString(raw).history.item
+            paths = tuple(map(item_path, real))
+            layout = self.layouts.get(paths)
+            if layout is None:
+                layout = self.layouts[paths] = _Layout(paths)
+            values = ",".join(map(item_value_json, real)).encode()
+        self.pending.append((layout, stepnum, values))
+        if len(self.pending) >= _BATCH:
+            self.flush_history()
+
+    def flush_history(self) -> None:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        try:
+            decoded = _DECODE.decode(b"[[" + b"],[".join([p[2] for p in pending]) + b"]]")
+        except msgspec.DecodeError:
+            decoded = []
+            for _, _, values in pending:
+                try:
+                    decoded.append(_loads(b"[" + values + b"]"))
+                except ValueError as exc:
+                    self.run.problems.append(f"{self.run.path}: a history row that is not JSON "
+                                             f"({exc}): skipped")
+                    decoded.append(None)
+        run, rows = self.run, self.run.rows
+        for (layout, stepnum, _), vals in zip(pending, decoded):
+            if vals is None:
+                continue
+            step = vals[layout.si] if layout.si is not None else stepnum
+            ts = vals[layout.ti] if layout.ti is not None else run.last_s
+            if not isinstance(step, int) or isinstance(step, bool):
+                step = stepnum
+            if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+                run.last_s = ts = float(ts)
+            else:
+                ts = run.last_s
+            if layout.pick is not None:
+                picked = layout.pick(vals)
+                if _NUMERIC.issuperset(map(type, picked)):
+                    rows.append((ts, step, layout.names, picked))
+                else:
+                    self.mixed_row(ts, step, layout.names, picked)
+            for name, parts in layout.objects:
+                obj: dict = {}
+                for i, sub in parts:
+                    _set(obj, sub, vals[i])
+                run.objects.append((ts, step, name, obj))
+
+    def mixed_row(self, ts, step, names, values) -> None:
+        """A row holding more than numbers: dicts flattened, typed dicts kept, rest counted."""
+        keep_names, keep = [], []
+        todo = list(zip(names, values))
+        while todo:
+            name, v = todo.pop(0)
+            if v.__class__ in _NUMERIC:
+                keep_names.append(name)
+                keep.append(v)
+            elif isinstance(v, dict) and "_type" in v:
+                self.run.objects.append((ts, step, name, v))
+            elif isinstance(v, dict):
+                todo[:0] = [(f"{name}.{k}", sub) for k, sub in v.items()]
+            else:
+                what = {str: "text", list: "list", type(None): "null"}.get(type(v), type(v).__name__)
+                self.run.skipped[f"history {what} values"] += 1
+        if keep:
+            self.run.rows.append((ts, step, tuple(keep_names), tuple(keep)))
+
+    # -- summary -------------------------------------------------------------------------
+    def summary(self, view: Any, raw: bytes) -> None:
+        self.n += 1
+        upd, rem = view.update, view.remove
+        vj, nested, keys = upd.value_json, upd.nested_key, upd.key
+        if len(rem.key) or len(rem.nested_key):
+            real = self.pb.Record.FromString(raw).summary
+            for item in real.remove:
+                self.summary_ops[item_path(item)] = (self.n, None)
+        if not len(keys) and len(nested) == len(vj):
+            self.summary_ops.update(zip(nested, zip(repeat(self.n), vj)))
+            return
+        shape = (tuple(nested), tuple(keys), len(vj))
+        paths = self.shapes.get(shape)
+        if paths is None:
+            real = self.pb.Record.FromString(raw).summary.update
+            paths = self.shapes[shape] = tuple(map(item_path, real))
+            vj = [item_value_json(i).encode() for i in real]
+        self.summary_ops.update(zip(paths, zip(repeat(self.n), vj)))
+
+    def final_summary(self) -> dict[str, Any]:
+        tree: dict = {}
+        for path, (_, value) in sorted(self.summary_ops.items(), key=lambda kv: kv[1][0]):
+            path = (path.decode(),) if isinstance(path, bytes) else path
+            if value is None:
+                _unset(tree, path)
+                continue
+            try:
+                _set(tree, path, _loads(value))
+            except ValueError:
+                self.run.problems.append(f"{self.run.path}: summary value of {'.'.join(path)!r} "
+                                         f"is not JSON: skipped")
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Any) -> None:
+            for k, v in node.items():
+                name = f"{prefix}{k}"
+                if isinstance(v, dict) and "_type" in v:
+                    self.run.skipped["summary typed values (histograms, media: in the history)"] += 1
+                elif isinstance(v, dict) and v:
+                    walk(name + ".", v)
+                elif isinstance(v, float) and not math.isfinite(v):
+                    flat[name] = repr(v)
+                else:
+                    flat[name] = v
+
+        walk("", {k: v for k, v in tree.items() if not k.startswith("_")})
+        return flat
+
+    # -- everything else -----------------------------------------------------------------
+    def other(self, raw: bytes) -> None:
+        run = self.run
+        record = self.pb.Record.FromString(raw)
+        kind = record.WhichOneof("record_type")
+        body = getattr(record, kind) if kind else None
+        if kind in ("run", "config", "alert", "exit"):
+            self.flush_history()  # they take the time of the rows before them
+        if kind == "run":
+            run.wandb_id, run.project, run.entity = body.run_id, body.project, body.entity
+            run.name, run.group, run.job_type = body.display_name, body.run_group, body.job_type
+            run.notes, run.tags, run.host, run.sweep_id = body.notes, list(body.tags), body.host, body.sweep_id
+            run.start_s = _ts(body.start_time) if body.HasField("start_time") else None
+            run.last_s = run.last_s or run.start_s
+            self.apply_config(body.config, run.config)
+        elif kind == "config":
+            update: dict = {}
+            self.apply_config(body, update)
+            for item in body.remove:
+                _unset(run.config, item_path(item))
+                run.skipped["config keys removed after the start (kept in the run's config)"] += 1
+            for key, value in update.items():
+                if isinstance(value, dict) and isinstance(run.config.get(key), dict):
+                    merged = {**run.config[key]}
+                    _merge(merged, value)
+                    update[key] = merged
+            run.config.update(update)
+            if update:
+                run.config_updates.append((run.last_s, update))
+        elif kind == "stats":
+            ts = _ts(body.timestamp) or run.last_s
+            values = {}
+            for item in body.item:
+                try:
+                    values[item.key] = _loads(item.value_json)
+                except ValueError:
+                    run.skipped["system stats that are not JSON"] += 1
+            run.stats.append((ts, values))
+        elif kind in ("output_raw", "output"):
+            ts = _ts(body.timestamp) or run.last_s
+            self.console(ts, _STREAMS.get(body.output_type, "stdout"), body.line)
+        elif kind == "exit":
+            run.exit_code = body.exit_code
+            if run.start_s is not None and body.runtime:
+                run.end_s = run.start_s + body.runtime
+        elif kind == "alert":
+            run.alerts.append((run.last_s, body.title, body.text, body.level))
+        elif kind == "metric":
+            self.define_metric(body)
+        elif kind is None:
+            run.skipped["unknown record types (not in this wandb's Record: a newer W&B?)"] += 1
+        else:
+            run.skipped[f"{kind} records"] += 1
+
+    def apply_config(self, body: Any, into: dict) -> None:
+        for item in body.update:
+            path = item_path(item)
+            if path[0] == "_wandb":
+                continue
+            try:
+                _set(into, path, _loads(item.value_json))
+            except ValueError:
+                self.run.problems.append(f"{self.run.path}: config value of {'.'.join(path)!r} "
+                                         f"is not JSON: skipped")
+
+    def define_metric(self, body: Any) -> None:
+        name = body.name or body.glob_name
+        if not name:
+            return
+        spec: dict[str, Any] = {}
+        if body.step_metric:
+            spec["step_metric"] = body.step_metric
+        summaries = [f.name for f, on in body.summary.ListFields() if on] if body.HasField("summary") else []
+        if summaries:
+            spec["summary"] = ",".join(summaries)
+        goal = {1: "minimize", 2: "maximize"}.get(body.goal)
+        if goal:
+            spec["goal"] = goal
+        if body.HasField("options") and body.options.hidden:
+            spec["hidden"] = True
+        self.run.metric_defs.setdefault(name, {}).update(spec)
+
+    def console(self, ts: float | None, stream: str, text: str) -> None:
+        text = self.partial[stream] + text
+        *lines, self.partial[stream] = text.split("\n")
+        self.run.output.extend((ts, stream, line.rstrip("\r")) for line in lines)
+
+    def finish(self) -> None:
+        self.flush_history()
+        for stream, text in self.partial.items():
+            if text:
+                self.run.output.append((self.run.last_s, stream, text.rstrip("\r")))
+        self.run.summary = self.final_summary()
+
+
+def _merge(into: dict, update: dict) -> None:
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def read_run(path: Path) -> WandbRun:
+    """Read every record of the ``.wandb`` file ``path`` (damage: see :class:`RecordLog`).
+
+    Raises:
+        ImportError: the ``wandb`` package is missing (with the command installing it).
+        OSError: the file cannot be read.
+    """
+    run = WandbRun(path)
+    reader = _Reader(run)
+    log = RecordLog(path)
+    parse = reader.view.FromString
+    for raw in log:
+        run.records += 1
+        try:
+            view = parse(raw)
+            if view.HasField("history"):
+                h = view.history
+                reader.history(h.item, h.step.num, raw)
+            elif view.HasField("summary"):
+                reader.summary(view.summary, raw)
+            else:
+                reader.other(raw)
+        except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
+            from google.protobuf.message import DecodeError
+
+            if not isinstance(exc, (DecodeError, ValueError, KeyError, TypeError, AttributeError)):
+                raise
+            run.problems.append(f"{path}: record {run.records} could not be read "
+                                f"({type(exc).__name__}: {exc}): skipped")
+    reader.finish()
+    run.problems[:0] = log.problems
+    return run
