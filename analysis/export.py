@@ -5,16 +5,18 @@ Why it exists: the store is the place to query, but people also hand data to oth
 TO`` through a read-only connection (the SQL console forbids ``COPY``; this is trusted
 local code with a fixed table allow-list and bound parameters). :func:`export_tensorboard`
 writes one TensorBoard run directory per runlake run that TensorBoard's own reader loads
-with the same values (as float32, TensorBoard's scalar type).
+with the same values (scalars as float32, TensorBoard's scalar type; histograms with their
+stored buckets and statistics; images and audio with their blobs' bytes unchanged).
 
 The store is held only while one table is copied, so ingest is never blocked for long.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -49,6 +51,9 @@ class ExportResult:
     table: str
     path: Path
     rows: int
+    histograms: int = 0
+    media: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # TensorBoard: media not written, by reason
 
 
 def export_table(con, table: str, run_ids: list[str], path: Path, fmt: str) -> int:
@@ -122,14 +127,26 @@ def export_tables(
     return results
 
 
-def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> list[ExportResult]:
+def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path, *,
+                       root: str | Path | None = None) -> list[ExportResult]:
     """Write each run as a TensorBoard run directory under ``out``.
 
     Layout: ``out/<run name>/`` (``<name>-<run id>`` when names repeat, the id when the run
     has no name) holds rank 0's metrics and system metrics (``sys/...``), the config as
-    hparams (flattened, see :func:`flatten_hparams`) and as a ``config`` text; other ranks
-    go to ``out/<dir>/rank<r>/``. A metric without a step (system samples) is placed at its
-    index in time order.
+    hparams (flattened, see :func:`flatten_hparams`) and as a ``config`` text, its
+    histograms and its images, audio and text media; other ranks go to
+    ``out/<dir>/rank<r>/``. A metric, histogram or media without a step (system samples) is
+    placed at its index in time order. Forms: see
+    :mod:`runlake.emitter.integrations.tensorboard` (a TensorBoard import exports back with
+    the same buckets and bytes). Video, tables and files have no TensorBoard tab; they, and
+    media whose blob is missing or fails its checksum, are counted in ``skipped``.
+
+    Args:
+        db: the store.
+        refs: RUN references.
+        out: the output directory.
+        root: the storage root holding the blobs (``media.blob`` is relative to it);
+            default: the folder holding ``db``.
 
     Returns:
         One :class:`ExportResult` per directory written (``rows``: scalar points).
@@ -140,6 +157,7 @@ def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> 
     from runlake.emitter.integrations.tensorboard import EventFileWriter, flatten_hparams
 
     out = Path(out)
+    root = Path(root) if root is not None else Path(db).parent
     with read_store(db) as con:
         run_ids = resolve_runs(con, refs)
         runs = rows(con, "SELECT run_id, name, config FROM runs WHERE run_id IN (SELECT unnest($ids))",
@@ -184,11 +202,69 @@ def export_tensorboard(db: str | Path, refs: Iterable[str], out: str | Path) -> 
                 points += 1
             if batch:
                 writers[current[0]].scalars(current[1], batch, current[2])
+
+            def writer(rank: int) -> EventFileWriter:
+                if rank not in writers:
+                    writers[rank] = EventFileWriter(base / f"rank{rank}")
+                return writers[rank]
+
+            hists = _write_histograms(db, run_id, writer)
+            media, skipped = _write_media(db, run_id, root, writer)
         finally:
             for w in writers.values():
                 w.close()
-        results.append(ExportResult("tensorboard", base, points))
+        results.append(ExportResult("tensorboard", base, points, hists, media, skipped))
     return results
+
+
+def _write_histograms(db, run_id: str, writer) -> int:
+    from runlake.emitter.media import HISTOGRAM_STATS
+
+    with read_store(db) as con:
+        found = rows(con, f"""
+            SELECT rank, coalesce(step, row_number() OVER (PARTITION BY rank, key ORDER BY ts) - 1) AS s,
+                   epoch(ts), key, edges, counts, {", ".join(HISTOGRAM_STATS)}
+            FROM histograms WHERE run_id = ? ORDER BY rank, s, ts, key""", [run_id])
+    for rank, step, wall, key, edges, counts, *stats in found:
+        writer(rank).histogram(step, key, list(edges), list(counts), dict(zip(HISTOGRAM_STATS, stats)), wall)
+    return len(found)
+
+
+def _write_media(db, run_id: str, root: Path, writer) -> tuple[int, dict[str, int]]:
+    """Images, audio and text; a plugin-tensor group (``meta`` index/count) as one summary."""
+    from runlake.emitter.integrations.tensorboard import write_media
+
+    with read_store(db) as con:
+        found = rows(con, """
+            SELECT rank, coalesce(step, row_number() OVER (PARTITION BY rank, key ORDER BY ts) - 1) AS s,
+                   epoch(ts), key, media, sha256, mime, caption, blob, meta::VARCHAR
+            FROM media WHERE run_id = ?
+            ORDER BY rank, s, ts, key, try_cast(meta->>'index' AS INTEGER) NULLS FIRST""", [run_id])
+    skipped: dict[str, int] = {}
+    written = 0
+    groups: dict[tuple, list] = {}
+    for rank, step, wall, key, media, sha, mime, caption, blob, meta in found:
+        if media not in ("image", "audio", "text"):
+            skipped[media] = skipped.get(media, 0) + 1
+            continue
+        try:
+            data = (root / blob).read_bytes()
+        except OSError:
+            skipped["missing blob"] = skipped.get("missing blob", 0) + 1
+            continue
+        if hashlib.sha256(data).hexdigest() != sha:
+            skipped["blob checksum mismatch"] = skipped.get("blob checksum mismatch", 0) + 1
+            continue
+        meta = json.loads(meta) if meta else {}
+        if media != "text" and "count" in meta:
+            groups.setdefault((rank, step, wall, key, media), []).append((data, meta, caption))
+            continue
+        write_media(writer(rank), step, key, media, data, meta, mime, wall)
+        written += 1
+    for (rank, step, wall, key, media), items in groups.items():
+        writer(rank).media_group(step, key, media, items, wall)
+        written += len(items)
+    return written, skipped
 
 
 def _safe_dir(name: str) -> str:

@@ -13,13 +13,13 @@ tensorboard's generated classes.
 What each summary becomes (``Folder``; docs/torch.md shows the same table):
 
 * scalars (legacy ``simple_value`` and tensor scalars of the ``scalars`` plugin) -> points;
-* histograms -> points ``<tag>/count``, ``/min``, ``/max``, ``/mean``, ``/std``: exact for
-  the legacy ``histo`` proto (torch, tensorboardX: it carries num/sum/sum_squares), from the
-  bucket centres for tensor histograms (TensorFlow 2, ``histogram_pb``);
+* histograms (legacy ``histo`` proto and the ``histograms`` plugin tensor) -> histogram
+  events with the file's buckets and statistics (:mod:`runlake.ingest.tb_media`);
+* images, audio (legacy summaries and plugin tensors) -> media events, one per image or
+  clip, whose blob is the file's encoded bytes unchanged (:mod:`runlake.ingest.tb_media`);
 * text -> log lines (logger = tag), ``LogMessage`` events -> log lines at their level;
 * hparams ``session_start_info`` -> config; the ``experiment`` definition is noted only;
-* images, audio -> samples (name = tag, no scores; meta: size, count, format; uri: the
-  event file holding the bytes); PR curves -> samples whose meta holds the six curves;
+* PR curves -> samples (name = tag, no scores) whose meta holds the six curves;
 * graphs, run metadata, meshes, custom-scalar layouts, projector embeddings and unknown
   plugins -> counted in ``skipped`` with the reason; nothing is dropped silently.
 """
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlake.ingest.tb_media import MediaItem, audio_items, histogram_from_proto, histogram_from_tensor, image_items
 from runlake.schemas.events import Int64
 
 __all__ = ["Folder", "Skip", "is_event_file", "read_folder"]
@@ -82,6 +83,9 @@ class Folder:
     points: list[tuple[int, float, str, float]] = field(default_factory=list)
     texts: list[tuple[int, float, str, str, str]] = field(default_factory=list)  # step, wall, logger, level, text
     samples: list[tuple[int, float, str, str, dict]] = field(default_factory=list)  # step, wall, name, uri, meta
+    histograms: list[tuple[int, float, str, list, list, dict]] = field(default_factory=list)  # step, wall,
+    # tag, edges, counts, stats
+    media: list[MediaItem] = field(default_factory=list)  # images and clips; bytes read when written
     hparams: dict[str, Any] = field(default_factory=dict)
     sessions: int = 0  # hparams session_start_info summaries
     experiment: bool = False  # an hparams experiment definition is present
@@ -92,7 +96,7 @@ class Folder:
     walls: list[float] = field(default_factory=list)  # first and last wall time seen
 
     def has_data(self) -> bool:
-        return bool(self.points or self.texts or self.samples or self.hparams)
+        return bool(self.points or self.texts or self.samples or self.hparams or self.histograms or self.media)
 
     def scalar_tags(self) -> set[str]:
         return {p[2] for p in self.points}
@@ -128,7 +132,7 @@ def read_folder(path: Path) -> Folder:
 
 
 def _records(path: Path, problems: list[str]):
-    """Yield the payload of every intact record of a TFRecord file; report the rest."""
+    """Yield ``(offset, payload)`` of every intact record of a TFRecord file; report the rest."""
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
     try:
@@ -173,7 +177,7 @@ def _records(path: Path, problems: list[str]):
                                 f"mismatch), that record skipped")
                 continue
             good += 1
-            yield payload
+            yield end - length, payload
 
 
 def _resync(data, start: int, crc) -> int | None:
@@ -207,7 +211,7 @@ def _read_file(folder: Folder, path: Path, plugins: dict[str, str]) -> None:
 
     damage: list[str] = []
     bad_walls = 0
-    for payload in _records(path, damage):
+    for offset, payload in _records(path, damage):
         try:
             event = event_pb2.Event.FromString(payload)
         except DecodeError:
@@ -220,9 +224,9 @@ def _read_file(folder: Folder, path: Path, plugins: dict[str, str]) -> None:
         folder.walls.append(wall)
         what = event.WhichOneof("what")
         if what == "summary":
-            for value in event.summary.value:
+            for index, value in enumerate(event.summary.value):
                 try:
-                    _value(folder, path, event.step, wall, value, plugins)
+                    _value(folder, (path, offset, len(payload), index), event.step, wall, value, plugins)
                 except (ValueError, TypeError, IndexError, DecodeError) as exc:
                     folder.problems.append(f"{path}: summary {value.tag!r} at step {event.step} is "
                                            f"malformed ({exc}), skipped")
@@ -247,24 +251,22 @@ def _read_file(folder: Folder, path: Path, plugins: dict[str, str]) -> None:
         folder.walls = [min(folder.walls), max(folder.walls)]
 
 
-def _value(folder: Folder, path: Path, step: int, wall: float, value, plugins: dict[str, str]) -> None:
+def _value(folder: Folder, where: tuple, step: int, wall: float, value, plugins: dict[str, str]) -> None:
+    """One summary value; ``where``: (event file, record offset, record length, value index)."""
     tag = value.tag
     kind = value.WhichOneof("value")
     if kind == "simple_value":
         folder.points.append((step, wall, tag, float(value.simple_value)))
         folder.imported["scalars"] += 1
     elif kind == "histo":
-        h = value.histo
-        _histogram(folder, step, wall, tag, h.num, h.min, h.max, h.sum, h.sum_squares)
+        folder.histograms.append((step, wall, tag, *histogram_from_proto(value.histo)))
+        folder.imported["histograms"] += 1
     elif kind == "image":
-        meta = {"plugin": "images", "images": 1, "width": value.image.width, "height": value.image.height,
-                "bytes": len(value.image.encoded_image_string)}
-        _sample(folder, step, wall, tag, path, meta, "images")
+        folder.media += image_items(step, wall, tag, where, value)
+        folder.imported["images"] += 1
     elif kind == "audio":
-        a = value.audio
-        meta = {"plugin": "audio", "clips": 1, "sample_rate": a.sample_rate, "channels": a.num_channels,
-                "frames": a.length_frames, "content_type": a.content_type}
-        _sample(folder, step, wall, tag, path, meta, "audio")
+        folder.media += audio_items(step, wall, tag, where, value)
+        folder.imported["audio"] += 1
     elif kind == "tensor" or kind is None:  # hparams summaries carry their data in the metadata
         plugin = value.metadata.plugin_data.plugin_name or plugins.get(tag, "")
         if plugin:
@@ -274,12 +276,12 @@ def _value(folder: Folder, path: Path, step: int, wall: float, value, plugins: d
         elif kind is None:
             folder.skip(plugin or "empty value", tag, "a summary value with no data")
         else:
-            _tensor(folder, path, step, wall, tag, plugin, value)
+            _tensor(folder, where, step, wall, tag, plugin, value)
     else:  # obsolete_old_style_histogram
         folder.skip(kind, tag, "an obsolete summary format runlake does not read")
 
 
-def _tensor(folder: Folder, path: Path, step: int, wall: float, tag: str, plugin: str, value) -> None:
+def _tensor(folder: Folder, where: tuple, step: int, wall: float, tag: str, plugin: str, value) -> None:
     from tensorboard.util.tensor_util import make_ndarray
 
     if plugin in ("graphs", "mesh", "custom_scalars"):
@@ -290,54 +292,29 @@ def _tensor(folder: Folder, path: Path, step: int, wall: float, tag: str, plugin
         folder.points.append((step, wall, tag, float(arr.reshape(-1)[0])))
         folder.imported["scalars"] += 1
     elif plugin == "histograms":
-        counts = arr[:, 2] if arr.size else arr
-        n = float(counts.sum()) if arr.size else 0.0
-        if n == 0:
-            _histogram(folder, step, wall, tag, 0, 0.0, 0.0, 0.0, 0.0)
-            return
-        nz = arr[counts > 0]
-        centres = (arr[:, 0] + arr[:, 1]) / 2
-        total = float((centres * counts).sum())
-        _histogram(folder, step, wall, tag, n, float(nz[0, 0]), float(nz[-1, 1]), total,
-                   float((centres * centres * counts).sum()))
+        folder.histograms.append((step, wall, tag, *histogram_from_tensor(arr)))
+        folder.imported["histograms"] += 1
     elif plugin == "text":
         name = tag[: -len("/text_summary")] if tag.endswith("/text_summary") else tag
         text = "\n".join(_str(x) for x in arr.reshape(-1))
         folder.texts.append((step, wall, name, "INFO", text))
         folder.imported["texts"] += 1
     elif plugin == "images":
-        flat = arr.reshape(-1)
-        meta = {"plugin": "images", "images": max(len(flat) - 2, 0), "width": int(_str(flat[0]) or 0),
-                "height": int(_str(flat[1]) or 0), "bytes": sum(len(x) for x in flat[2:])}
-        _sample(folder, step, wall, tag, path, meta, "images")
+        folder.media += image_items(step, wall, tag, where, value, arr)
+        folder.imported["images"] += 1
     elif plugin == "audio":
-        meta = {"plugin": "audio", "clips": int(arr.shape[0]) if arr.ndim else 1,
-                "labels": [_str(x) for x in arr[:, 1]] if arr.ndim == 2 and arr.shape[1] > 1 else []}
-        _sample(folder, step, wall, tag, path, meta, "audio")
+        folder.media += audio_items(step, wall, tag, where, value, arr)
+        folder.imported["audio"] += 1
     elif plugin == "pr_curves":
         names = ("tp", "fp", "tn", "fn", "precision", "recall")
         n = arr.shape[1]
         meta = {"plugin": "pr_curves", "thresholds": [i / max(n - 1, 1) for i in range(n)]}
         meta.update({k: [_json_float(v) for v in arr[i]] for i, k in enumerate(names)})
-        _sample(folder, step, wall, tag, path, meta, "pr_curves")
+        folder.samples.append((step, wall, tag, str(where[0].resolve()), {"source": "tensorboard", **meta}))
+        folder.imported["pr_curves"] += 1
     else:
         folder.skip(plugin or "tensor", tag, None if plugin else "a tensor summary with no plugin "
                     "that is not a single number")
-
-
-def _histogram(folder: Folder, step: int, wall: float, tag: str, n: float, lo: float, hi: float,
-               total: float, squares: float) -> None:
-    values = {"count": float(n)}
-    if n > 0:
-        mean = total / n
-        values.update(min=lo, max=hi, mean=mean, std=math.sqrt(max(squares / n - mean * mean, 0.0)))
-    folder.points.extend((step, wall, f"{tag}/{k}", v) for k, v in values.items())
-    folder.imported["histograms"] += 1
-
-
-def _sample(folder: Folder, step: int, wall: float, tag: str, path: Path, meta: dict, kind: str) -> None:
-    folder.samples.append((step, wall, tag, str(path.resolve()), {"source": "tensorboard", **meta}))
-    folder.imported[kind] += 1
 
 
 def _hparams(folder: Folder, content: bytes) -> None:

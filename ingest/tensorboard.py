@@ -25,6 +25,11 @@ Which folders form one run (``add_*`` writers put some data in subfolders):
 Every run gets log lines (logger ``runlake.import``) naming what was not imported and
 why, so the store itself says what the TensorBoard files held beyond its rows.
 
+Histograms become ``histogram`` events with the file's buckets and statistics, images and
+audio ``media`` events whose blobs (``<run>/blobs/``, written before the segment that
+refers to them) are the encoded bytes from the event files, unchanged
+(:mod:`runlake.ingest.tb_media`): ``runlake export tensorboard`` writes them back as they were.
+
 Idempotence: the run id is derived from the project and the run folder's absolute path
 (``tb-<hash>``), the writer from the run id and rank, so importing the same directory twice
 finds the segments already present and skips them; nothing is duplicated. Segments are
@@ -41,10 +46,12 @@ from pathlib import Path
 from typing import Iterator
 
 from runlake.ingest.foreign import foreign_run_id, foreign_writer, ns, segment_exists, write_segment
+from runlake.ingest.tb_media import load_media
 from runlake.ingest.tb_read import Folder, Skip, is_event_file, read_folder
+from runlake.schemas.blobs import media_max_bytes, write_blob
 from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
-from runlake.schemas.events import Event, Host, Log, Metrics, RunEnd, RunStart, Sample
+from runlake.schemas.events import Event, Histogram, Host, Log, Media, Metrics, RunEnd, RunStart, Sample
 from runlake.schemas.segments import check_name, resolve_root
 
 __all__ = ["ImportedRun", "Part", "find_run_dirs", "import_tensorboard", "plan_runs"]
@@ -74,6 +81,8 @@ class ImportedRun:
     texts: int = 0
     hparams: int = 0
     samples: int = 0
+    histograms: int = 0
+    media: int = 0  # images and audio clips (one summary may hold several)
     ranks: int = 1
     folders: list[str] = field(default_factory=list)  # subfolders merged in, with their role
     imported: dict[str, int] = field(default_factory=dict)  # summaries per kind
@@ -192,6 +201,13 @@ def _summarise(result: ImportedRun, parts: list[Part], logdir: Path) -> dict:
                 skipped[kind].tags |= s.tags
             else:
                 skipped[kind] = Skip(s.count, s.why, set(s.tags))
+        cap = media_max_bytes()
+        for item in f.media:
+            if item.nbytes > cap:
+                s = skipped.setdefault("media too big", Skip(0, f"over the media cap of {cap:,} bytes "
+                                                                f"(RUNLAKE_MEDIA_MAX_BYTES)"))
+                s.count += 1
+                s.tags.add(item.tag)
         result.problems.extend(f.problems)
         result.notes.extend(f.notes)
     if experiment and not config:
@@ -202,20 +218,26 @@ def _summarise(result: ImportedRun, parts: list[Part], logdir: Path) -> dict:
     result.points = sum(len(p.folder.points) for p in parts)
     result.texts = sum(len(p.folder.texts) for p in parts)
     result.samples = sum(len(p.folder.samples) for p in parts)
+    result.histograms = sum(len(p.folder.histograms) for p in parts)
+    result.media = sum(len(p.folder.media) for p in parts) - (skipped["media too big"].count
+                                                              if "media too big" in skipped else 0)
     result.hparams = len(config)
     result.ranks = len({p.rank for p in parts})
     return config
 
 
 def _events(run_id: str, writer: str, rank: int, world: int, project: str, name: str,
-            config: dict, parts: list[Part], report: list[tuple[str, str]]) -> list[Event]:
-    """The events of one rank's writer, built from the parts of that rank."""
-    points, texts, samples, walls = [], [], [], []
+            config: dict, parts: list[Part], report: list[tuple[str, str]], run_dir: Path) -> list[Event]:
+    """The events of one rank's writer, built from the parts of that rank; the media's
+    blobs are written into ``run_dir`` on the way (before the segment is)."""
+    points, texts, samples, hists, media, walls = [], [], [], [], [], []
     for part in parts:
         f = part.folder
         points.extend(f.points if part.rename is None else [(s, w, part.rename, v) for s, w, _, v in f.points])
         texts.extend(f.texts)
         samples.extend(f.samples)
+        hists.extend(f.histograms)
+        media.extend(f.media)
         walls.extend(f.walls)
     points.sort(key=lambda p: (p[0], p[1], p[2]))
     first, last = (min(walls), max(walls)) if walls else (0.0, 0.0)
@@ -247,10 +269,26 @@ def _events(run_id: str, writer: str, rank: int, world: int, project: str, name:
                           logger=logger, step=step))
     for step, wall, tag, uri, meta in sorted(samples, key=lambda t: (t[1], t[0], t[2])):
         events.append(Sample(*env(), ns(wall), rank, name=tag, scores={}, step=step, uri=uri, meta=meta))
+    for step, wall, tag, edges, counts, stats in sorted(hists, key=lambda t: (t[0], t[1], t[2])):
+        events.append(Histogram(*env(), ns(wall), rank, key=tag, edges=edges, counts=counts, step=step, **stats))
+    cache: dict = {}
+    cap = media_max_bytes()
+    for item in sorted(media, key=lambda m: (m.step, m.wall, m.tag, m.meta.get("index", 0))):
+        if item.nbytes > cap:
+            continue  # reported in skipped
+        try:
+            data = load_media(item, cache)
+        except (OSError, ValueError) as exc:
+            report.append(("WARNING", f"{item.media} {item.tag!r} at step {item.step} not imported: {exc}"))
+            continue
+        sha = write_blob(run_dir, data)
+        events.append(Media(*env(), ns(item.wall), rank, key=item.tag, media=item.media, sha256=sha,
+                            bytes=len(data), mime=item.mime, step=item.step, caption=item.caption,
+                            meta=item.meta))
     for level, message in report:
         events.append(Log(*env(), ns(last), rank, level=level, message=message,
                           levelno=30 if level == "WARNING" else 20, logger="runlake.import"))
-    last_step = max((p[0] for p in points), default=None)
+    last_step = max([p[0] for p in points] + [h[0] for h in hists] + [m.step for m in media], default=None)
     events.append(RunEnd(*env(), ns(last), rank, status="finished", exit_reason="imported from TensorBoard",
                          step=last_step, events=seq + 1))
     return events
@@ -318,7 +356,7 @@ def import_tensorboard(
                 continue
             mine = [p for p in parts if p.rank == rank]
             write_segment(writer_dir, _events(run_id, writer, rank, ranks[-1] + 1, project, name, config,
-                                               mine, report if rank == 0 else []))
+                                               mine, report if rank == 0 else [], root_path / project / run_id))
             written += 1
         if not written:
             result.status = "exists"

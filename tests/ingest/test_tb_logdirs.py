@@ -80,8 +80,9 @@ def _write_everything(logdir: Path) -> dict:
 
 def test_every_summary_writer_method_is_imported_or_reported(tmp_path, capsys):
     """One run from torch's SummaryWriter (every add_*): scalars exact, add_scalars and the
-    add_hparams subfolder in the parent run, histograms as stats, images/audio/PR curves as
-    samples, text as logs; graph, mesh, layout and embeddings named as not imported."""
+    add_hparams subfolder in the parent run, histograms as histogram rows with the proto's
+    stats, images/audio as media, PR curves as samples, text as logs; graph, mesh, layout
+    and embeddings named as not imported."""
     logdir, root = tmp_path / "tb", tmp_path / "root"
     written = _write_everything(logdir)
     rc, out, err = _import(capsys, logdir, root)
@@ -95,17 +96,19 @@ def test_every_summary_writer_method_is_imported_or_reported(tmp_path, capsys):
         assert m[("run", 0, "acc/val", s)] == f32(0.2 * s)
     assert m[("run", 0, "hp/acc", 0)] == 0.75  # add_hparams' metric, in the parent run
     data = written["data"]
-    assert m[("run", 0, "weights/count", 3)] == 1000
-    assert m[("run", 0, "weights/min", 3)] == pytest.approx(data.min())
-    assert m[("run", 0, "weights/max", 3)] == pytest.approx(data.max())
-    assert m[("run", 0, "weights/mean", 3)] == pytest.approx(data.mean())
-    assert m[("run", 0, "weights/std", 3)] == pytest.approx(data.std(), rel=1e-6)
-    assert [m[("run", 0, f"raw/{k}", 4)] for k in ("count", "min", "max", "mean")] == [6, -1, 4, 1.5]
-    assert m[("run", 0, "raw/std", 4)] == pytest.approx(math.sqrt(31 / 6 - 1.5**2))
+    assert not [k for (_, _, k, _) in m if k.startswith(("weights/", "raw/"))]  # no stats as points
+    hist = {(k, s): (num, lo, hi, total, sq) for k, s, num, lo, hi, total, sq in _rows(
+        root, "SELECT key, step, num, min, max, sum, sum_squares FROM histograms")}
+    assert hist[("weights", 3)] == (1000, data.min(), data.max(), data.sum(), data.dot(data))
+    assert hist[("raw", 4)] == (6, -1, 4, 9, 31)
+    assert _rows(root, "SELECT edges, counts FROM histograms WHERE key = 'raw'") == [([-1, 0, 2, 4], [1, 3, 2])]
+    media = {(k, s): (kind, json.loads(meta)) for k, s, kind, meta in _rows(root, "SELECT key, step, media, meta FROM media")}
+    assert set(media) == {("img", 1), ("batch", 2), ("clip", 1)}
+    assert media[("img", 1)] == ("image", {"width": 6, "height": 8, "channels": 3})
+    assert media[("clip", 1)][0] == "audio" and media[("clip", 1)][1]["sample_rate"] == 8000
+    assert media[("clip", 1)][1]["frames"] == 800
     samples = {(n, s): json.loads(meta) for n, s, meta in _rows(root, "SELECT name, step, meta FROM samples")}
-    assert set(samples) == {("img", 1), ("batch", 2), ("pr", 1), ("pr_raw", 2), ("clip", 1)}
-    assert (samples[("img", 1)]["width"], samples[("img", 1)]["height"]) == (6, 8)
-    assert samples[("clip", 1)]["sample_rate"] == 8000 and samples[("clip", 1)]["frames"] == 800
+    assert set(samples) == {("pr", 1), ("pr_raw", 2)}
     pr = samples[("pr_raw", 2)]
     assert pr["tp"] == [4, 3] and pr["precision"] == [f32(0.5), f32(0.6)] and pr["recall"] == [f32(0.9), f32(0.8)]
     assert len(samples[("pr", 1)]["precision"]) == 127  # torch's default thresholds
@@ -117,8 +120,8 @@ def test_every_summary_writer_method_is_imported_or_reported(tmp_path, capsys):
     assert "acc_train (add_scalars -> acc/train)" in err and "(add_hparams)" in err
 
 
-def test_add_figure_becomes_an_image_sample(tmp_path, capsys):
-    """add_figure (needs matplotlib) is an image summary: one sample at its step."""
+def test_add_figure_becomes_an_image(tmp_path, capsys):
+    """add_figure (needs matplotlib) is an image summary: one image at its step."""
     plt = pytest.importorskip("matplotlib.pyplot")
     w = SummaryWriter(str(tmp_path / "tb"))
     fig = plt.figure()
@@ -126,7 +129,7 @@ def test_add_figure_becomes_an_image_sample(tmp_path, capsys):
     w.add_figure("fig", fig, 7)
     w.close()
     assert _import(capsys, tmp_path / "tb", tmp_path / "root")[0] == 0
-    assert _rows(tmp_path / "root", "SELECT name, step FROM samples") == [("fig", 7)]
+    assert _rows(tmp_path / "root", "SELECT key, step, media, mime FROM media") == [("fig", 7, "image", "image/png")]
 
 
 def test_plain_add_scalar_logs_import(tmp_path, capsys):
@@ -232,17 +235,20 @@ def test_tensorboards_own_writers(tmp_path, capsys):
     m = _metrics(tmp_path / "root")
     assert [m[("native", 0, "loss", s)] for s in range(4)] == [1.0, 0.5, 0.25, 0.125]
     assert m[("v2", 0, "legacy", 0)] == 0.25
-    assert (m[("v2", 0, "h/count", 1)], m[("v2", 0, "h/min", 1)], m[("v2", 0, "h/max", 1)]) == (100, 0, 99)
-    assert abs(m[("v2", 0, "h/mean", 1)] - data.mean()) <= 99 / 10 / 2  # bucket centres: within half a bucket
+    [(edges, counts, num, lo)] = _rows(tmp_path / "root", "SELECT edges, counts, num, min FROM histograms")
+    assert edges == np.linspace(0, 99, 11).tolist() and counts == [10.0] * 10
+    assert (num, lo) == (100, None)  # the tensor form has the count total only
     [(cfg,)] = _rows(tmp_path / "root", "SELECT config FROM runs WHERE name = 'v2'")
     assert json.loads(cfg) == {"dropout": 0.5, "arch": "cnn", "deep": True}
     assert _rows(tmp_path / "root", "SELECT logger, step, message FROM logs WHERE logger = 't'") == [("t", 2, "hello v2")]
     assert _rows(tmp_path / "root", "SELECT level, step, message FROM logs WHERE logger = 'tensorboard'") == [
         ("WARNING", 6, "disk almost full")]
     assert "SessionLog START at step 3" in err
+    media = _rows(tmp_path / "root", "SELECT key, step, media, bytes, caption, meta FROM media ORDER BY key, meta->>'index'")
+    assert [(k, s, kind, n, c) for k, s, kind, n, c, _ in media] == [
+        ("au", 4, "audio", 7, "label"), ("im", 3, "image", len(_png(4, 3)), None), ("im", 3, "image", len(_png(4, 3)), None)]
+    assert json.loads(media[1][5]) == {"width": 4, "height": 3, "index": 0, "count": 2}
     samples = {n: (s, json.loads(meta)) for n, s, meta in _rows(tmp_path / "root", "SELECT name, step, meta FROM samples")}
-    assert samples["im"][0] == 3 and samples["im"][1]["images"] == 2 and samples["im"][1]["width"] == 4
-    assert samples["au"][1]["clips"] == 1 and samples["au"][1]["labels"] == ["label"]
     assert samples["pr"][1]["precision"] == [f32(0.6), 1.0] and samples["pr"][1]["tp"] == [3, 1]
 
 
@@ -370,12 +376,12 @@ def test_reimport_of_merged_and_multi_rank_runs_adds_nothing(tmp_path, capsys):
     _write_everything(tmp_path / "tb")
     root = tmp_path / "root"
     _import(capsys, tmp_path / "tb", root)
-    before = _rows(root, "SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM samples), "
-                         "(SELECT count(*) FROM logs), (SELECT count(*) FROM runs)")
+    counts = ("SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM samples), (SELECT count(*) FROM logs), "
+              "(SELECT count(*) FROM runs), (SELECT count(*) FROM histograms), (SELECT count(*) FROM media)")
+    before = _rows(root, counts)
     rc, out, err = _import(capsys, tmp_path / "tb", root, "--json")
     assert rc == 0 and [r["status"] for r in json.loads(out)] == ["exists"]
-    assert _rows(root, "SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM samples), "
-                       "(SELECT count(*) FROM logs), (SELECT count(*) FROM runs)") == before
+    assert _rows(root, counts) == before and before[0][4:] == (2, 3)
 
 
 def test_cli_subprocess_imports_then_ingest_changes_nothing(tmp_path):
@@ -396,7 +402,7 @@ def test_cli_subprocess_imports_then_ingest_changes_nothing(tmp_path):
     again = subprocess.run([*cli, "ingest", "--root", str(root)], capture_output=True, text=True,
                            timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert _rows(root, "SELECT count(*) FROM metrics") == [(5 + 5,)]
+    assert _rows(root, "SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM histograms)") == [(5, 1)]
 
 
 def test_special_files_named_like_event_files_are_reported_not_read(tmp_path, capsys):
