@@ -50,7 +50,7 @@ from runlake.emitter.values import MAX_TEXT_CHARS, safe_str, truncate
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, Log
 
-__all__ = ["CAPTURE_ENV", "STREAM_LOGGERS", "TRUNCATED_CAUSE", "ConsoleCapture",
+__all__ = ["CAPTURE_ENV", "ConsoleCapture", "STREAM_LOGGERS", "TRUNCATED_CAUSE",
            "capture_setting"]
 
 CAPTURE_ENV = "RUNLAKE_CAPTURE_CONSOLE"
@@ -113,11 +113,13 @@ class _Tee:
     ``__getattr__``.
     """
 
-    def __init__(self, original: Any, name: str, *, binary: bool = False) -> None:
+    def __init__(self, original: Any, name: str, owners: list | None = None, *,
+                 binary: bool = False) -> None:
         self._original = original
         self._name = name
         self._binary = binary
-        self._owners: list[ConsoleCapture] = []
+        self._owners: list[ConsoleCapture] = [] if owners is None else owners
+        """The live captures using this tee, oldest first (shared with the buffer's tee)."""
         self._buffer_tee: _Tee | None = None
         self.flush = getattr(original, "flush", lambda: None)
         self.write = original.write
@@ -130,7 +132,6 @@ class _Tee:
         else:
             self.write = self._original.write
         if self._buffer_tee is not None:
-            self._buffer_tee._owners = self._owners
             self._buffer_tee._point()
 
     def writelines(self, lines) -> None:
@@ -145,8 +146,7 @@ class _Tee:
         original = self._original.buffer
         tee = self._buffer_tee
         if tee is None or tee._original is not original:
-            tee = self._buffer_tee = _Tee(original, self._name, binary=True)
-            tee._owners = self._owners
+            tee = self._buffer_tee = _Tee(original, self._name, self._owners, binary=True)
             tee._point()
         return tee
 

@@ -11,7 +11,7 @@ PRELUDE = """
 import os, sys, time
 import runlake
 run = runlake.init("p", root=sys.argv[1] if len(sys.argv) > 1 else os.environ["ROOT"],
-                   console=False, system_interval=0, flush_interval=0.05)
+                   console=False, system_interval=0, flush_interval=0.05, capture_console=False)
 print(run.dir, flush=True)
 """
 
