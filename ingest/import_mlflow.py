@@ -155,8 +155,9 @@ def _events(info: RunInfo, result: Imported, project: str, writer: str, group: s
 
 def _describe(info: RunInfo, result: Imported, source_notes: list[str]) -> None:
     """Fill the result's counts, skipped, problems and notes from a loaded run."""
-    result.counts = {"points": len(info.points), "params": len(info.params),
-                     "tags": sum(not k.startswith("mlflow.") for k in info.tags)}
+    counts = {"points": len(info.points), "params": len(info.params),
+              "tags": sum(not k.startswith("mlflow.") for k in info.tags)}
+    result.counts = {k: v for k, v in counts.items() if v}
     if info.artifacts:
         result.skipped.append(f"artifacts: {info.artifacts} file(s) in {info.artifact_uri} "
                               f"(files stay where they are)")
