@@ -17,7 +17,6 @@ decode (W&B writes non-finite floats as bare ``NaN``/``Infinity``) falls back to
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -263,8 +262,6 @@ class _Reader:
                     self.run.skipped["summary typed values (histograms, media: in the history)"] += 1
                 elif isinstance(v, dict) and v:
                     walk(name + ".", v)
-                elif isinstance(v, float) and not math.isfinite(v):
-                    flat[name] = repr(v)
                 else:
                     flat[name] = v
 
