@@ -21,7 +21,12 @@ What reaches W&B, per event kind (W&B step = runlake step):
   the last segment is sealed) ``finish(exit_code=0|1)``.
 
 W&B keeps steps increasing: a value at a step below one already logged is not mirrored
-(counted in :attr:`WandbMirror.skipped`, one warning). A failure of wandb itself (not
+(counted in :attr:`WandbMirror.skipped`, one warning). W&B's ``run.log`` costs ~0.3-2 ms of
+the writer thread per step (a round trip to ``wandb-core``), 1000x runlake's ``log``: so that
+a fast loop can never make the writer fall behind (the segments would wait), the mirror works
+at most as long as it waited (:data:`BUDGET`): a batch with more steps than that allows is
+thinned to evenly spaced steps (counted, one warning); histograms, media, updates, alerts and
+the summary are never thinned. A failure of wandb itself (not
 installed, ``init`` or ``log`` raising) is one warning and the mirror turns off; a value it
 cannot convert is skipped and counted. The segments never depend on the mirror.
 """
@@ -34,6 +39,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -45,7 +51,7 @@ from runlake.schemas.errors import ConfigError, RunlakeWarning
 from runlake.schemas.metric_keys import system_key
 from runlake.schemas.severity import severity_rank
 
-__all__ = ["WANDB_INIT_ARGS", "WandbMirror", "check_option", "wandb_init_kwargs"]
+__all__ = ["BUDGET", "WANDB_INIT_ARGS", "WandbMirror", "check_option", "wandb_init_kwargs"]
 
 WANDB_INIT_ARGS = frozenset({
     "allow_val_change", "anonymous", "config", "config_exclude_keys", "config_include_keys",
@@ -55,6 +61,10 @@ WANDB_INIT_ARGS = frozenset({
 })
 """The keyword arguments of ``wandb.init`` a ``wandb={...}`` dict may hold (checked at
 ``runlake.init``, which must not import wandb to look them up)."""
+
+BUDGET = 1.0
+"""Seconds the mirror may spend handing history rows to W&B per second it waited since its
+previous batch (1.0: half the writer thread's time at most; :meth:`WandbMirror._thin`)."""
 
 _SETTINGS = {"console": "off", "x_disable_stats": True}
 """W&B settings the mirror defaults to: runlake captures the console and samples the system
@@ -128,9 +138,14 @@ class WandbMirror:
         run_dir: the run's folder, where media blobs live.
     """
 
-    def __init__(self, init_kwargs: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
+    def __init__(self, init_kwargs: Mapping[str, Any], run_dir: str | os.PathLike, *,
+                 budget: float = BUDGET) -> None:
         self.init_kwargs = dict(init_kwargs)
         self.run_dir = Path(run_dir)
+        self.budget = float(budget)
+        self.row_cost_s = 1e-3
+        """Seconds one W&B history row costs this writer thread (measured, moving average)."""
+        self._since = time.monotonic()  # when the previous batch was done
         self.run: Any = None
         """The W&B run, once started (on the writer thread)."""
         self.off: str | None = None
@@ -144,15 +159,20 @@ class WandbMirror:
         self._staging: Path | None = None
         self._finished = False
         self._exit_code = 0
+        self._rows = 0  # history rows handed to W&B
+        self._keep: set[int] | None = None  # this batch's metrics steps, when thinned
 
     # -- the writer thread's calls -------------------------------------------------------
     def write_events(self, events: Iterable[Any]) -> int:
         """Mirror ``events`` (one written batch); returns how many were forwarded."""
         if self.off is not None or self._finished:
             return 0
+        idle = time.monotonic() - self._since
         if self.run is None and not self._start():
             return 0
-        count = 0
+        events = list(events)
+        self._keep = self._thin(events, idle)
+        count, rows, t0 = 0, self._rows, time.monotonic()
         try:
             for ev in events:
                 handler = self._HANDLERS.get(ev.__struct_config__.tag)
@@ -161,7 +181,30 @@ class WandbMirror:
             self._commit()
         except Exception as exc:  # wandb itself failed: one warning, the mirror turns off
             self._turn_off("cannot log to W&B", exc)
+        if self._rows > rows:
+            spent = (time.monotonic() - t0) / (self._rows - rows)
+            self.row_cost_s += 0.5 * (spent - self.row_cost_s)
+        self._since = time.monotonic()
         return count
+
+    def _thin(self, events: list, idle: float) -> set[int] | None:
+        """The metrics steps of this batch to mirror (None: all of them).
+
+        More steps than ``budget * idle / row_cost_s`` (``idle``: seconds since the previous
+        batch was done): evenly spaced ones, the batch's first and last among them, the rest
+        counted (``skipped["thinned"]``).
+        """
+        steps = list(dict.fromkeys(ev.step for ev in events if ev.__struct_config__.tag == "metrics"))
+        allowed = max(2, int(self.budget * idle / self.row_cost_s))
+        if len(steps) <= allowed:
+            return None
+        last = len(steps) - 1
+        keep = {steps[round(i * last / (allowed - 1))] for i in range(allowed)}
+        self._skip("thinned", f"{len(steps):,} steps in {idle:.2f} s, more than W&B takes at "
+                              f"{self.row_cost_s * 1e3:.2f} ms a row in half the writer's time: "
+                              f"{len(keep):,} evenly spaced steps mirrored, the segments keep "
+                              f"every step", len(steps) - len(keep))
+        return keep
 
     def close(self) -> None:
         """Finish the W&B run with ``run_end``'s exit code (0 without one); call at run end."""
@@ -202,11 +245,11 @@ class WandbMirror:
         warnings.warn(f"runlake: the W&B mirror is off: {self.off}{hint}; the run and its "
                       f"segments are unaffected", RunlakeWarning, stacklevel=2)
 
-    def _skip(self, cause: str, message: str) -> bool:
+    def _skip(self, cause: str, message: str, n: int = 1) -> bool:
         if not self.skipped[cause]:
             warnings.warn(f"runlake: W&B mirror: {message} (not mirrored; warned once, counted "
                           f"in the mirror's skipped[{cause!r}])", RunlakeWarning, stacklevel=2)
-        self.skipped[cause] += 1
+        self.skipped[cause] += n
         return False
 
     # -- history rows ------------------------------------------------------------------------
@@ -235,10 +278,13 @@ class WandbMirror:
         if self._row and self._row_step is not None:
             self.run.log(self._row, step=self._row_step)
             self._step = self._row_step
+            self._rows += 1
         self._row = {}
 
     # -- one handler per event kind --------------------------------------------------------
     def _metrics(self, ev: Any) -> bool:
+        if self._keep is not None and ev.step not in self._keep:
+            return False
         values = {k: x for k, v in ev.values.items() if (x := _number(v)) is not None}
         if ev.epoch is not None and "epoch" not in values:
             values["epoch"] = ev.epoch

@@ -2,7 +2,7 @@
 
 ``python _wandb_mirror_job.py '<json>'``: ``runlake.init(root=..., wandb=True)`` (W&B's
 offline mode and folder come from WANDB_MODE / WANDB_DIR), ``steps`` steps of two scalars
-with epochs, one user alert, then either ``finish()`` or (``"fail": true``) an uncaught
+with epochs (20 ms apart), one user alert, then either ``finish()`` or (``"fail": true``) an uncaught
 exception. While the run is live, a profile function on the main (training) thread records
 every call into the wandb package (``sys.setprofile`` is per thread: the writer thread's
 calls are not seen); the last stdout line is a JSON report.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 
@@ -35,6 +36,7 @@ def main() -> None:
         run.log({"loss": 1.0 / (step + 1), "acc": step / cfg["steps"]}, step=step, epoch=step // 10)
         if step % 25 == 0:
             run.flush()  # several batches reach the mirror while the run is live
+        time.sleep(0.02)  # a training step: 50 steps/s, well within what W&B takes unthinned
     run.alert("loss plateaued", severity="warning")
     report = {"run_id": run.id, "main_thread_wandb_calls": calls,
               "main_thread": main_thread}

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def test_every_kind_reaches_wandb(tmp_path, wandb_env):
     events = _events(run_dir)
     kwargs = wandb_init_kwargs({"dir": str(tmp_path)}, project="p", name="kinds", run_id="r1",
                                config={"lr": 0.1}, tags=[], group=None, resumed=False)
-    mirror = WandbMirror(kwargs, run_dir)
+    mirror = WandbMirror(kwargs, run_dir, budget=1e6)  # batches fed at once: never thinned
     with pytest.warns(Warning, match="step 2 after step 5"):
         mirror.write_events(events[:4])
         mirror.write_events(events[4:])  # a second batch continues the same W&B run
@@ -191,6 +192,40 @@ def test_every_kind_reaches_wandb(tmp_path, wandb_env):
     assert row[("img", "path")] in got.files
 
 
+def test_a_batch_too_big_for_wandb_is_thinned_evenly(tmp_path, wandb_env):
+    """1,000 steps handed over at once (far more than W&B takes in the time budget): evenly
+    spaced steps reach W&B, the first and last among them, the rest counted; a histogram at a
+    thinned step still arrives."""
+    from runlake.emitter.integrations.wandb_mirror import WandbMirror, wandb_init_kwargs
+    from runlake.emitter.testing import capture
+    from runlake.schemas.events import Histogram
+
+    import runlake
+
+    with capture() as events:
+        run = runlake.init("p", "fast", console=False, system_interval=0, online_checks=False)
+        for s in range(1000):
+            run.log({"loss": float(s)}, step=s)
+        run.finish()
+    end = events.pop()
+    hist = Histogram(v=1, run_id=run.id, writer=run.writer, seq=99_999, ts=end.ts, rank=0,
+                     key="h", edges=[0.0, 1.0], counts=[5.0], step=501)
+    kwargs = wandb_init_kwargs({"dir": str(tmp_path)}, project="p", name="fast", run_id="fast1",
+                               config={}, tags=[], group=None, resumed=False)
+    mirror = WandbMirror(kwargs, tmp_path / "none")
+    mirror.write_events(events[:1])  # run_start: starts W&B
+    with pytest.warns(runlake.RunlakeWarning, match="evenly spaced steps mirrored"):
+        mirror.write_events(events[1:503] + [hist] + events[503:] + [end])
+    mirror.close()
+    got = wandb_run(tmp_path)
+    steps = [s for s, _ in got.series("loss")]
+    assert steps[0] == 0 and steps[-1] == 999 and len(steps) < 500
+    assert all(v == s for s, v in got.series("loss"))
+    assert len(steps) + mirror.skipped["thinned"] == 1000
+    assert got.history[501][("h", "values")] == [5]
+    assert got.exit.exit_code == 0
+
+
 def test_both_mirrors_get_every_batch(tmp_path, wandb_env):
     """tensorboard= and wandb= together: TensorBoard and W&B each hold every step."""
     import runlake
@@ -204,6 +239,7 @@ def test_both_mirrors_get_every_batch(tmp_path, wandb_env):
             run.log({"loss": 1.0 / (s + 1)}, step=s)
             if s % 10 == 0:
                 run.flush()
+            time.sleep(0.02)  # W&B takes every step at this pace (no thinning)
     (logdir,) = (root / "tensorboard" / "p").iterdir()
     acc = EventAccumulator(str(logdir))
     acc.Reload()
