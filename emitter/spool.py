@@ -4,7 +4,9 @@ A run whose root is ``s3://bucket/prefix`` writes exactly what it would write to
 root, into a *spool* folder on the node (``$RUNLAKE_SPOOL``, else
 ``~/.cache/runlake/spool/<bucket>/<prefix>``): ``<project>/<run_id>/<writer>/<seq>.jsonl.zst``.
 Sealed spool files are uploaded once, with ``put_new``, to the same relative key under the
-prefix, and deleted once the upload is confirmed (:mod:`runlake.emitter.upload` does it
+prefix, and deleted once the upload is confirmed; a run's media blobs
+(``<project>/<run_id>/blobs/..``, :mod:`runlake.schemas.blobs`) the same way, always before
+the segments that name them (:func:`upload_blobs`) (:mod:`runlake.emitter.upload` does it
 while the process lives; :func:`push` does it for what a dead process left).
 
 Ownership. Every writer folder of a spool holds ``writer.lock``, ``flock``-ed by the live
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from runlake.schemas.blobs import BLOBS_DIR, is_sha256
 from runlake.schemas.errors import RootError
 from runlake.schemas.objects import ObjectStore, split_url
 from runlake.schemas.segments import (
@@ -54,6 +57,7 @@ __all__ = [
     "seal_leftover",
     "sealed_segments",
     "spool_url",
+    "upload_blobs",
     "upload_segment",
 ]
 
@@ -239,6 +243,52 @@ def upload_segment(store: ObjectStore, spool: Path, path: Path) -> int | None:
     return len(data)
 
 
+def upload_blobs(store: ObjectStore, spool: Path, run_dir: Path) -> tuple[int, int, list[str]]:
+    """Upload the media blobs of a spool run folder (``<run>/blobs/..``), deleting each once
+    confirmed; a blob already in the bucket with the same size counts (its name is its hash).
+
+    Called before the segments listed *earlier* are uploaded: any segment sealed before
+    the call names only blobs written before it, so an object-store reader never meets a
+    media event whose blob is not there yet.
+
+    Emptied ``blobs`` folders are removed (so the spool drains); another writer of the run
+    writing a blob meanwhile makes its folder again (:func:`~runlake.schemas.blobs.write_blob`).
+
+    Returns:
+        ``(uploaded, bytes, conflicts)``: conflicts are the keys held by an object of
+        another size (the local blob is kept).
+
+    Raises:
+        ObjectStoreError: a request failed after its retries (the blobs are kept).
+    """
+    uploaded, total, conflicts = 0, 0, []
+    top = run_dir / BLOBS_DIR
+    try:
+        folders = sorted(os.listdir(top))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, 0, []
+    for folder in folders:
+        try:
+            names = sorted(n for n in os.listdir(top / folder) if is_sha256(n))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            n = upload_segment(store, spool, top / folder / name)  # the same confirm rule
+            if n is None:
+                conflicts.append(f"{(top / folder / name).relative_to(spool)}")
+            elif n:
+                uploaded, total = uploaded + 1, total + n
+        try:
+            os.rmdir(top / folder)  # only once empty
+        except OSError:
+            pass
+    try:
+        os.rmdir(top)
+    except OSError:
+        pass
+    return uploaded, total, conflicts
+
+
 @dataclass
 class PushReport:
     """What :func:`push` did: counts, and one line per thing it left in the spool."""
@@ -246,6 +296,7 @@ class PushReport:
     spool: Path
     url: str
     uploaded: int = 0
+    blobs: int = 0
     bytes: int = 0
     sealed: int = 0
     torn_bytes: int = 0
@@ -254,6 +305,7 @@ class PushReport:
 
     def rows(self) -> list[list[Any]]:
         return [["uploaded", self.uploaded, f"{self.bytes:,} bytes to {self.url}"],
+                ["media blobs uploaded", self.blobs, "before the segments naming them"],
                 ["sealed leftovers", self.sealed, f"{self.torn_bytes:,} torn bytes cut"],
                 ["live writers skipped", len(self.live), "; ".join(self.live)],
                 ["left in the spool", len(self.left), "; ".join(self.left)]]
@@ -311,7 +363,12 @@ def _push_writer(store: ObjectStore, spool: Path, writer: Path, report: PushRepo
         sealed, torn = seal_leftover(path)
         report.torn_bytes += torn
         report.sealed += sealed is not None
-    for path in sealed_segments(writer):
+    segments = sealed_segments(writer)  # listed before the blobs: see upload_blobs
+    n, size, conflicts = upload_blobs(store, spool, writer.parent)
+    report.blobs += n
+    report.bytes += size
+    report.left += [f"{c}: exists in the bucket with another size (kept)" for c in conflicts]
+    for path in segments:
         n = upload_segment(store, spool, path)
         if n is None:
             report.left.append(f"{path.relative_to(spool)}: {store.url_of(path.relative_to(spool).as_posix())} "

@@ -7,7 +7,10 @@ also seals its segment every ``upload_interval`` seconds (``RUNLAKE_UPLOAD_INTER
 default 5) and hands each sealed file to an :class:`Uploader` thread. The uploader puts
 sealed files oldest first with ``put_new`` at the same relative key
 (``<prefix>/<project>/<run_id>/<writer>/<seq>.jsonl.zst``) and deletes each once confirmed,
-so every object is one sealed segment, written once, never appended or replaced.
+so every object is one sealed segment, written once, never appended or replaced. Before
+each round of segments it uploads the run's media blobs (``<run>/blobs/..``, written by
+``log_media`` into the spool run folder), so a segment is never in the bucket before a
+blob it names.
 
 The training thread never touches the network: boto3 is imported, the client made and
 every request sent on the uploader thread. When the endpoint is down, refuses the
@@ -40,7 +43,7 @@ from typing import Any
 from runlake.emitter.run import FINISH_TIMEOUT_S
 from runlake.emitter.sink import FileSink
 from runlake.emitter.spool import (
-    WriterLock, claim_spool, default_spool, sealed_segments, upload_segment,
+    WriterLock, claim_spool, default_spool, sealed_segments, upload_blobs, upload_segment,
 )
 from runlake.emitter.writer import encode_batch
 from runlake.schemas.errors import ConfigError, RootError, RunlakeWarning
@@ -236,7 +239,15 @@ class Uploader:
 
     def _upload_all(self, store: ObjectStore) -> None:
         try:
-            for path in sealed_segments(self.directory):
+            segments = sealed_segments(self.directory)  # before the blobs: see upload_blobs
+            if segments:
+                _, _, conflicts = upload_blobs(store, self.settings.spool, self.directory.parent)
+                for key in conflicts:
+                    if key not in self._conflicts:
+                        self._conflicts.add(key)
+                        _warn(f"{store.url_of(key)} exists with another size; the blob "
+                              f"{self.settings.spool / key} is kept, not uploaded")
+            for path in segments:
                 if path.name in self._conflicts:
                     continue
                 try:

@@ -82,10 +82,17 @@ def write_blob(run_dir: str | os.PathLike, data: bytes) -> str:
             return sha
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{sha}.{os.getpid()}.tmp")
+    for attempt in range(3):  # an uploader may remove an emptied folder between the two
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            f = open(tmp, "wb")
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     try:
-        with open(tmp, "wb") as f:
+        with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
