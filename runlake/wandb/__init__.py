@@ -33,6 +33,7 @@ from runlake.wandb._config import Config
 from runlake.wandb._errors import Error
 from runlake.wandb._null import NullRun as _NullRun
 from runlake.wandb._run import WandbRun as Run
+from runlake.wandb._shim import install
 from runlake.wandb._types import Audio, Histogram, Html, Image, Table, Video
 
 __all__ = [
@@ -58,10 +59,12 @@ __all__ = [
     "define_metric",
     "finish",
     "init",
+    "install",
     "log",
     "log_artifact",
     "login",
     "mark_preempting",
+    "require",
     "run",
     "save",
     "setup",
@@ -126,6 +129,7 @@ def _activate(r: Run | None) -> None:
     module.run = r
     module.config = r.config if r is not None else _PreInit("wandb.config")
     module.summary = r.summary if r is not None else _PreInit("wandb.summary")
+    module.log = r.log if r is not None else _log  # the run's own closure: no extra call
 
 
 def _finished(r: Run) -> None:
@@ -221,8 +225,12 @@ def _current(what: str) -> Run:
 
 
 def log(data: dict[str, _Any], step: int | None = None, commit: bool | None = None) -> None:
-    """``wandb.run.log(...)`` (W&B's step rules: :mod:`runlake.wandb._run`)."""
+    """``wandb.run.log(...)`` (W&B's step rules: :mod:`runlake.wandb._run`); while a run is
+    live, ``wandb.log`` is that run's own ``log``."""
     _current("log").log(data, step, commit)
+
+
+_log = log
 
 
 def define_metric(name: str, step_metric: _Any = None, step_sync: bool | None = None,
@@ -265,6 +273,10 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
     """Finish the current run (no-op when none is live); ``exit_code`` != 0 -> failed."""
     if run is not None:
         run.finish(exit_code=exit_code, quiet=quiet)
+
+
+def require(*args: _Any, **kwargs: _Any) -> None:
+    """No-op (W&B's feature flags; Lightning calls ``wandb.require("service")``)."""
 
 
 def login(*args: _Any, **kwargs: _Any) -> bool:

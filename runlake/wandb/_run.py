@@ -59,10 +59,12 @@ class WandbRun:
         self._notes = notes
         self.config = config
         self._state = SummaryState()
-        self.summary = Summary(self._state)
+        self.summary = Summary(self._state, self._summary_set)
         self._rules = Rules()
         self._plain: set[str] = set()
         self._pending: dict[str, Any] = {}
+        self._plain_pending = True  # the pending row holds plain keys only, no summary is dirty
+        self._hold = False  # a pending row or explicit summary values: log() takes the slow path
         self._cur = rl.step + 1
         self._warned: set[str] = set()
         self._watches: list[Any] = []
@@ -114,27 +116,40 @@ class WandbRun:
     # -- log ---------------------------------------------------------------------------------
     def _make_log(self) -> Callable[..., None]:
         run = self
+        rl = self.runlake
         plain = self._plain.issuperset
         last_update = self._state.values.update
-        state = self._state
         slow = self._log_slow
-        _float, _dict = float, dict
+        _float, _dict, _int = float, dict, int
 
         def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
             """Log a row of values at W&B's current step (module docstring: the rules)."""
-            if step is None and commit is None and data.__class__ is _dict and plain(data) \
-                    and not run._pending:
+            if step is None and commit is None and not run._hold and data.__class__ is _dict \
+                    and plain(data):
                 try:
                     s = sum(data.values(), 0.0)
                 except Exception:
                     s = None
                 if s.__class__ is _float:
                     cur = run._cur
-                    run.runlake.log(data, cur)
+                    rl.log(data, cur)
                     run._cur = cur + 1
                     last_update(data)
-                    if state.dirty:
-                        run._flush_summary()
+                    return
+            elif step.__class__ is _int and step > run._cur and commit is None \
+                    and run._plain_pending and data.__class__ is _dict and plain(data):
+                try:  # log(d, step=s), s rising: commit the pending row, d becomes pending
+                    s = sum(data.values(), 0.0)
+                except Exception:
+                    s = None
+                if s.__class__ is _float:
+                    pending = run._pending
+                    if pending:
+                        rl.log(pending, run._cur)
+                        last_update(pending)
+                    run._pending = data.copy()
+                    run._cur = step
+                    run._hold = True
                     return
             slow(data, step, commit)
 
@@ -161,6 +176,8 @@ class WandbRun:
         self._merge(self._pending, data, "")
         if (step is None and commit is None) or commit:
             self._commit(advance=True)
+        self._hold = bool(self._pending or self._state.dirty)
+        self._plain_pending = not self._state.dirty and self._plain.issuperset(self._pending)
 
     def _merge(self, row: dict[str, Any], data: Mapping[str, Any], prefix: str) -> None:
         values = self._state.values
@@ -237,6 +254,10 @@ class WandbRun:
             agg = state.aggs[key] = Aggregate(rule.summary)
         agg.add(float(value))
 
+    def _summary_set(self) -> None:
+        self._plain_pending = False
+        self._hold = True  # the next log() writes the explicit values (one update event)
+
     def _flush_summary(self) -> None:
         dirty, self._state.dirty = self._state.dirty, {}
         if dirty:
@@ -255,6 +276,7 @@ class WandbRun:
                           self._rules.by_name.get(name), overwrite)
         self._rules.add(rule)
         self._plain.clear()  # which keys are plain is decided again, once per key
+        self._plain_pending = not self._pending
         self.runlake.update(metrics={rule.name: rule.as_event()})
         return rule
 
@@ -339,10 +361,7 @@ class WandbRun:
         self._commit(advance=False)
         self._finished = True
         self.unwatch()
-        summary = self._state.final()
-        for k, v in self._state.dirty.items():
-            if v is None and k not in summary:
-                summary[k] = None  # deleted after being recorded
+        summary = self._state.final()  # a deleted key went out as null with the pending row
         failed = exit_code not in (None, 0)
         self.runlake.finish("failed" if failed else "finished", summary=summary,
                             exit_reason=f"exit code {exit_code}" if failed else None)
