@@ -38,7 +38,7 @@ WARM_MODULES = LANDING_MODULES + (
     "runlake.dashboard.view_charts", "runlake.dashboard.view_compare",
     "runlake.dashboard.view_anomalies", "runlake.dashboard.view_lineage",
     "runlake.dashboard.view_logs", "runlake.dashboard.view_sql",
-    "runlake.dashboard.view_params",
+    "runlake.dashboard.view_params", "runlake.analysis.media", "runlake.dashboard.view_media",
 )
 """Everything the app's views import: the landing view's first, the other views' after."""
 

@@ -47,6 +47,7 @@ __all__ = [
     "chart_params",
     "focus",
     "init_selection",
+    "media_focus",
     "open_chart",
     "panel_text",
     "parse_filter",
@@ -66,6 +67,7 @@ __all__ = [
 VIEWS: dict[str, str] = {
     "runs": "Runs",
     "charts": "Charts",
+    "media": "Media",
     "compare": "Compare",
     "params": "Hyperparameters",
     "anomalies": "Anomalies",
@@ -179,6 +181,12 @@ def _check_url() -> list[str]:
             except ValueError as exc:
                 notices.append(f"?{name}= ignored: {exc}.")
                 del params[name]
+    if "step" in params:  # the Media view's step
+        try:
+            parse_step(params["step"])
+        except ValueError as exc:
+            notices.append(f"?step= ignored: {exc}.")
+            del params["step"]
     if len(steps) == 2 and steps["from"] > steps["to"]:
         notices.append(f"?from={steps['from']} is after ?to={steps['to']}; both ignored.")
         del params["from"], params["to"]
@@ -338,6 +346,18 @@ def focus() -> dict[str, str | int]:
             except ValueError:
                 pass  # reported by init_selection
     return out
+
+
+def media_focus() -> tuple[tuple[str, ...] | None, int | None]:
+    """The Media view's URL: the keys ``?keys=`` names (``?key=`` too; None: absent) and
+    the ``?step=`` to show (None: absent or malformed)."""
+    params = st.query_params
+    keys = tuple(k for p in _panels(params["keys"]) for k in p) if "keys" in params else None
+    try:
+        step = parse_step(params["step"]) if "step" in params else None
+    except ValueError:
+        step = None  # reported by init_selection
+    return keys or None, step
 
 
 def chart_params(
