@@ -1,6 +1,6 @@
 """Overhead of runlake.torch.watch() at its default interval on a small CPU MLP.
 
-One command:  .venv/bin/python bench/bench_watch.py [--reps 30] [--steps 200] [--every 50]
+One command:  .venv/bin/python bench/bench_watch.py [--reps 30] [--steps 200] [--every 50] [--histograms]
 
 A = the training loop logging its loss with run.log every step; B = the same loop with
 watch(model, run) installed. Repetitions alternate A/B/A/B so drift in machine load hits
@@ -8,7 +8,8 @@ both alike; the script prints the median step time of each and the ratio B/A. On
 machine shared with other work the medians swing by more than the effect measured, so it
 also measures B's two costs in isolation (best of 60 interleaved short rounds): the idle
 hooks on an unwatched step and the extra time of one watched step, and derives the
-overhead per step at the interval. Target: <= 2% (docs/performance.md).
+overhead per step at the interval. Target: <= 2% (docs/performance.md). ``--histograms``
+measures ``watch(log_histograms=True)`` (per-tensor quantiles and histogram events) instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="training steps per repetition")
     parser.add_argument("--every", type=int, default=50, help="watch interval (default: watch's default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--histograms", action="store_true", help="watch(log_histograms=True)")
     args = parser.parse_args()
 
     import torch
@@ -61,7 +63,7 @@ def main() -> None:
         a, b = [], []
         for _ in range(args.reps):
             a.append(loop(args.steps))
-            handle = watch(model, run, every=args.every)
+            handle = watch(model, run, every=args.every, log_histograms=args.histograms)
             b.append(loop(args.steps))
             handle.remove()
         # The parts of B's cost in isolation, best of interleaved rounds (robust to load
@@ -80,7 +82,7 @@ def main() -> None:
             idle = watch(model, run, every=10**9)
             hooked.append(steps(20))
             idle.remove()
-            handle = watch(model, run, every=1)
+            handle = watch(model, run, every=1, log_histograms=args.histograms)
             watched.append(steps(3))
             handle.remove()
         bare, hooked, watched = min(bare), min(hooked), min(watched) - min(bare)
@@ -90,7 +92,7 @@ def main() -> None:
     print(f"model: MLP 64-256-256-10 ({sum(p.numel() for p in model.parameters()):,} params), batch 64, "
           f"Adam, {args.threads} thread(s); {args.reps} x {args.steps} steps per variant, interleaved")
     print(f"A  without watch        median step {ma * 1e6:8.1f} us   (min {min(a) * 1e6:.1f})")
-    print(f"B  watch(every={args.every:<4d})    median step {mb * 1e6:8.1f} us   (min {min(b) * 1e6:.1f})")
+    print(f"B  watch(every={args.every:<4d}{', histograms' if args.histograms else ''})    median step {mb * 1e6:8.1f} us   (min {min(b) * 1e6:.1f})")
     print(f"ratio B/A (median) {mb / ma:.4f}   overhead {100 * (mb / ma - 1):+.2f}%   target <= +2%")
     print(f"ratio B/A (best repetition) {min(b) / min(a):.4f}")
     per_step = max(hooked - bare, 0.0) + watched / args.every

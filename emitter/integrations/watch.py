@@ -22,8 +22,13 @@ Metric keys (``<name>`` is the parameter's name from ``named_parameters()``):
 * ``cuda/allocated_mib``, ``cuda/reserved_mib``, ``cuda/peak_mib`` when the model is on a
   CUDA device (untested without a GPU);
 * with ``log_histograms=True`` also ``grad|param/{mean,std,max_abs,p01,p50,p99}/<name>``
-  per tensor. runlake has no histogram event; quantiles summarise the distribution
-  (computed on at most 1M entries per tensor, strided).
+  per tensor (quantiles computed on at most 1M entries per tensor, strided: dashboards and
+  online checks read them as metrics), and one ``histogram`` event per tensor,
+  ``grad/<name>`` and ``param/<name>``: 64 equal-width buckets between the tensor's min and
+  max (``torch.histc`` over every entry, all tensors moved to the CPU in one transfer) with
+  its min/max/num/sum/sum_squares (from the norms and sums already computed). A tensor
+  holding NaN/Inf is histogrammed by ``run.log_histogram(values=...)``, which leaves those
+  values out and counts them.
 
 Gradients are read as they are when ``optimizer.step()`` runs: with AMP's ``GradScaler``
 they are still scaled unless ``scaler.unscale_(optimizer)`` was called first.
@@ -37,10 +42,11 @@ from typing import Any, Callable
 from runlake.emitter.integrations.throughput import log_at
 from runlake.schemas.errors import ConfigError
 
-__all__ = ["WatchHandle", "watch"]
+__all__ = ["HISTOGRAM_BINS", "WatchHandle", "watch"]
 
 _QUANTILES = (0.01, 0.5, 0.99)
 _MAX_QUANTILE_ENTRIES = 1 << 20
+HISTOGRAM_BINS = 64
 
 
 class WatchHandle:
@@ -122,10 +128,15 @@ class WatchHandle:
         if self.steps % self.every:
             return
         prev, self._prev = self._prev, None
-        values = self.compute(prev)
+        values, hists = self._measure(prev)
         run = self.run
         step = self._step_fn() if self._step_fn is not None else run.step + 1
         log_at(run, values, step)
+        for key, edges, counts, stats, tensor in hists:
+            if edges is None:  # NaN/Inf inside: the emitter's own path leaves them out, counted
+                run.log_histogram(key, tensor, bins=HISTOGRAM_BINS, step=step)
+            else:
+                run.log_histogram(key, edges=edges, counts=counts, stats=stats, step=step)
 
     def compute(self, prev: list[Any] | None = None) -> dict[str, float]:
         """The statistics for the current parameters and gradients (see module docstring).
@@ -137,6 +148,11 @@ class WatchHandle:
         Returns:
             A flat mapping of metric key to float.
         """
+        return self._measure(prev)[0]
+
+    def _measure(self, prev: list[Any] | None) -> tuple[dict[str, float], list[tuple]]:
+        """The metrics, and (with ``log_histograms``) the histograms as ``(key, edges,
+        counts, stats, tensor)``; edges None for a tensor with NaN/Inf (see module docstring)."""
         torch = self._torch
         out: dict[str, float] = {}
         with torch.no_grad():
@@ -167,17 +183,22 @@ class WatchHandle:
             out["update/ratio"] = total_d / total_p if total_p > 0 else math.nan
             for name, d, p in zip(self.names, dn, pn):
                 out[f"update/ratio/{name}"] = d / p if p > 0 else math.nan
+        hists: list[tuple] = []
         if self.log_histograms:
             self._histograms(out, "param", self.names, self.params)
+            jobs = self._buckets("param", self.names, self.params, unpacked["param"])
             if grads:
-                self._histograms(out, "grad", [self.names[i] for i in gidx], grads)
+                gnames = [self.names[i] for i in gidx]
+                self._histograms(out, "grad", gnames, grads)
+                jobs += self._buckets("grad", gnames, grads, unpacked["grad"])
+            hists = self._collect(jobs)
         if self.params and self.params[0].is_cuda:  # pragma: no cover - needs a GPU
             dev = self.params[0].device
             mib = 1 << 20
             out["cuda/allocated_mib"] = torch.cuda.memory_allocated(dev) / mib
             out["cuda/reserved_mib"] = torch.cuda.memory_reserved(dev) / mib
             out["cuda/peak_mib"] = torch.cuda.max_memory_allocated(dev) / mib
-        return out
+        return out, hists
 
     def _stats(self, tensors: list[Any]) -> list[Any]:
         """Per tensor: L2 norm, min, max, sum; flattened as [norms..., mins..., maxes..., sums...].
@@ -208,6 +229,38 @@ class WatchHandle:
             out[f"{prefix}/mean"] = mean
             out[f"{prefix}/std"] = math.sqrt(max(sumsq / count - mean * mean, 0.0))
             out[f"{prefix}/max_abs"] = max(max(highs), -min(lows))
+
+    def _buckets(self, prefix: str, names: list[str], tensors: list[Any], numbers: list[float]) -> list[tuple]:
+        """Per tensor: ``(key, counts tensor or None, lo, hi, stats, tensor)``, counts on the device."""
+        torch = self._torch
+        n = len(names)
+        norms, lows, highs, sums = (numbers[i * n:(i + 1) * n] for i in range(4))
+        jobs = []
+        for name, t, norm, lo, hi, total in zip(names, tensors, norms, lows, highs, sums):
+            if not t.numel():
+                continue
+            key = f"{prefix}/{name}"
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                jobs.append((key, None, lo, hi, None, t.detach()))
+                continue
+            stats = {"min": lo, "max": hi, "num": float(t.numel()), "sum": total, "sum_squares": norm * norm}
+            if lo == hi:  # numpy's rule for one distinct value
+                lo, hi = lo - 0.5, hi + 0.5
+            counts = torch.histc(t.detach().flatten().float(), bins=HISTOGRAM_BINS, min=lo, max=hi)
+            jobs.append((key, counts, lo, hi, stats, t))
+        return jobs
+
+    def _collect(self, jobs: list[tuple]) -> list[tuple]:
+        """The histograms of ``jobs`` with their counts moved to the CPU in one transfer."""
+        done = [j for j in jobs if j[1] is not None]
+        rows = self._torch.stack([j[1] for j in done]).cpu().tolist() if done else []
+        out = []
+        for (key, _, lo, hi, stats, _t), counts in zip(done, rows):
+            width = (hi - lo) / HISTOGRAM_BINS
+            edges = [lo + i * width for i in range(HISTOGRAM_BINS)] + [hi]
+            out.append((key, edges, counts, stats, None))
+        out += [(key, None, None, None, t) for key, c, _, _, _, t in jobs if c is None]
+        return out
 
     def _histograms(self, out: dict, prefix: str, names: list[str], tensors: list[Any]) -> None:
         torch = self._torch
@@ -241,7 +294,8 @@ def watch(
         run: the runlake Run receiving ``metrics`` events.
         every: interval in optimizer steps (>= 1). The default 50 keeps the overhead of a
             small CPU model under 2% (``docs/performance.md``).
-        log_histograms: also record per-tensor mean/std/max and quantiles.
+        log_histograms: also record per-tensor mean/std/max and quantiles, and a
+            histogram event per tensor (``grad/<name>``, ``param/<name>``, 64 buckets).
         optimizer: hook this optimizer only. By default every ``torch.optim`` optimizer
             that updates one of the model's parameters is hooked (global hooks); pass it
             when the model's parameters are split over several optimizers, so a training
