@@ -270,17 +270,18 @@ def media_fields(run, key: Any, data: Any, *, media, step, caption, mime, name, 
     extra = {} if meta is None else _jsonable(run, meta, "meta")
     if not isinstance(extra, dict):
         extra = bad(run, "bad_value", f"meta must be a mapping, got {describe(meta)}", {})
-    try:
-        sha = write_blob(run.dir, blob.data)
+    fields = dict(key=key, media=blob.media, bytes=len(blob.data), mime=blob.mime,
+                  step=step_or(run, step, run._default_step()),
+                  caption=None if caption is None else truncate(safe_str(caption)),
+                  name=truncate(safe_str(name), 1024) if name is not None else blob.name,
+                  meta={**blob.meta, **extra})
+    try:  # last: nothing after it can refuse the event, so no blob is written for nothing
+        fields["sha256"] = write_blob(run.dir, blob.data)
     except OSError as exc:
         run._drop("media_io_error", f"log_media({key!r}): cannot write the blob under "
                   f"{run.dir}: {exc.strerror or exc}; the event was dropped")
         return None
-    return dict(key=key, media=blob.media, sha256=sha, bytes=len(blob.data), mime=blob.mime,
-                step=step_or(run, step, run._default_step()),
-                caption=None if caption is None else truncate(safe_str(caption)),
-                name=truncate(safe_str(name), 1024) if name is not None else blob.name,
-                meta={**blob.meta, **extra})
+    return fields
 
 
 def _metric_spec(run, name: str, spec: Any) -> dict[str, Any] | None:

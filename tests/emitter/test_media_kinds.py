@@ -321,3 +321,59 @@ def test_sniff():
     assert sniff(b"OggS\0") == "audio/ogg"
     assert sniff(b"\0\0\0\x18ftypmp42") == "video/mp4"
     assert sniff(b"plain") is None
+
+
+class _BadStr:
+    def __str__(self):
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+def _circular():
+    d = {}
+    d["self"] = d
+    return d
+
+
+HOSTILE = [
+    pytest.param(lambda r: r.log_histogram("h", torch.empty(3, device="meta")), id="h-meta"),
+    pytest.param(lambda r: r.log_histogram("h", [1.0], step="s", epoch=2**40,
+                                           stats={"min": "x", "bogus": 1}), id="h-args"),
+    pytest.param(lambda r: r.log_histogram("h", edges=[_BadStr()], counts=[]), id="h-edges"),
+    pytest.param(lambda r: r.log_histogram(_BadStr(), [1.0]), id="h-key"),
+    pytest.param(lambda r: r.log_media("m", torch.empty(2, 2, device="meta")), id="m-meta"),
+    pytest.param(lambda r: r.log_media("m", b"x", caption=_BadStr(), name=_BadStr(),
+                                       meta=_circular(), step=1.5), id="m-args"),
+    pytest.param(lambda r: r.log_media("m", np.zeros(8), sample_rate="fast"), id="m-rate"),
+    pytest.param(lambda r: r.log_media("m", {"columns": 5, "data": 3}), id="m-table"),
+    pytest.param(lambda r: r.log_media("m", "a\0b"), id="m-nul-path"),
+    pytest.param(lambda r: r.update(config=_circular(), tags=object(), notes=_BadStr(),
+                                    metrics={"x": 5}, step=2**70), id="u-args"),
+]
+
+
+@pytest.mark.parametrize("call", HOSTILE)
+def test_hostile_arguments_never_raise_with_strict_false(make, rl, call):
+    """strict=False: no raise, a counted drop, later events kept; strict: only our errors."""
+    lax = make(strict=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call(lax)
+        lax.log({"after": 1.0})
+        assert sum(lax.dropped.values()) >= 1
+    assert _events(rl, lax, "metrics")[-1].values == {"after": 1.0}
+    run = make()
+    with pytest.raises((runlake.EventValueError, runlake.ConfigError)) as info:
+        call(run)
+    assert len(str(info.value)) < 600
+
+
+def test_a_blob_that_cannot_be_written_drops_the_event_in_both_modes(make, rl):
+    """A disk error is no argument error: counted as media_io_error, never raised."""
+    run = make()
+    (run.dir / "blobs").write_text("a file where the blobs folder goes")
+    with pytest.warns(RunlakeWarning, match="cannot write the blob"):
+        assert run.log_media("m", b"data") is None
+    assert run.dropped == {"media_io_error": 1}
+    assert _events(rl, run, "media") == []
