@@ -139,12 +139,18 @@ def _histogram(run, key: str, values: Any, bins: int) -> dict[str, Any]:
     if arr is not None:
         import numpy as np
 
-        finite = arr[np.isfinite(arr)]
+        finite = arr
+        lo = hi = math.nan
+        if arr.size:
+            lo, hi = float(arr.min()), float(arr.max())  # NaN anywhere makes them NaN
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            finite = arr[np.isfinite(arr)]  # the rare case: pay for the mask only here
+            if finite.size:
+                lo, hi = float(finite.min()), float(finite.max())
         left_out = arr.size - finite.size
         if finite.size:
-            counts, edges = np.histogram(finite, bins=bins)
-            stats = dict(min=float(finite.min()), max=float(finite.max()),
-                         num=float(finite.size), sum=float(finite.sum()),
+            counts, edges = np.histogram(finite, bins=bins, range=(lo, hi))
+            stats = dict(min=lo, max=hi, num=float(finite.size), sum=float(finite.sum()),
                          sum_squares=float(np.dot(finite, finite)))
             edges, counts = edges.tolist(), counts.astype(np.float64).tolist()
     else:

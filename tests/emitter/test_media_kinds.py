@@ -377,3 +377,13 @@ def test_a_blob_that_cannot_be_written_drops_the_event_in_both_modes(make, rl):
         assert run.log_media("m", b"data") is None
     assert run.dropped == {"media_io_error": 1}
     assert _events(rl, run, "media") == []
+
+
+def test_histogram_of_one_distinct_value_and_of_a_plain_list(make, rl):
+    """One distinct value: numpy's rule (a bucket of width 1 around it); ints in a nested list."""
+    run = make()
+    run.log_histogram("same", [2.0, 2.0, 2.0], bins=2)
+    run.log_histogram("nested", [[1, 2], [3, 4]], bins=3)
+    same, nested = _events(rl, run, "histogram")
+    assert (same.edges, same.counts, same.min, same.max) == ([1.5, 2.0, 2.5], [0.0, 3.0], 2.0, 2.0)
+    assert nested.counts == [1.0, 1.0, 2.0] and (nested.num, nested.sum) == (4.0, 10.0)
