@@ -38,6 +38,7 @@ __all__ = [
     "MediaKinds",
     "histogram_fields",
     "media_fields",
+    "plain_histogram",
     "update_fields",
 ]
 
@@ -133,6 +134,23 @@ def _flat_values(values: Any) -> tuple[Any, list[float] | None]:
     return None, out
 
 
+def plain_histogram(values: list[float], bins: int
+                    ) -> tuple[list[float], list[float], dict[str, float]]:
+    """``numpy.histogram``'s equal-width buckets and the statistics, without numpy.
+
+    ``values`` are finite and not empty; one distinct value gets numpy's bucket of width 1.
+    """
+    lo, hi = min(values), max(values)
+    first, last = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    width = (last - first) / bins
+    edges = [first + i * width for i in range(bins)] + [last]
+    counts = [0.0] * bins
+    for v in values:
+        counts[min(int((v - first) / width), bins - 1)] += 1.0
+    return edges, counts, dict(min=lo, max=hi, num=float(len(values)), sum=math.fsum(values),
+                               sum_squares=math.fsum(v * v for v in values))
+
+
 def _histogram(run, key: str, values: Any, bins: int) -> dict[str, Any]:
     """Edges, counts and exact statistics of the finite ``values`` (non-finite counted)."""
     arr, plain = _flat_values(values)
@@ -154,21 +172,10 @@ def _histogram(run, key: str, values: Any, bins: int) -> dict[str, Any]:
                          sum_squares=float(np.dot(finite, finite)))
             edges, counts = edges.tolist(), counts.astype(np.float64).tolist()
     else:
-        finite_list = [v for v in plain if math.isfinite(v)]
-        left_out = len(plain) - len(finite_list)
-        finite = finite_list
-        if finite_list:
-            lo, hi = min(finite_list), max(finite_list)
-            if lo == hi:  # numpy's rule for one distinct value
-                lo, hi = lo - 0.5, hi + 0.5
-            width = (hi - lo) / bins
-            edges = [lo + i * width for i in range(bins)] + [hi]
-            counts = [0.0] * bins
-            for v in finite_list:
-                counts[min(int((v - lo) / width), bins - 1)] += 1.0
-            stats = dict(min=min(finite_list), max=max(finite_list), num=float(len(finite_list)),
-                         sum=math.fsum(finite_list),
-                         sum_squares=math.fsum(v * v for v in finite_list))
+        finite = [v for v in plain if math.isfinite(v)]
+        left_out = len(plain) - len(finite)
+        if finite:
+            edges, counts, stats = plain_histogram(finite, bins)
     if left_out:
         run._drop("nonfinite_histogram", f"log_histogram({key!r}): {left_out} NaN/Inf value(s)"
                   f" left out of the histogram (its statistics are of the finite values)",

@@ -387,3 +387,16 @@ def test_histogram_of_one_distinct_value_and_of_a_plain_list(make, rl):
     same, nested = _events(rl, run, "histogram")
     assert (same.edges, same.counts, same.min, same.max) == ([1.5, 2.0, 2.5], [0.0, 3.0], 2.0, 2.0)
     assert nested.counts == [1.0, 1.0, 2.0] and (nested.num, nested.sum) == (4.0, 10.0)
+
+
+@pytest.mark.parametrize("bins", [1, 7, 64])
+def test_the_numpy_free_histogram_matches_numpy(bins):
+    """The fallback for an emitter without numpy buckets like numpy.histogram."""
+    from runlake.emitter.media import plain_histogram
+
+    values = np.random.default_rng(bins).normal(size=2000).tolist() + [0.0, 0.0]
+    edges, counts, stats = plain_histogram(values, bins)
+    np_counts, np_edges = np.histogram(values, bins=bins)
+    assert edges == pytest.approx(np_edges.tolist(), rel=1e-12, abs=1e-12)
+    assert counts == np_counts.astype(float).tolist()
+    assert stats["sum_squares"] == pytest.approx(float(np.dot(values, values)), rel=1e-12)
