@@ -35,7 +35,7 @@ from runlake.schemas.errors import RunlakeWarning
 from runlake.wandb._config import Config
 from runlake.wandb._errors import Error
 from runlake.wandb._rules import Aggregate, Rule, Rules, parse_rule
-from runlake.wandb._summary import Summary, SummaryState
+from runlake.wandb._summary import Summary, SummaryState, recorded
 from runlake.wandb._types import Histogram, Media
 
 __all__ = ["WandbRun"]
@@ -261,7 +261,7 @@ class WandbRun:
     def _flush_summary(self) -> None:
         dirty, self._state.dirty = self._state.dirty, {}
         if dirty:
-            self.runlake.update(summary=dirty)
+            self.runlake.update(summary=recorded(dirty))
 
     # -- define_metric, watch, alert, save ---------------------------------------------------
     def define_metric(self, name: str, step_metric: Any = None, step_sync: bool | None = None,
@@ -349,7 +349,7 @@ class WandbRun:
         if self._finished:
             return
         self._commit(advance=False)
-        final = self._state.final()
+        final = recorded(self._state.final())
         if final:
             self.runlake.update(summary=final)
 
@@ -361,7 +361,7 @@ class WandbRun:
         self._commit(advance=False)
         self._finished = True
         self.unwatch()
-        summary = self._state.final()  # a deleted key went out as null with the pending row
+        summary = recorded(self._state.final())  # a deleted key went out as null already
         failed = exit_code not in (None, 0)
         self.runlake.finish("failed" if failed else "finished", summary=summary,
                             exit_reason=f"exit code {exit_code}" if failed else None)

@@ -7,7 +7,8 @@ the key); a value set explicitly (``summary["best"] = x``, ``summary.best = x``,
 
 Recording: explicit sets are batched (:attr:`SummaryState.dirty`) and written as one
 ``update`` event (``RunUpdate.summary``) at the next committed ``log()`` row or at
-``finish()``; the whole summary (logged values included) goes into ``run_end.summary``.
+``finish()``; the whole summary (logged values included) goes into ``run_end.summary``,
+in :func:`recorded`'s flat form (the view keeps W&B's nested one).
 The hot path only does ``values.update(row)``.
 """
 
@@ -18,7 +19,23 @@ from typing import Any, Callable, Iterator
 from runlake.emitter.jsonable import jsonable
 from runlake.wandb._rules import Aggregate
 
-__all__ = ["Summary", "SummaryState"]
+__all__ = ["Summary", "SummaryState", "recorded"]
+
+
+def recorded(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The summary as runlake stores it: nested dicts flattened with ``"."`` as W&B displays
+    them (``{"val/loss": {"min": 1}}`` -> ``"val/loss.min"``, the importer's form too);
+    media and histogram entries (``{"_type": ...}``) left out: their events hold them."""
+    out: dict[str, Any] = {}
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            if "_type" not in v:
+                out.update(recorded(v, f"{prefix}{k}."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) and "_type" in x for x in v):
+            continue
+        else:
+            out[prefix + k] = v
+    return out
 
 
 class SummaryState:

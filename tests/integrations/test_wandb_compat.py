@@ -107,10 +107,12 @@ def test_define_metric_summaries_globs_and_step_sync(tmp_path, events):
     run.finish()
     got = rows(events)
     assert got[1] == {"val/acc": 0.5, "gone": 1, "first": 10, "acc": 0.3, "epoch": 0}
-    summary = of_kind(events, "run_end")[0].summary
-    assert summary["val/acc"] == {"min": 0.5, "max": 0.7, "mean": pytest.approx(0.6)}
-    assert "gone" not in summary and summary["first"] == {"first": 10}
-    assert summary["acc"] == {"max": 0.9} and summary["train/loss"] == 1.0
+    assert run.summary["val/acc"] == {"min": 0.5, "max": 0.7, "mean": pytest.approx(0.6)}
+    summary = of_kind(events, "run_end")[0].summary  # stored flat, as W&B displays it
+    assert (summary["val/acc.min"], summary["val/acc.max"]) == (0.5, 0.7)
+    assert summary["val/acc.mean"] == pytest.approx(0.6)
+    assert "gone" not in summary and summary["first.first"] == 10
+    assert summary["acc.max"] == 0.9 and "acc" not in summary and summary["train/loss"] == 1.0
     defs = {k: v for u in of_kind(events, "update") for k, v in u.metrics.items()}
     assert defs["val/*"] == {"step_metric": "epoch", "step_sync": True,
                              "summary": "min,max,mean"}
@@ -185,6 +187,7 @@ def test_values_that_are_not_numbers(tmp_path, events):
     assert (hist.key, len(hist.counts), sum(hist.counts), hist.step) == ("arr", 32, 100, 0)
     summary = of_kind(events, "run_end")[0].summary
     assert summary["phase"] == "train" and summary["small"] == [0.0, 1.0, 2.0]
+    assert "arr" not in summary and run.summary["arr"]["_type"] == "histogram"
 
 
 def test_data_types_become_histogram_and_media_events(tmp_path, events):
