@@ -164,3 +164,21 @@ def test_nonfinite_histogram_values_are_dropped_not_loaded(tmp_path):
         (row,) = con.execute("SELECT counts, num FROM histograms").fetchall()
         dropped = con.execute("SELECT dropped FROM runs").fetchone()[0]
     assert row == ([1.0, 1.0], 2.0) and dropped == 2
+
+
+def test_a_linked_blobs_folder_is_no_refused_writer(tmp_path):
+    """Blobs moved to another disk behind a link: discovery skips `blobs` by name, so the
+    link is not reported as a refused writer folder; the media row loads."""
+    root = tmp_path / "root"
+    run = runlake.init(project="p", name="n", root=root, **QUIET)
+    sha = run.log_media("img", b"bytes", step=0)
+    run.finish()
+    elsewhere = tmp_path / "other-disk"
+    shutil.move(run.dir / "blobs", elsewhere)
+    (run.dir / "blobs").symlink_to(elsewhere, target_is_directory=True)
+    report = ingest(root=root)
+    assert report.problems == []
+    with read_store(root=root) as con:
+        assert con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+        (blob,) = con.execute("SELECT blob FROM media").fetchone()
+    assert verify_blob(root / blob, sha)  # readers follow the link
