@@ -25,10 +25,12 @@ Metric keys (``<name>`` is the parameter's name from ``named_parameters()``):
   per tensor (quantiles computed on at most 1M entries per tensor, strided: dashboards and
   online checks read them as metrics), and one ``histogram`` event per tensor,
   ``grad/<name>`` and ``param/<name>``: 64 equal-width buckets between the tensor's min and
-  max (``torch.histc`` over every entry, all tensors moved to the CPU in one transfer) with
-  its min/max/num/sum/sum_squares (from the norms and sums already computed). A tensor
-  holding NaN/Inf is histogrammed by ``run.log_histogram(values=...)``, which leaves those
-  values out and counts them.
+  max counting every entry, with its min/max/num/sum/sum_squares (from the norms and sums
+  already computed). The quantiles' sort also yields the counts (a ``searchsorted`` of 64
+  edges), so histograms cost next to nothing beyond the quantiles; every tensor's numbers
+  reach the CPU in one transfer. A tensor over 1M entries is counted by ``torch.histc``
+  (float32 counts); one holding NaN/Inf is histogrammed by ``run.log_histogram(values=...)``,
+  which leaves those values out and counts them.
 
 Gradients are read as they are when ``optimizer.step()`` runs: with AMP's ``GradScaler``
 they are still scaled unless ``scaler.unscale_(optimizer)`` was called first.
@@ -185,13 +187,12 @@ class WatchHandle:
                 out[f"update/ratio/{name}"] = d / p if p > 0 else math.nan
         hists: list[tuple] = []
         if self.log_histograms:
-            self._histograms(out, "param", self.names, self.params)
-            jobs = self._buckets("param", self.names, self.params, unpacked["param"])
-            if grads:
-                gnames = [self.names[i] for i in gidx]
-                self._histograms(out, "grad", gnames, grads)
-                jobs += self._buckets("grad", gnames, grads, unpacked["grad"])
-            hists = self._collect(jobs)
+            with torch.no_grad():
+                jobs = self._distributions("param", self.names, self.params, unpacked["param"])
+                if grads:
+                    jobs += self._distributions("grad", [self.names[i] for i in gidx], grads, unpacked["grad"])
+                rows = torch.stack([j[1] for j in jobs]).cpu().tolist() if jobs else []  # one transfer
+            hists = self._collect(out, jobs, rows)
         if self.params and self.params[0].is_cuda:  # pragma: no cover - needs a GPU
             dev = self.params[0].device
             mib = 1 << 20
@@ -230,52 +231,73 @@ class WatchHandle:
             out[f"{prefix}/std"] = math.sqrt(max(sumsq / count - mean * mean, 0.0))
             out[f"{prefix}/max_abs"] = max(max(highs), -min(lows))
 
-    def _buckets(self, prefix: str, names: list[str], tensors: list[Any], numbers: list[float]) -> list[tuple]:
-        """Per tensor: ``(key, counts tensor or None, lo, hi, stats, tensor)``, counts on the device."""
+    def _distributions(self, prefix: str, names: list[str], tensors: list[Any],
+                       numbers: list[float]) -> list[tuple]:
+        """Per tensor, on its device: ``(key suffix, row, edges, stats, tensor)``.
+
+        ``row`` = mean, std, max_abs, p01, p50, p99 of (at most 1M strided entries of) the
+        tensor, then its 64 bucket counts. One sort serves both: the quantiles are read
+        from it (linear interpolation, as ``torch.quantile``) and the counts are
+        ``searchsorted`` against the edges rounded up to float32 (exactly the entries in
+        ``[edges[i], edges[i+1])``, the last bucket closed). A tensor over 1M entries is
+        counted whole by ``torch.histc``; one holding NaN/Inf keeps ``torch.quantile`` and
+        gets no edges (``log_histogram(values=...)`` histograms it, see ``_post``).
+        """
         torch = self._torch
         n = len(names)
         norms, lows, highs, sums = (numbers[i * n:(i + 1) * n] for i in range(4))
         jobs = []
         for name, t, norm, lo, hi, total in zip(names, tensors, norms, lows, highs, sums):
-            if not t.numel():
+            flat = t.detach().float().flatten()
+            size = flat.numel()
+            if not size:
                 continue
-            key = f"{prefix}/{name}"
+            sample = flat if size <= _MAX_QUANTILE_ENTRIES else flat[:: -(-size // _MAX_QUANTILE_ENTRIES)]
+            head = [sample.mean(), sample.std(unbiased=False), sample.abs().max()]
             if not (math.isfinite(lo) and math.isfinite(hi)):
-                jobs.append((key, None, lo, hi, None, t.detach()))
+                q = torch.quantile(sample, torch.tensor(_QUANTILES, device=sample.device))
+                row = torch.cat([torch.stack(head), q, q.new_zeros(HISTOGRAM_BINS)])
+                jobs.append((f"{prefix}/{name}", row, None, None, t.detach()))
                 continue
-            stats = {"min": lo, "max": hi, "num": float(t.numel()), "sum": total, "sum_squares": norm * norm}
-            if lo == hi:  # numpy's rule for one distinct value
-                lo, hi = lo - 0.5, hi + 0.5
-            counts = torch.histc(t.detach().flatten().float(), bins=HISTOGRAM_BINS, min=lo, max=hi)
-            jobs.append((key, counts, lo, hi, stats, t))
+            ordered = sample.sort().values
+            m = ordered.numel()
+            pos = [q * (m - 1) for q in _QUANTILES]
+            below = [int(p) for p in pos]
+            at = torch.tensor(below + [min(b + 1, m - 1) for b in below], device=flat.device)
+            frac = torch.tensor([p - b for p, b in zip(pos, below)], device=flat.device)
+            picked = ordered[at]
+            quantiles = torch.lerp(picked[:3], picked[3:], frac)
+            a, b = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)  # numpy's rule for one value
+            width = (b - a) / HISTOGRAM_BINS
+            edges = [a + i * width for i in range(HISTOGRAM_BINS)] + [b]
+            if size <= _MAX_QUANTILE_ENTRIES:
+                starts = torch.searchsorted(ordered, _float32_ceil(torch, edges[:-1]).to(flat.device))
+                counts = torch.diff(starts, append=starts.new_tensor([m])).float()
+            else:
+                counts = torch.histc(flat, bins=HISTOGRAM_BINS, min=a, max=b)
+            row = torch.cat([torch.stack(head), quantiles, counts])
+            stats = {"min": lo, "max": hi, "num": float(size), "sum": total, "sum_squares": norm * norm}
+            jobs.append((f"{prefix}/{name}", row, edges, stats, None))
         return jobs
 
-    def _collect(self, jobs: list[tuple]) -> list[tuple]:
-        """The histograms of ``jobs`` with their counts moved to the CPU in one transfer."""
-        done = [j for j in jobs if j[1] is not None]
-        rows = self._torch.stack([j[1] for j in done]).cpu().tolist() if done else []
-        out = []
-        for (key, _, lo, hi, stats, _t), counts in zip(done, rows):
-            width = (hi - lo) / HISTOGRAM_BINS
-            edges = [lo + i * width for i in range(HISTOGRAM_BINS)] + [hi]
-            out.append((key, edges, counts, stats, None))
-        out += [(key, None, None, None, t) for key, c, _, _, _, t in jobs if c is None]
-        return out
-
-    def _histograms(self, out: dict, prefix: str, names: list[str], tensors: list[Any]) -> None:
-        torch = self._torch
-        q = torch.tensor(_QUANTILES)
-        for name, t in zip(names, tensors):
-            flat = t.detach().float().flatten()
-            if flat.numel() == 0:
-                continue
-            if flat.numel() > _MAX_QUANTILE_ENTRIES:
-                flat = flat[:: -(-flat.numel() // _MAX_QUANTILE_ENTRIES)]
-            stats = torch.stack(
-                [flat.mean(), flat.std(unbiased=False), flat.abs().max(), *torch.quantile(flat, q.to(flat.device))]
-            ).tolist()
-            for label, v in zip(("mean", "std", "max_abs", "p01", "p50", "p99"), stats):
+    @staticmethod
+    def _collect(out: dict, jobs: list[tuple], rows: list[list[float]]) -> list[tuple]:
+        """Fill the per-tensor metrics into ``out``; the histograms as ``(key, edges,
+        counts, stats, tensor)``."""
+        hists = []
+        for (key, _, edges, stats, tensor), row in zip(jobs, rows):
+            prefix, name = key.split("/", 1)
+            for label, v in zip(("mean", "std", "max_abs", "p01", "p50", "p99"), row):
                 out[f"{prefix}/{label}/{name}"] = v
+            hists.append((key, edges, row[6:] if edges is not None else None, stats, tensor))
+        return hists
+
+
+def _float32_ceil(torch: Any, values: list[float]) -> Any:
+    """The smallest float32 >= each value: ``x >= v`` <=> ``x >= ceil32(v)`` for float32 ``x``."""
+    t = torch.tensor(values, dtype=torch.float64)
+    f = t.float()
+    return torch.where(f.double() < t, torch.nextafter(f, torch.full_like(f, math.inf)), f)
 
 
 def watch(
