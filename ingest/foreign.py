@@ -22,9 +22,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from runlake.schemas.codec import encode_events, encode_nonfinite
+from runlake.schemas.codec import encode_events
 from runlake.schemas.events import Event, Log, Metrics
 from runlake.schemas.segments import check_name, frame_compressor, segment_name, writer_id
 
@@ -116,23 +116,17 @@ def project_name(raw: str | None, fallback: str) -> str:
 
 
 def metric_events(env: Envelope, rank: int,
-                  points: Iterable[tuple[int, int, str, float]]) -> Iterator[Metrics]:
-    """``metrics`` events for ``(step, ts_ns, key, value)`` points sorted by step and time.
+                  rows: Iterable[tuple[int, int, dict[str, Any]]]) -> Iterator[Metrics]:
+    """One ``metrics`` event per ``(step, ts_ns, {key: value})`` row, in the rows' order.
 
-    Points sharing a step and a timestamp form one event, so every point keeps its own
-    step and time exactly; a key seen twice at the same step and time (some tools keep
-    both values) starts a new event rather than losing one.
+    A row is what the source logged at one step and instant (an MLflow batch, a trackio
+    ``log`` call), so every point keeps its own step and time exactly. Values must be
+    JSON-ready: non-finite floats as runlake's tokens (:func:`encode_nonfinite`), which
+    the caller applies only where the source has any (a million points pay for it).
     """
-    group: dict[str, float] = {}
-    at = None
-    for step, ts, key, value in points:
-        if (step, ts) != at or key in group:
-            if group:
-                yield Metrics(*env(), at[1], rank, step=at[0], values=encode_nonfinite(group))
-            group, at = {}, (step, ts)
-        group[key] = value
-    if group:
-        yield Metrics(*env(), at[1], rank, step=at[0], values=encode_nonfinite(group))
+    for step, ts, values in rows:
+        if values:
+            yield Metrics(*env(), ts, rank, step=step, values=values)
 
 
 def report_logs(env: Envelope, ts: int, rank: int, result: Imported) -> list[Log]:

@@ -59,6 +59,7 @@ from runlake.ingest.foreign import (
     write_segment,
 )
 from runlake.ingest.mlflow_read import RunInfo, open_source
+from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, RunEnd, RunStart, RunUpdate
 from runlake.schemas.segments import check_name, resolve_root
@@ -135,8 +136,9 @@ def _config(info: RunInfo) -> tuple[dict, list[str], str | None]:
 def _events(info: RunInfo, result: Imported, project: str, writer: str, group: str | None) -> Iterator[Event]:
     config, tags, notes = _config(info)
     env = Envelope(result.run_id, writer)
-    first = min((p[1] for p in info.points), default=None)
-    last = max((p[1] for p in info.points), default=None)
+    rows = info.sorted_rows()
+    first = min((r[1] for r in rows), default=None)
+    last = max((r[1] for r in rows), default=None)
     start = info.start_ms if info.start_ms is not None else first if first is not None else (
         info.end_ms or 0)
     end = info.end_ms if info.end_ms is not None else last if last is not None else start
@@ -144,18 +146,19 @@ def _events(info: RunInfo, result: Imported, project: str, writer: str, group: s
                    config=config, tags=tags, argv=["runlake", "import", "mlflow"])
     if notes is not None:
         yield RunUpdate(*env(), start * _MS, 0, notes=notes)
-    yield from metric_events(env, 0, ((s, ts * _MS, k, v) for s, ts, k, v in info.points))
+    encode = encode_nonfinite if info.nonfinite else (lambda values: values)
+    yield from metric_events(env, 0, ((s, ts * _MS, encode(values)) for s, ts, values in rows))
     yield from report_logs(env, end * _MS, 0, result)
     status = _END.get(info.status or "")
     if status is not None:
         yield RunEnd(*env(), end * _MS, 0, status=status,
                      exit_reason=f"imported from MLflow (status {info.status})",
-                     step=max((p[0] for p in info.points), default=None), events=env.seq + 1)
+                     step=rows[-1][0] if rows else None, events=env.seq + 1)
 
 
 def _describe(info: RunInfo, result: Imported, source_notes: list[str]) -> None:
     """Fill the result's counts, skipped, problems and notes from a loaded run."""
-    counts = {"points": len(info.points), "params": len(info.params),
+    counts = {"points": info.points, "params": len(info.params),
               "tags": sum(not k.startswith("mlflow.") for k in info.tags)}
     result.counts = {k: v for k, v in counts.items() if v}
     if info.artifacts:
@@ -235,7 +238,7 @@ def import_mlflow(
         parent = info.tags.get("mlflow.parentRunId")
         group = (names.get(parent) or parent) if parent else None
         write_segment(writer_dir, _events(info, result, proj, writer, group))
-        info.points = []  # one run's points in memory at a time
+        info.rows, info.repeats = {}, []  # one run's points in memory at a time
     if ingest and any(r.status == "imported" for r in results):
         from runlake.ingest import ingest as run_ingest
 

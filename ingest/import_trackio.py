@@ -51,6 +51,7 @@ from runlake.ingest.foreign import (
     write_segment,
 )
 from runlake.schemas.blobs import write_blob
+from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Alert, Event, Histogram, Media, RunEnd, RunStart, System
 from runlake.schemas.segments import check_name, resolve_root
@@ -155,7 +156,7 @@ class _Run:
     def __init__(self, db: _Db, ident: str, name: str, run_dir: Path, result: Imported) -> None:
         self.db, self.ident, self.name, self.run_dir, self.result = db, ident, name, run_dir, result
         self.media_dir = db.path.parent / "media"
-        self.points: list[tuple[int, int, str, Any]] = []
+        self.rows: list[tuple[int, int, dict[str, Any]]] = []  # (step, ts, numbers) per log call
         self.others: list[tuple[int, int, type, dict]] = []  # (ts, order, kind, fields)
         self.skipped: dict[str, set[str]] = {}
         self.counts = {"points": 0, "system": 0, "histograms": 0, "media": 0, "alerts": 0}
@@ -186,8 +187,15 @@ class _Run:
             except (ValueError, TypeError) as exc:
                 self.result.problems.append(f"{self.db.path}: metrics row {row_id} unreadable ({exc}); skipped")
                 continue
+            numbers = {}
             for key, value in values.items():
-                self._value(key, value, step, t)
+                if _number(value) or value in _TOKENS:
+                    numbers[key] = value
+                else:
+                    self._value(key, value, step, t)
+            if numbers:
+                self.rows.append((step, t, numbers))
+                self.counts["points"] += len(numbers)
         for row_id, ts, raw in self.db.rows("system_metrics", "id, timestamp, metrics", self.ident):
             try:
                 t, values = _ns(ts), _object_of(raw)
@@ -219,14 +227,12 @@ class _Run:
         links = self.db.count("run_artifact_links", self.db.ident, self.ident)
         if links:
             self.result.skipped.append(f"artifacts: {links} link(s)")
-        self.points.sort(key=lambda p: (p[0], p[1], p[2]))
+        self.rows.sort(key=lambda r: (r[0], r[1]))  # stable: log calls in order within a step
         self.others.sort(key=lambda o: (o[0], o[1]))
-        self.counts["points"] = len(self.points)
 
     def _value(self, key: str, value: Any, step: int, ts: int) -> None:
-        if _number(value) or value in _TOKENS:
-            self.points.append((step, ts, key, value))
-        elif isinstance(value, dict) and "_type" in value:
+        """A value that is not a number: a trackio object becomes an event, the rest is told."""
+        if isinstance(value, dict) and "_type" in value:
             kind = value["_type"]
             event = self._object(key, kind, value, step)
             if event is not None:
@@ -280,17 +286,17 @@ class _Run:
 
     def events(self, project: str, writer: str) -> Iterator[Event]:
         env = Envelope(self.result.run_id, writer)
-        times = [p[1] for p in self.points] + [o[0] for o in self.others]  # built here, seq in order
+        times = [r[1] for r in self.rows] + [o[0] for o in self.others]
         start = self.start if self.start is not None else min(times, default=0)
         end = max([start, *times])
         yield RunStart(*env(), start, 0, project=project, name=self.name, group=self.group,
                        config=self.config, argv=["runlake", "import", "trackio"])
-        yield from metric_events(env, 0, self.points)
+        yield from metric_events(env, 0, ((s, t, encode_nonfinite(v)) for s, t, v in self.rows))
         for ts, _, kind, fields in self.others:
             yield kind(*env(), ts, 0, **fields)
         yield from report_logs(env, end, 0, self.result)
         yield RunEnd(*env(), end, 0, status="finished", exit_reason="imported from trackio",
-                     step=max((p[0] for p in self.points), default=None), events=env.seq + 1)
+                     step=self.rows[-1][0] if self.rows else None, events=env.seq + 1)
 
 
 def _number(value: Any) -> bool:

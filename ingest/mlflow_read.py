@@ -23,6 +23,7 @@ run cannot be read at all.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ STATUS_OF_INT = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "K
 
 DBL_MAX = 1.7976931348623157e308
 """The SQL store writes ±Infinity as ±DBL_MAX (SQL has no Infinity)."""
+_DBL_MAXES = frozenset((DBL_MAX, -DBL_MAX))
+_NAN = float("nan")
 
 _HOW = ("pass an MLflow file store (the mlruns/ folder holding <experiment id>/meta.yaml) "
         "or a SQLite backend (sqlite:///path/to/mlflow.db or the .db path)")
@@ -61,11 +64,37 @@ class RunInfo:
     where: str = ""  # the folder or table it came from, for messages
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    points: list[tuple[int, int, str, float]] = field(default_factory=list)  # step, ts_ms, key, value
+    rows: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)  # (step, ts ms) -> points
+    repeats: list[tuple[int, int, str, float]] = field(default_factory=list)  # a key twice at one (step, ts)
+    points: int = 0
+    nonfinite: bool = False  # some value is NaN or ±Infinity
     artifacts: int = 0
     datasets: int = 0
     problems: list[str] = field(default_factory=list)
     error: str | None = None  # unreadable: nothing of it is imported
+
+    def add(self, points: list[tuple[int, int, str, float]]) -> None:
+        """Group ``(step, ts_ms, key, value)`` points by step and time (what one
+        ``log_metrics`` call wrote); a key seen again at the same step and time is kept
+        apart in ``repeats`` (MLflow keeps both)."""
+        rows, repeats = self.rows, self.repeats
+        for point in points:
+            step, ts, key, value = point
+            row = rows.get((step, ts))
+            if row is None:
+                rows[(step, ts)] = {key: value}
+            elif key in row:
+                repeats.append(point)
+            else:
+                row[key] = value
+        self.points += len(points)
+
+    def sorted_rows(self) -> list[tuple[int, int, dict[str, float]]]:
+        """``(step, ts_ms, {key: value})`` in step and time order."""
+        out = [(s, t, row) for (s, t), row in self.rows.items()]
+        out += [(s, t, {k: v}) for s, t, k, v in self.repeats]
+        out.sort(key=lambda r: (r[0], r[1]))
+        return out
 
 
 class Source:
@@ -234,9 +263,9 @@ class FileStore(Source):
         info.name = info.name or info.tags.get("mlflow.runName")
         metrics = run_dir / "metrics"
         for path in sorted(_files(metrics)):
-            key = path.relative_to(metrics).as_posix()
-            info.points.extend(_metric_lines(path, key, info.problems))
-        info.points.sort()
+            points = _metric_lines(path, path.relative_to(metrics).as_posix(), info.problems)
+            info.nonfinite = info.nonfinite or not all(math.isfinite(p[3]) for p in points)
+            info.add(points)
         info.artifacts = sum(1 for _ in _files(run_dir / "artifacts"))
         info.datasets = sum(1 for c in (run_dir / "inputs").glob("*") if c.is_dir())
         return info
@@ -373,7 +402,7 @@ class SqliteStore(Source):
                         f'SELECT "key", value FROM {table} WHERE run_uuid = ? ORDER BY "key"',
                         (info.run_uuid,)))
             if "metrics" in self.columns:
-                info.points = self._points(info)
+                self._points(info)
             if self.inputs:
                 info.datasets = self.con.execute(
                     "SELECT count(*) FROM inputs WHERE destination_type = 'RUN' AND destination_id = ?",
@@ -388,25 +417,26 @@ class SqliteStore(Source):
             info.artifacts = sum(1 for _ in _files(local))
         return info
 
-    def _points(self, info: RunInfo) -> list[tuple[int, int, str, float]]:
+    def _points(self, info: RunInfo) -> None:
         step, is_nan = self._col("metrics", "step", "0"), self._col("metrics", "is_nan", "0")
-        rows = self.con.execute(
-            f'SELECT {step}, timestamp, "key", value, {is_nan} FROM metrics WHERE run_uuid = ? '
-            f'ORDER BY 1, 2, 3', (info.run_uuid,)).fetchall()
-        out = []
+        cursor = self.con.execute(
+            f'SELECT {step}, timestamp, "key", value, {is_nan} FROM metrics WHERE run_uuid = ?',
+            (info.run_uuid,))
         bad = 0
-        for s, ts, key, value, nan in rows:
-            if nan:
-                value = float("nan")
-            elif value == DBL_MAX or value == -DBL_MAX:
-                value = value * 2  # ±Infinity, as logged
-            elif value.__class__ is not float:
-                try:
-                    value = float(value)
-                except (TypeError, ValueError):
-                    bad += 1
-                    continue
-            out.append((s, ts, key, value))
+        while batch := cursor.fetchmany(100_000):
+            points = []
+            for s, ts, key, value, nan in batch:
+                if nan:
+                    value, info.nonfinite = _NAN, True
+                elif value in _DBL_MAXES:
+                    value, info.nonfinite = value * 2, True  # ±Infinity, as logged
+                elif value.__class__ is not float:
+                    try:
+                        value = float(value)
+                    except (TypeError, ValueError):
+                        bad += 1
+                        continue
+                points.append((s, ts, key, value))
+            info.add(points)
         if bad:
             info.problems.append(f"{info.where}: {bad} metric value(s) not numbers, skipped")
-        return out
