@@ -10,9 +10,13 @@ change after that is one ``update`` event (``RunUpdate.config``), which ingest m
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any, Callable, Iterator, Mapping
 
 from runlake.emitter.jsonable import jsonable
+from runlake.emitter.values import user_stacklevel
+from runlake.schemas.errors import RunlakeWarning
 from runlake.wandb._errors import Error
 
 __all__ = ["Config", "as_mapping"]
@@ -25,11 +29,31 @@ def as_mapping(value: Any, what: str = "config") -> dict[str, Any]:
         return {}
     if hasattr(value, "flag_values_dict"):  # absl.flags.FLAGS, as W&B accepts
         value = value.flag_values_dict()
-    out = jsonable(value, strict=True, what=what)
+    if isinstance(value, (str, os.PathLike)):
+        value = _yaml_file(os.fspath(value), what)
+    out = jsonable(value, strict=False, what=what, on_fix=_warn_once)
     if not isinstance(out, dict):
         raise Error(f"{what} must be a dict (or argparse namespace / dataclass), got "
                     f"{type(value).__name__}")
     return out
+
+
+def _yaml_file(path: str, what: str) -> Any:
+    """W&B's ``config="config.yaml"``: the file's mapping (needs PyYAML, as W&B does)."""
+    if not path.endswith((".yaml", ".yml")) or not os.path.isfile(path):
+        raise Error(f"{what} must be a dict or the path of a .yaml file, got {path!r}")
+    try:
+        import yaml
+    except ImportError:
+        raise Error(f"{what}={path!r}: reading a YAML config needs PyYAML (pip install "
+                    f"pyyaml)") from None
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def _warn_once(cause: str, message: str) -> None:
+    """A value W&B would store as its ``str()``: repaired by ``jsonable``, one warning."""
+    warnings.warn(f"runlake.wandb: {message}", RunlakeWarning, stacklevel=user_stacklevel())
 
 
 class Config:

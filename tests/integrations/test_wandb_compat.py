@@ -350,3 +350,18 @@ def test_all_is_sorted_complete_and_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_config_from_yaml_and_values_that_are_not_json(tmp_path, events):
+    """config='x.yaml' loads the file (W&B's form); a value JSON cannot hold is stored as its
+    str() with one warning, as W&B stores it; a path that is not YAML is an error."""
+    path = tmp_path / "config.yaml"
+    path.write_text("lr: 0.1\nlayers: [64, 32]\n")
+    run = start(tmp_path, config=str(path))
+    with pytest.warns(RunlakeWarning, match="not JSON-able"):
+        run.config.update({"device": object()})
+    assert run.config.layers == [64, 32] and run.config.device.startswith("<object")
+    with pytest.raises(wandb.Error, match="path of a .yaml file"):
+        start(tmp_path, config="params.json", reinit="create_new")
+    run.finish()
+    assert of_kind(events, "run_start")[0].config["lr"] == 0.1

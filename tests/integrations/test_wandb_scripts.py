@@ -73,6 +73,7 @@ def history(root: Path, project: str) -> dict[tuple[int, str], float]:
     return {(s, k): v for s, k, v in rows if not k.startswith(OURS_ONLY)}
 
 
+@pytest.mark.slow
 def test_quickstart_runs_unchanged(ours):
     """W&B's quickstart: one finished run, its config, 8 rows of acc/loss at steps 0-7, the
     summary holding the last values."""
@@ -87,6 +88,7 @@ def test_quickstart_runs_unchanged(ours):
     assert summary == {"acc": got[(7, "acc")], "loss": got[(7, "loss")]}
 
 
+@pytest.mark.slow
 def test_torch_loop_records_every_idiom(ours):
     """commit=False rows, the step-synced epoch on val rows, the late explicit step, the
     dropped lower step, summaries per define_metric, config updates, media, histograms,
@@ -152,3 +154,30 @@ def test_same_history_and_summary_as_the_real_wandb(ours, tmp_path, name, projec
     ((my_summary,),) = query(ours, "SELECT summary FROM runs WHERE project = ?", [project])
     their_summary, my_summary = json.loads(their_summary), json.loads(my_summary)
     assert my_summary and their_summary == my_summary
+
+
+CRASH = """
+import runlake.wandb as wandb
+run = wandb.init(project="crash", config={"lr": 0.1})
+wandb.define_metric("loss", summary="min")
+for step in range(3):
+    wandb.log({"loss": 1.0 / (step + 1)}, step=step)  # each row pending until the next
+run.summary["note"] = "about to fail"
+raise RuntimeError("diverged")
+"""
+
+
+def test_uncaught_exception_keeps_the_pending_row_and_summary(tmp_path):
+    """An uncaught exception: the pending W&B row (step 2) and the summary are written
+    before runlake ends the run failed with the traceback."""
+    (tmp_path / "crash.py").write_text(CRASH)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RUNLAKE_"))}
+    proc = subprocess.run([sys.executable, "crash.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**env, "RUNLAKE_DIR": str(tmp_path / "r")})
+    assert proc.returncode == 1 and "RuntimeError: diverged" in proc.stderr
+    root = tmp_path / "r"
+    assert query(root, "SELECT step, value FROM metrics ORDER BY step") == [
+        (0, 1.0), (1, 0.5), (2, 1 / 3)]
+    ((status, summary, reason),) = query(root, "SELECT status, summary, exit_reason FROM runs")
+    assert status == "failed" and "diverged" in reason
+    assert json.loads(summary) == {"loss.min": 1 / 3, "note": "about to fail"}
