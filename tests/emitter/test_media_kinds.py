@@ -392,7 +392,7 @@ def test_histogram_of_one_distinct_value_and_of_a_plain_list(make, rl):
 @pytest.mark.parametrize("bins", [1, 7, 64])
 def test_the_numpy_free_histogram_matches_numpy(bins):
     """The fallback for an emitter without numpy buckets like numpy.histogram."""
-    from runlake.emitter.media import plain_histogram
+    from runlake.emitter.histograms import plain_histogram
 
     values = np.random.default_rng(bins).normal(size=2000).tolist() + [0.0, 0.0]
     edges, counts, stats = plain_histogram(values, bins)
