@@ -124,7 +124,9 @@ def _export_tables(args) -> int:
 def _export_tensorboard(args) -> int:
     from runlake.analysis.export import export_tensorboard
 
-    _, db = store_paths(args)
-    results = export_tensorboard(db, args.runs, args.out)
-    emit_rows(["run", "scalars", "path"], [[r.path.name, r.rows, str(r.path)] for r in results], args.fmt)
+    root, db = store_paths(args)
+    results = export_tensorboard(db, args.runs, args.out, root=root)
+    emit_rows(["run", "scalars", "histograms", "media", "not exported", "path"],
+              [[r.path.name, r.rows, r.histograms, r.media, ", ".join(f"{k}: {v}" for k, v in r.skipped.items()),
+                str(r.path)] for r in results], args.fmt)
     return 0

@@ -23,7 +23,7 @@ from tensorboard.util.tensor_util import make_ndarray, make_tensor_proto
 from torch.utils.tensorboard import SummaryWriter
 
 import runlake
-from runlake.analysis.export import export_tensorboard
+from runlake.cli import main
 from runlake.emitter.testing import capture, of_kind
 from runlake.ingest.tensorboard import import_tensorboard
 from runlake.schemas.blobs import blob_path
@@ -166,9 +166,11 @@ def test_import_then_export_is_lossless(tmp_path, capsys):
     assert [s for s in results["torch"].skipped if s.startswith("mesh")]
     assert not [s for r in results.values() for s in r.skipped if s.startswith(("histo", "image", "audio"))]
     out = tmp_path / "out"
-    exported = {e.path.name: e for e in export_tensorboard(root / "runlake.duckdb",
-                                                           [r.run_id for r in results.values()], out)}
-    assert (exported["native"].histograms, exported["native"].media, exported["native"].skipped) == (2, 7, {})
+    capsys.readouterr()
+    assert main(["export", "tensorboard", *(r.run_id for r in results.values()), "-o", str(out),
+                 "--root", str(root), "--json"]) == 0
+    exported = {e["run"]: e for e in json.loads(capsys.readouterr().out)}
+    assert [exported["native"][k] for k in ("histograms", "media", "not exported")] == [2, 7, ""]
     for run in ("torch", "native"):
         original, back = _seen(_acc(logdir / run)), _seen(_acc(out / run))
         original = {k: v for k, v in original.items() if not k[1].startswith("mesh")}  # not imported
