@@ -36,7 +36,7 @@ import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from runlake.ingest.foreign import (
@@ -50,9 +50,10 @@ from runlake.ingest.foreign import (
     segment_exists,
     write_segment,
 )
-from runlake.schemas.blobs import write_blob
+from runlake.emitter.encode_media import Encoded, encode_bytes, encode_table, encode_text, sniff
+from runlake.schemas.blobs import media_max_bytes, write_blob
 from runlake.schemas.codec import encode_nonfinite
-from runlake.schemas.errors import ConfigError
+from runlake.schemas.errors import ConfigError, EventValueError
 from runlake.schemas.events import Alert, Event, Histogram, Media, RunEnd, RunStart, System
 from runlake.schemas.segments import check_name, resolve_root
 
@@ -252,37 +253,45 @@ class _Run:
             return Histogram, dict(key=key, edges=[float(e) for e in edges],
                                    counts=[float(c) for c in counts], step=step, num=float(sum(counts)))
         if kind in _FILE_MEDIA:
-            rel = value.get("file_path") or ""
-            path = self.media_dir / rel
+            path = self.media_dir / (value.get("file_path") or "")
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 self.result.problems.append(f"{kind} {key!r} at step {step}: {path} unreadable "
                                             f"({exc.strerror or exc}); skipped")
                 return None
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            return self._media(key, _FILE_MEDIA[kind], data, mime, step, value.get("caption"),
-                               path.name, _png_size(data))
+            mime = sniff(data) or mimetypes.guess_type(path.name)[0]
+            return self._media(key, step, value.get("caption"), path.name,
+                               lambda cap: encode_bytes(data, media=_FILE_MEDIA[kind], mime=mime, cap=cap))
         if kind == "trackio.table":
             rows = value.get("_value") or []
             columns: list[str] = []
             for row in rows:
                 columns += [c for c in row if c not in columns]
             table = {"columns": columns, "data": [[row.get(c) for c in columns] for row in rows]}
-            data = json.dumps(table, ensure_ascii=False, separators=(",", ":")).encode()
-            return self._media(key, "table", data, "application/json", step, None, None,
-                               {"columns": columns, "rows": len(rows)})
+            return self._media(key, step, None, None, lambda cap: encode_table(table, cap=cap))
         if kind == "trackio.markdown":
-            return self._media(key, "text", str(value.get("_value", "")).encode(), "text/markdown",
-                               step, None, None, {})
+            def markdown(cap: int) -> Encoded:
+                encoded = encode_text(str(value.get("_value", "")), cap=cap)
+                encoded.mime = "text/markdown"
+                return encoded
+            return self._media(key, step, None, None, markdown)
         self._skip(f"objects of type {kind}", key)
         return None
 
-    def _media(self, key, media, data, mime, step, caption, name, meta) -> tuple[type, dict]:
-        sha = write_blob(self.run_dir, data)  # before the segment that refers to it
+    def _media(self, key: str, step: int, caption: str | None, name: str | None,
+               encode: Callable[[int], Encoded]) -> tuple[type, dict] | None:
+        """A ``media`` event's fields, its blob written first (the emitter's encoders: the
+        same mime sniffing, facts and size cap as ``log_media``)."""
+        try:
+            blob = encode(media_max_bytes())
+        except EventValueError as exc:
+            self.result.problems.append(f"media {key!r} at step {step}: {exc}; skipped")
+            return None
+        sha = write_blob(self.run_dir, blob.data)  # before the segment that refers to it
         self.counts["media"] += 1
-        return Media, dict(key=key, media=media, sha256=sha, bytes=len(data), mime=mime, step=step,
-                           caption=caption, name=name, meta=meta)
+        return Media, dict(key=key, media=blob.media, sha256=sha, bytes=len(blob.data), mime=blob.mime,
+                           step=step, caption=caption, name=name, meta=blob.meta)
 
     def events(self, project: str, writer: str) -> Iterator[Event]:
         env = Envelope(self.result.run_id, writer)
@@ -301,13 +310,6 @@ class _Run:
 
 def _number(value: Any) -> bool:
     return value.__class__ in (int, float, bool)
-
-
-def _png_size(data: bytes) -> dict:
-    """Width and height of a PNG (its IHDR chunk), else nothing."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return {"width": int.from_bytes(data[16:20], "big"), "height": int.from_bytes(data[20:24], "big")}
-    return {}
 
 
 def import_trackio(

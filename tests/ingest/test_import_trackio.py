@@ -102,13 +102,18 @@ def test_import_equals_what_trackio_reads_back(project, tmp_path):
     (hist,) = [e for e in events if e.__class__.__name__ == "Histogram"]
     assert (hist.edges, hist.counts) == (logs[(hist.step, "weights")]["bins"],
                                          [float(c) for c in logs[(hist.step, "weights")]["values"]])
+    assert _rows(tmp_path, "SELECT key, step, edges, counts FROM histograms WHERE run_id = ?", [run_a]) == [
+        ("weights", hist.step, hist.edges, hist.counts)]
     media = {e.key: e for e in events if e.__class__.__name__ == "Media"}
+    assert sorted(_rows(tmp_path, "SELECT key, sha256, blob FROM media WHERE run_id = ?", [run_a])) == sorted(
+        (k, m.sha256, f"ported-proj/{run_a}/blobs/{m.sha256[:2]}/{m.sha256}") for k, m in media.items())
     assert {k: m.media for k, m in media.items()} == {"sample": "image", "clip": "audio", "preds": "table",
                                                        "readme": "text"}
     for key in ("sample", "clip"):
         original = db.parent / "media" / logs[(media[key].step, key)]["file_path"]
         assert blob_path(tmp_path / "ported-proj" / run_a, media[key].sha256).read_bytes() == original.read_bytes()
-    assert media["sample"].meta == {"width": 6, "height": 4} and media["sample"].caption == "ramp"
+    assert (media["sample"].meta["width"], media["sample"].meta["height"], media["sample"].caption) == (6, 4, "ramp")
+    assert media["clip"].mime == "audio/wav" and media["clip"].meta["sample_rate"] == 8000
     table = json.loads(blob_path(tmp_path / "ported-proj" / run_a, media["preds"].sha256).read_bytes())
     assert table == {"columns": ["id", "text"], "data": [[1, "x"], [2, "y"]]}
     assert sorted(_rows(tmp_path, "SELECT key, value FROM metrics WHERE run_id = ? AND key LIKE 'sys/%'",
