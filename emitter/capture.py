@@ -11,7 +11,8 @@ line (tqdm redraws its bar with ``\\r``), grouping tracebacks, building the even
 
 The events: ``Log(logger="console.stdout" | "console.stderr", level="INFO")``, the rank in
 the envelope like every event (every rank captures into the one run), the run's current step
-and the drain's time (up to one flush interval after the print). Both streams are INFO:
+and the drain's time (up to one flush interval after the print; the lines of a burst 1 µs
+apart, so the store's ``ORDER BY ts`` keeps their order). Both streams are INFO:
 stderr carries progress bars and every level of Python logging's default output, so its
 stream says nothing about severity. A traceback (``Traceback (most recent call last):`` up
 to the exception line, chained ones included) is one ``ERROR`` event. The traceback of the
@@ -61,6 +62,7 @@ TRUNCATED_CAUSE = "console_truncated"
 _TB_HEAD = "Traceback (most recent call last):"
 _CHAINED = ("During handling of the above exception, another exception occurred:",
             "The above exception was the direct cause of the following exception:")
+_TS_STEP_NS = 1000
 _ON = {"1", "true", "yes", "on"}
 _OFF = {"0", "false", "no", "off"}
 
@@ -159,6 +161,11 @@ class _Tee:
         return f"<runlake console tee of {self._original!r}>"
 
 
+class _Traceback(str):
+    """A grouped traceback among a stream's lines: one ERROR event (a str subclass, so the
+    lines of a drain need no tuple each)."""
+
+
 class _Stream:
     """One stream's text on its way to events: pending writes, the unfinished line, and an
     unfinished traceback. Used on the writer thread (and at flush/finish), under the lock."""
@@ -178,23 +185,32 @@ class _Stream:
         pending = self.pending
         items = pending.copy()
         del pending[: len(items)]  # two C calls under the GIL: appends in between survive
-        parts = []
-        for item in items:
-            if isinstance(item, str):
-                parts.append(item)
-            elif isinstance(item, (bytes, bytearray, memoryview)):
-                if self._decoder is None:
-                    try:
-                        self._decoder = codecs.getincrementaldecoder(self.encoding)("replace")
-                    except LookupError:
-                        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-                parts.append(self._decoder.decode(bytes(item)))
-            else:  # a stream that accepts other objects (it did not raise)
-                parts.append(safe_str(item))
-        return "".join(parts)
+        try:
+            text = "".join(items)  # the common case: all str
+        except TypeError:
+            text = "".join(map(self._decode, items))
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (errors="surrogateescape" streams)
+                text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return text
 
-    def take(self, final: bool) -> tuple[list[tuple[str, str]], int]:
-        """Complete lines as ``(level, message)``, and how many were truncated."""
+    def _decode(self, item: Any) -> str:
+        if isinstance(item, str):
+            return item
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            if self._decoder is None:
+                try:
+                    self._decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+                except LookupError:
+                    self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            return self._decoder.decode(bytes(item))
+        return safe_str(item)  # a stream that accepts other objects (it did not raise)
+
+    def take(self, final: bool) -> tuple[list[str], int]:
+        """The complete lines (a :class:`_Traceback` for a grouped traceback), and how
+        many were truncated."""
         text = self._text()
         if self.skipping:
             cut = text.find("\n")
@@ -208,10 +224,13 @@ class _Stream:
         if final:
             lines.append(partial)
             partial = ""
-        out: list[tuple[str, str]] = []
-        for line in lines:
-            self._line(_last_redraw(line), out)
-        truncated = 0
+        check = len(text) > MAX_TEXT_CHARS
+        if self.group is None and "\r" not in text and _TB_HEAD not in text:
+            out = [line for line in lines if line and not line.isspace()]
+        else:
+            out, check = [], True
+            for line in lines:
+                self._line(_last_redraw(line), out)
         if "\r" in partial:  # a progress bar redrawn in place: keep its latest state only
             i = partial.rstrip("\r").rfind("\r")
             if i > 0:
@@ -223,13 +242,15 @@ class _Stream:
         if self.group is not None and (final or self.group_done
                                        or sum(map(len, self.group)) > MAX_TEXT_CHARS):
             self._close_group(out)
-        for i, (level, message) in enumerate(out):
-            if len(message) > MAX_TEXT_CHARS:
-                out[i] = (level, truncate(message))
-                truncated += 1
+        truncated = 0
+        if check:
+            for i, message in enumerate(out):
+                if len(message) > MAX_TEXT_CHARS:
+                    out[i] = message.__class__(truncate(message))
+                    truncated += 1
         return out, truncated
 
-    def _line(self, line: str, out: list[tuple[str, str]]) -> None:
+    def _line(self, line: str, out: list[str]) -> None:
         group = self.group
         if group is not None:
             if not self.group_done:
@@ -245,14 +266,14 @@ class _Stream:
         if line.rstrip() == _TB_HEAD:
             self.group, self.group_done = [line], False
         elif line.strip():
-            out.append(("INFO", line))
+            out.append(line)
 
-    def _close_group(self, out: list[tuple[str, str]]) -> None:
+    def _close_group(self, out: list[str]) -> None:
         group = self.group or []
         while group and not group[-1].strip():
             group.pop()
         if group:
-            out.append(("ERROR", "\n".join(group)))
+            out.append(_Traceback("\n".join(group)))
         self.group, self.group_done = None, False
 
 
@@ -261,15 +282,6 @@ def _last_redraw(line: str) -> str:
     line = line.rstrip("\r")
     i = line.rfind("\r")
     return line if i < 0 else line[i + 1:]
-
-
-def _clean(message: str) -> str:
-    """Text safe to encode as UTF-8 (a surrogate-escaped byte becomes U+FFFD)."""
-    try:
-        message.encode("utf-8")
-    except UnicodeEncodeError:
-        return message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return message
 
 
 class ConsoleCapture:
@@ -293,6 +305,9 @@ class ConsoleCapture:
         self._tees: dict[str, _Tee] = {}
         self._quiet: int | None = None
         self._lock = threading.RLock()
+        self._last_ts = 0
+        """The ``ts`` of the last line: each line gets a later microsecond (the store keeps
+        microseconds and orders a run's logs by ``ts``, so a burst keeps its order)."""
 
     @property
     def installed(self) -> bool:
@@ -332,21 +347,32 @@ class ConsoleCapture:
     def drain(self, now: float | None = None, *, final: bool = False) -> list[Event]:
         """The events for the lines completed since the last drain (writer thread)."""
         with self._lock:
-            found: list[tuple[str, str, str]] = []
+            found: list[tuple[str, list[str]]] = []
             truncated = 0
             for name, stream in self._streams.items():
                 lines, cut = stream.take(final)
                 truncated += cut
-                found += [(STREAM_LOGGERS[name], level, message) for level, message in lines]
+                if lines:
+                    found.append((STREAM_LOGGERS[name], lines))
             if truncated:
                 self._on_truncate(TRUNCATED_CAUSE, f"{truncated} console line(s) longer than "
                                   f"{MAX_TEXT_CHARS:,} characters were truncated", truncated)
             if not found:
                 return []
-            step = self._default_step()
-            return [Log(*self._envelope(), level=level, message=_clean(message),
-                        levelno=40 if level == "ERROR" else 20, logger=logger, step=step)
-                    for logger, level, message in found]
+            step, envelope, events = self._default_step(), self._envelope, []
+            last = self._last_ts
+            for logger, lines in found:
+                for m in lines:
+                    v, run_id, writer, seq, ts, rank = envelope()
+                    last = ts if ts >= last + _TS_STEP_NS else last + _TS_STEP_NS
+                    if m.__class__ is str:
+                        events.append(Log(v, run_id, writer, seq, last, rank, "INFO", m, 20,
+                                          logger, step))
+                    else:
+                        events.append(Log(v, run_id, writer, seq, last, rank, "ERROR", str(m),
+                                          40, logger, step))
+            self._last_ts = last
+            return events
 
     def stop(self, traceback_text: str | None = None) -> list[Event]:
         """Restore the streams (where still ours) and return the last events; with the
@@ -355,9 +381,13 @@ class ConsoleCapture:
             self._remove()
         events = self.drain(final=True)
         if traceback_text and "stderr" in self._streams:
-            text = truncate(_clean(traceback_text.rstrip("\n")))
-            events.append(Log(*self._envelope(), level="ERROR", message=text, levelno=40,
-                              logger=STREAM_LOGGERS["stderr"], step=self._default_step()))
+            text = traceback_text.rstrip("\n")
+            text = truncate(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+            v, run_id, writer, seq, ts, rank = self._envelope()
+            ts = self._last_ts = max(ts, self._last_ts + _TS_STEP_NS)
+            events.append(Log(v, run_id, writer, seq, ts, rank, level="ERROR", message=text,
+                              levelno=40, logger=STREAM_LOGGERS["stderr"],
+                              step=self._default_step()))
         return events
 
     def detach(self) -> None:
