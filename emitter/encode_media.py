@@ -277,7 +277,7 @@ def encode_image(data: Any, *, cap: int) -> Encoded:
     shape = tuple(arr.shape)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    elif arr.ndim == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 2, 3, 4):
+    elif arr.ndim == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4):
         arr = arr.transpose(1, 2, 0)
     if arr.ndim != 3 or arr.shape[2] not in _COLOR_TYPE or 0 in arr.shape:
         raise EventValueError(f"an image is (H, W), (H, W, C) or (C, H, W) with C 1-4, got "

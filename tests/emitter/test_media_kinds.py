@@ -96,6 +96,10 @@ def _pixels(png: bytes) -> np.ndarray:
      np.broadcast_to(np.array([1, 2, 3], np.uint8), (2, 5, 3))),  # CHW detected
     (np.ones((2, 2, 4), bool), np.full((2, 2, 4), 255, np.uint8)),  # RGBA
     (np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1), np.uint8)),  # 1 channel, last dim 1: HWC
+    (np.arange(12, dtype=np.uint8).reshape(3, 2, 2),  # first 3, last 2: CHW
+     np.arange(12, dtype=np.uint8).reshape(3, 2, 2).transpose(1, 2, 0)),
+    (np.zeros((4, 5, 2), np.uint8), np.zeros((5, 2, 4), np.uint8)),  # first 4, last 2: CHW
+    (np.zeros((5, 4, 2), np.uint8), np.zeros((5, 4, 2), np.uint8)),  # gray+alpha HWC
 ])
 def test_images_are_png_that_pillow_reads_back(make, rl, data, expect):
     """Gray/RGB/RGBA, uint8 / bool / float, HW / HWC / CHW: Pillow decodes the same pixels."""
