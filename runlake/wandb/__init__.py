@@ -320,3 +320,30 @@ Molecule = _types.refused("Molecule", "log the file with "
 Plotly = _types.refused("Plotly", "log the figure as an image (wandb.Image(fig) takes a "
                         "matplotlib figure) or as HTML (wandb.Html(fig.to_html()))")
 Graph = _types.refused("Graph", "runlake does not record model graphs")
+
+
+_NOT_HERE = {
+    "plot": "log the data as a wandb.Table (or the points as metrics) and chart them in the "
+            "dashboard",
+    "plot_table": "log a wandb.Table",
+    "sweep": "runlake does not schedule sweeps: run your own search and log each trial",
+    "agent": "runlake does not schedule sweeps: run your own search and log each trial",
+    "controller": "runlake does not schedule sweeps",
+    "restore": "read files from the run folder (wandb.run.dir) or the media table",
+    "log_model": "record the saved model with wandb.run.runlake.log_checkpoint(path)",
+    "use_model": "load the checkpoint from its path (the checkpoints table)",
+    "link_model": "runlake has no model registry: tag the checkpoint "
+                  "(log_checkpoint(path, tags=['best']))",
+    "Classes": "log class names in the config or a wandb.Table",
+    "ImageMask": "log the mask as its own wandb.Image",
+    "BoundingBoxes2D": "log the boxes as a wandb.Table",
+    "box3d": "log the boxes as a wandb.Table",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    """W&B names with no runlake meaning: an AttributeError that says what to do instead."""
+    if name in _NOT_HERE:
+        raise AttributeError(f"runlake.wandb has no {name!r}: {_NOT_HERE[name]} "
+                             f"(docs/migrate.md, 'From W&B')")
+    raise AttributeError(f"module 'runlake.wandb' has no attribute {name!r}")
