@@ -137,6 +137,9 @@ def _finished(r: Run) -> None:
         _live.remove(r)
     if run is r:
         _activate(_live[-1] if _live else None)
+    if not _live and _sys.excepthook is _excepthook:  # else two hooks could chain in a loop
+        _sys.excepthook = _hooks["excepthook"] or _sys.__excepthook__
+        _hooks["excepthook"] = None
 
 
 def _at_exit() -> None:
@@ -154,7 +157,8 @@ def _excepthook(exc_type, exc, tb) -> None:
 
 
 def _install_hooks() -> None:
-    """Registered after runlake's own (so they run first at exit): commit the pending row."""
+    """Registered after runlake's own (so they run first at exit): commit the pending row.
+    The excepthook is removed again when the last run finishes."""
     if not _hooks["installed"]:
         _atexit.register(_at_exit)
         _hooks["installed"] = True

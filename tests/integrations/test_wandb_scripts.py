@@ -158,6 +158,8 @@ def test_same_history_and_summary_as_the_real_wandb(ours, tmp_path, name, projec
 
 CRASH = """
 import runlake.wandb as wandb
+for _ in range(2):  # runs started and finished before: the exception hooks must not chain
+    wandb.init(project="warmup").finish()
 run = wandb.init(project="crash", config={"lr": 0.1})
 wandb.define_metric("loss", summary="min")
 for step in range(3):
@@ -169,15 +171,17 @@ raise RuntimeError("diverged")
 
 def test_uncaught_exception_keeps_the_pending_row_and_summary(tmp_path):
     """An uncaught exception: the pending W&B row (step 2) and the summary are written
-    before runlake ends the run failed with the traceback."""
+    before runlake ends the run failed with the traceback (once, after earlier runs)."""
     (tmp_path / "crash.py").write_text(CRASH)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RUNLAKE_"))}
     proc = subprocess.run([sys.executable, "crash.py"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={**env, "RUNLAKE_DIR": str(tmp_path / "r")})
     assert proc.returncode == 1 and "RuntimeError: diverged" in proc.stderr
+    assert "sys.excepthook" not in proc.stderr and "RecursionError" not in proc.stderr
     root = tmp_path / "r"
     assert query(root, "SELECT step, value FROM metrics ORDER BY step") == [
         (0, 1.0), (1, 0.5), (2, 1 / 3)]
-    ((status, summary, reason),) = query(root, "SELECT status, summary, exit_reason FROM runs")
+    ((status, summary, reason),) = query(
+        root, "SELECT status, summary, exit_reason FROM runs WHERE project = 'crash'")
     assert status == "failed" and "diverged" in reason
     assert json.loads(summary) == {"loss.min": 1 / 3, "note": "about to fail"}
