@@ -290,7 +290,8 @@ class ConsoleCapture:
     Args:
         envelope: the run's envelope factory (a fresh ``seq`` each call).
         default_step: the step an event without one is recorded at.
-        on_truncate: ``(cause, message, n)`` for lines cut at the cap (the run counts them).
+        on_failure: ``(cause, message, n)``: lines cut at the cap, or a failure at the
+            end (the run warns and counts; :meth:`Run._writer_failure`).
         streams: which ``sys`` streams to capture.
 
     Call :meth:`start` once the writer thread runs, :meth:`drain` from it periodically,
@@ -298,9 +299,9 @@ class ConsoleCapture:
     """
 
     def __init__(self, envelope: Callable[[], tuple], default_step: Callable[[], int | None],
-                 on_truncate: Callable[[str, str, int], None],
+                 on_failure: Callable[[str, str, int], None],
                  streams: tuple[str, ...] = ("stdout", "stderr")) -> None:
-        self._envelope, self._default_step, self._on_truncate = envelope, default_step, on_truncate
+        self._envelope, self._default_step, self._on_failure = envelope, default_step, on_failure
         self._streams = {name: _Stream(name) for name in streams}
         self._tees: dict[str, _Tee] = {}
         self._quiet: int | None = None
@@ -355,7 +356,7 @@ class ConsoleCapture:
                 if lines:
                     found.append((STREAM_LOGGERS[name], lines))
             if truncated:
-                self._on_truncate(TRUNCATED_CAUSE, f"{truncated} console line(s) longer than "
+                self._on_failure(TRUNCATED_CAUSE, f"{truncated} console line(s) longer than "
                                   f"{MAX_TEXT_CHARS:,} characters were truncated", truncated)
             if not found:
                 return []
@@ -376,18 +377,23 @@ class ConsoleCapture:
 
     def stop(self, traceback_text: str | None = None) -> list[Event]:
         """Restore the streams (where still ours) and return the last events; with the
-        traceback that ends the run, one more ``console.stderr`` ERROR event holding it."""
-        with _LOCK:
-            self._remove()
-        events = self.drain(final=True)
-        if traceback_text and "stderr" in self._streams:
-            text = traceback_text.rstrip("\n")
-            text = truncate(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
-            v, run_id, writer, seq, ts, rank = self._envelope()
-            ts = self._last_ts = max(ts, self._last_ts + _TS_STEP_NS)
-            events.append(Log(v, run_id, writer, seq, ts, rank, level="ERROR", message=text,
-                              levelno=40, logger=STREAM_LOGGERS["stderr"],
-                              step=self._default_step()))
+        traceback that ends the run, one more ``console.stderr`` ERROR event holding it.
+        Never raises: the run's ``run_end`` must follow."""
+        try:
+            with _LOCK:
+                self._remove()
+            events = self.drain(final=True)
+            if traceback_text and "stderr" in self._streams:
+                text = traceback_text.rstrip("\n")
+                text = truncate(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+                v, run_id, writer, seq, ts, rank = self._envelope()
+                ts = self._last_ts = max(ts, self._last_ts + _TS_STEP_NS)
+                events.append(Log(v, run_id, writer, seq, ts, rank, level="ERROR", message=text,
+                                  levelno=40, logger=STREAM_LOGGERS["stderr"],
+                                  step=self._default_step()))
+        except Exception as exc:  # a bug here must not cost the run its end
+            self._on_failure("console_error", f"console capture failed at the end: {exc!r}", 0)
+            return []
         return events
 
     def detach(self) -> None:

@@ -430,3 +430,23 @@ def test_opt_out(monkeypatch):
         with pytest.raises(ConfigError, match="capture_console must be"):
             capture_setting("yes")
         assert capture_setting(None, {}) is True
+
+
+def test_a_failure_at_the_end_never_costs_the_run_its_end():
+    """If building the last events fails, stop() still restores the streams, reports the
+    failure through the run's callback and returns nothing instead of raising."""
+    from runlake.emitter.capture import ConsoleCapture
+
+    def broken_envelope():
+        raise RuntimeError("no envelope")
+
+    failures = []
+    with fake_terminal() as (out, err):
+        cap = ConsoleCapture(broken_envelope, lambda: None,
+                             lambda cause, message, n: failures.append((cause, message)))
+        cap.start(None)
+        print("a line")
+        assert cap.stop("Traceback (most recent call last):\nValueError: x") == []
+        assert sys.stdout is out and sys.stderr is err
+    assert failures == [("console_error",
+                         "console capture failed at the end: RuntimeError('no envelope')")]
