@@ -17,6 +17,7 @@ decode (W&B writes non-finite floats as bare ``NaN``/``Infinity``) falls back to
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -39,8 +40,10 @@ MEDIA_TYPES = {
 
 _LISTS = {"images/separated": ("filenames", "image-file"), "audio": ("audio", "audio-file"),
           "videos": ("videos", "video-file")}
+_SPECIAL = frozenset(("_step", "_timestamp", "_runtime"))
 _NUMERIC = frozenset((int, float, bool))
 _BATCH = 4096
+_VALUE_TAG = re.compile(rb"\x82\x01[\x80-\xff]*[\x00-\x7f]").subn  # value_json's tag + length
 _DECODE = msgspec.json.Decoder()
 _STREAMS = {0: "stderr", 1: "stdout"}
 
@@ -79,14 +82,18 @@ class WandbRun:
 
 
 class _Layout:
-    """Where a history row's values go, computed once per shape of row."""
+    """Where a history row's values go, computed once per shape of row.
+
+    ``names`` are sorted (W&B writes a row's keys in Go map order, a different order from
+    row to row): rows logging the same keys then share one metrics group.
+    """
 
     def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
         typed = {p[:-1] for p in paths if len(p) > 1 and p[-1] == "_type"}
         self.si = self.ti = None
-        names, idx, objects = [], [], {}
+        scalars, objects = [], {}
         for i, p in enumerate(paths):
-            prefix = next((p[:n] for n in range(1, len(p)) if p[:n] in typed), None)
+            prefix = next((p[:n] for n in range(1, len(p)) if p[:n] in typed), None) if typed else None
             if prefix is not None:
                 objects.setdefault(".".join(prefix), []).append((i, p[len(prefix):]))
             elif p == ("_step",):
@@ -94,10 +101,35 @@ class _Layout:
             elif p == ("_timestamp",):
                 self.ti = i
             elif p != ("_runtime",):
-                names.append(".".join(p))
-                idx.append(i)
-        self.names, self.objects = tuple(names), list(objects.items())
+                scalars.append((".".join(p), i))
+        scalars.sort()
+        idx = [i for _, i in scalars]
+        self.names, self.objects = tuple(n for n, _ in scalars), list(objects.items())
         self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+
+    @classmethod
+    def flat(cls, keys: list[str]) -> _Layout:
+        """The layout of a row whose items are all one key part (the common row, quick)."""
+        self = cls.__new__(cls)
+        self.si = keys.index("_step") if "_step" in keys else None
+        self.ti = keys.index("_timestamp") if "_timestamp" in keys else None
+        idx = sorted((i for i, k in enumerate(keys) if k not in _SPECIAL), key=keys.__getitem__)
+        self.names, self.objects = tuple(keys[i] for i in idx), []
+        self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+        return self
+
+
+def _flat_keys(head: bytes, n: int) -> list[str] | None:
+    """The keys of merged history items serialized as ``head`` when it holds exactly ``n``
+    one-part keys (``nested_key`` entries, field 2) and nothing else; else None."""
+    keys, pos, end = [], 0, len(head)
+    while pos < end:
+        if head[pos] != 0x12 or head[pos + 1] & 0x80:  # another field, or a key >= 128 bytes
+            return None
+        stop = pos + 2 + head[pos + 1]
+        keys.append(head[pos + 2:stop].decode())
+        pos = stop
+    return keys if pos == end and len(keys) == n else None
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -135,31 +167,39 @@ class _Reader:
     def __init__(self, run: WandbRun) -> None:
         self.run, self.pb = run, load_proto()
         self.view, self.typed_fields = fast_view()
-        self.layouts: dict[Any, _Layout] = {}
+        self.layouts: dict[tuple[bytes, int], _Layout] = {}  # (key bytes, values) -> flat rows
+        self.multi: dict[tuple, _Layout] = {}  # item paths -> rows with nested/typed items
         self.shapes: dict[Any, tuple] = {}  # (nested, key, n) -> the items' paths
         self.pending: list[tuple[_Layout, int, bytes]] = []
-        self.summary_ops: dict[Any, tuple[int, bytes | None]] = {}
+        self.summary_ops: dict[tuple[str, ...], tuple[float, bytes | None]] = {}
+        self.flat_summary: dict[bytes, bytes] = {}  # one-part key -> its latest value_json
         self.partial = {"stdout": "", "stderr": ""}
         self.n = 0
 
     # -- history -------------------------------------------------------------------------
     def history(self, items: Any, stepnum: int, raw: bytes) -> None:
-        vj, nested, keys = items.value_json, items.nested_key, items.key
-        if not len(keys) and len(nested) == len(vj) and not any(
-                len(getattr(items, f)) for f in self.typed_fields):
-            shape = tuple(nested)
-            layout = self.layouts.get(shape)
-            if layout is None:
-                layout = self.layouts[shape] = _Layout(tuple((k.decode(),) for k in shape))
-            values = b",".join(vj)
+        # One serialization of the merged items: every key part (fields 1, 2), any typed
+        # value (3-8), then every value_json (16), each ``\x82\x01 <varint length> <json>``.
+        # JSON text never holds the control byte \x01, so the first \x82\x01 starts the
+        # values, and one regex turns them into comma-separated JSON.
+        ser = items.SerializeToString()
+        at = ser.find(b"\x82\x01")
+        head = ser[:at] if at >= 0 else ser
+        values, n = _VALUE_TAG(b",", ser[at:]) if at >= 0 else (b"", 0)
+        shape = (head, n)
+        layout = self.layouts.get(shape)
+        if layout is None:  # W&B writes a row's keys in Go map order: many shapes per run
+            keys = _flat_keys(head, n)
+            layout = self.layouts[shape] = _Layout.flat(keys) if keys is not None else False
+        if layout:
+            self.pending.append((layout, stepnum, values[1:]))
         else:  # nested keys or typed values: the real Record says which part is whose
             real = self.pb.Record.FromString(raw).history.item
             paths = tuple(map(item_path, real))
-            layout = self.layouts.get(paths)
+            layout = self.multi.get(paths)
             if layout is None:
-                layout = self.layouts[paths] = _Layout(paths)
-            values = ",".join(map(item_value_json, real)).encode()
-        self.pending.append((layout, stepnum, values))
+                layout = self.multi[paths] = _Layout(paths)
+            self.pending.append((layout, stepnum, ",".join(map(item_value_json, real)).encode()))
         if len(self.pending) >= _BATCH:
             self.flush_history()
 
@@ -223,28 +263,33 @@ class _Reader:
 
     # -- summary -------------------------------------------------------------------------
     def summary(self, view: Any, raw: bytes) -> None:
-        self.n += 1
-        upd, rem = view.update, view.remove
-        vj, nested, keys = upd.value_json, upd.nested_key, upd.key
-        if len(rem.key) or len(rem.nested_key):
-            real = self.pb.Record.FromString(raw).summary
-            for item in real.remove:
-                self.summary_ops[item_path(item)] = (self.n, None)
-        if not len(keys) and len(nested) == len(vj):
-            self.summary_ops.update(zip(nested, zip(repeat(self.n), vj)))
+        upd = view.update
+        vj, nested = upd.value_json, upd.nested_key
+        if len(nested) == len(vj) and not len(upd.key) and not view.HasField("remove"):
+            self.flat_summary.update(zip(nested, vj))  # every item one key part: the common record
             return
-        shape = (tuple(nested), tuple(keys), len(vj))
+        self.n += 1
+        shape = (tuple(nested), tuple(upd.key), len(vj))
         paths = self.shapes.get(shape)
-        if paths is None:
-            real = self.pb.Record.FromString(raw).summary.update
-            paths = self.shapes[shape] = tuple(map(item_path, real))
-            vj = [item_value_json(i).encode() for i in real]
-        self.summary_ops.update(zip(paths, zip(repeat(self.n), vj)))
+        real = None
+        if paths is None or view.HasField("remove"):
+            real = self.pb.Record.FromString(raw).summary
+            paths = self.shapes[shape] = tuple(map(item_path, real.update))
+        ops = [(item_path(item), None) for item in real.remove] if real is not None else []
+        ops += zip(paths, vj)  # a summary item's value is always value_json, in item order
+        for path, value in ops:
+            # a one-part write to this key before now is older than this op
+            old = self.flat_summary.pop(path[0].encode(), None)
+            if old is not None:
+                self.summary_ops[(path[0],)] = (self.n - 0.5, old)
+            self.summary_ops[path] = (self.n, value)
 
     def final_summary(self) -> dict[str, Any]:
         tree: dict = {}
-        for path, (_, value) in sorted(self.summary_ops.items(), key=lambda kv: kv[1][0]):
-            path = (path.decode(),) if isinstance(path, bytes) else path
+        ordered = sorted(self.summary_ops.items(), key=lambda kv: kv[1][0])
+        # one-part writes left in flat_summary came after every op on their key
+        ordered += [((k.decode(),), (None, v)) for k, v in self.flat_summary.items()]
+        for path, (_, value) in ordered:
             if value is None:
                 _unset(tree, path)
                 continue
@@ -381,22 +426,28 @@ def read_run(path: Path) -> WandbRun:
     run = WandbRun(path)
     reader = _Reader(run)
     log = RecordLog(path)
-    parse = reader.view.FromString
-    for raw in log:
-        run.records += 1
+    parse, history, summary = reader.view.FromString, reader.history, reader.summary
+    for run.records, raw in enumerate(log, 1):
         try:
+            # W&B writes ``num`` first, then the record's one field: its tag byte says the kind
+            # without a HasField call (history 0x12, summary 0x1a); anything else: ask.
+            i = 1
+            while raw[i] & 0x80:
+                i += 1
+            tag = raw[i + 1] if raw[0] == 0x08 else 0
             view = parse(raw)
-            if view.HasField("history"):
+            if tag == 0x12 or (tag != 0x1a and view.HasField("history")):
                 h = view.history
-                reader.history(h.item, h.step.num, raw)
-            elif view.HasField("summary"):
-                reader.summary(view.summary, raw)
+                history(h.item, h.step.num, raw)
+            elif tag == 0x1a or view.HasField("summary"):
+                summary(view.summary, raw)
             else:
                 reader.other(raw)
         except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
             from google.protobuf.message import DecodeError
 
-            if not isinstance(exc, (DecodeError, ValueError, KeyError, TypeError, AttributeError)):
+            if not isinstance(exc, (DecodeError, ValueError, KeyError, TypeError, AttributeError,
+                                    IndexError)):
                 raise
             run.problems.append(f"{path}: record {run.records} could not be read "
                                 f"({type(exc).__name__}: {exc}): skipped")
