@@ -3,9 +3,11 @@
 Why it exists: teams that still share dashboards on W&B can keep them while runlake holds
 the data. :class:`WandbMirror` is fed by the emitter's writer thread after each segment
 write, like :class:`runlake.emitter.integrations.tensorboard.TensorBoardMirror`, so the
-training thread never imports wandb, never waits for ``wandb.init`` (~1 s, it spawns
-``wandb-core``) and never calls into it: ``wandb`` is imported and the W&B run created
-lazily at the first flush, on the writer thread.
+training thread never imports wandb, never waits for it and never calls into it. ``wandb``
+is imported and ``wandb.init`` called at the first flush on a thread of the mirror's own
+(``runlake-wandb-init``: it takes 1 s on a quiet machine, 4-8 s on a loaded one, and spawns
+``wandb-core``; the writer keeps writing segments meanwhile); every later call into wandb
+is made by the writer thread.
 
 What reaches W&B, per event kind (W&B step = runlake step):
 
@@ -26,9 +28,10 @@ the writer thread per step (a round trip to ``wandb-core``), 1000x runlake's ``l
 a fast loop can never make the writer fall behind (the segments would wait), the mirror works
 at most as long as it waited (:data:`BUDGET`): a batch with more steps than that allows is
 thinned to evenly spaced steps (counted, one warning); histograms, media, updates, alerts and
-the summary are never thinned. A failure of wandb itself (not
-installed, ``init`` or ``log`` raising) is one warning and the mirror turns off; a value it
-cannot convert is skipped and counted. The segments never depend on the mirror.
+the summary are never thinned. A failure of wandb itself (``init`` or ``log`` raising) is
+one warning and the mirror turns off; a value it cannot convert is skipped and counted. The
+segments never depend on the mirror: they are written before it sees a batch and sealed
+before it finishes the W&B run.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
@@ -51,7 +55,8 @@ from runlake.schemas.errors import ConfigError, RunlakeWarning
 from runlake.schemas.metric_keys import system_key
 from runlake.schemas.severity import severity_rank
 
-__all__ = ["BUDGET", "WANDB_INIT_ARGS", "WandbMirror", "check_option", "wandb_init_kwargs"]
+__all__ = ["BUDGET", "INIT_TIMEOUT_S", "MAX_BATCH_S", "MAX_PENDING", "MIN_ROWS", "WANDB_INIT_ARGS", "WandbMirror",
+           "check_option", "wandb_init_kwargs"]
 
 WANDB_INIT_ARGS = frozenset({
     "allow_val_change", "anonymous", "config", "config_exclude_keys", "config_include_keys",
@@ -62,6 +67,14 @@ WANDB_INIT_ARGS = frozenset({
 """The keyword arguments of ``wandb.init`` a ``wandb={...}`` dict may hold (checked at
 ``runlake.init``, which must not import wandb to look them up)."""
 
+MAX_PENDING = 1_000_000
+"""Events kept for W&B while ``wandb.init`` runs (references to the written batches)."""
+MIN_ROWS = 10
+"""Steps a batch may always send (the last flushes of a run come close together)."""
+MAX_BATCH_S = 1.0
+"""The most seconds of W&B rows one batch may cost (a finish waits for at most that)."""
+INIT_TIMEOUT_S = 60.0
+"""How long ``close()`` waits for a ``wandb.init`` still running."""
 BUDGET = 1.0
 """Seconds the mirror may spend handing history rows to W&B per second it waited since its
 previous batch (1.0: half the writer thread's time at most; :meth:`WandbMirror._thin`)."""
@@ -143,16 +156,18 @@ class WandbMirror:
         self.init_kwargs = dict(init_kwargs)
         self.run_dir = Path(run_dir)
         self.budget = float(budget)
-        self.row_cost_s = 1e-3
+        self.row_cost_s = 2e-3
         """Seconds one W&B history row costs this writer thread (measured, moving average)."""
-        self._since = time.monotonic()  # when the previous batch was done
         self.run: Any = None
-        """The W&B run, once started (on the writer thread)."""
+        """The W&B run, once ``wandb.init`` returned."""
         self.off: str | None = None
         """Why the mirror stopped (a wandb failure), or None."""
         self.skipped: Counter[str] = Counter()
         """Events or values not mirrored, by cause."""
         self._wandb: Any = None
+        self._init: threading.Thread | None = None
+        self._pending: list[Any] = []  # batches written while wandb.init runs
+        self._since = time.monotonic()  # when the mirror last handed a batch to W&B
         self._step = 0  # the highest step logged to W&B
         self._row: dict[str, Any] = {}
         self._row_step: int | None = None
@@ -164,13 +179,51 @@ class WandbMirror:
 
     # -- the writer thread's calls -------------------------------------------------------
     def write_events(self, events: Iterable[Any]) -> int:
-        """Mirror ``events`` (one written batch); returns how many were forwarded."""
+        """Mirror ``events`` (one written batch); returns how many were forwarded.
+
+        The first call starts ``wandb.init`` on a thread of its own (it takes 1-8 s: the
+        writer must not wait for it to write segments); until it returns, batches are kept
+        (up to :data:`MAX_PENDING` events) and handed over together.
+        """
         if self.off is not None or self._finished:
             return 0
-        idle = time.monotonic() - self._since
-        if self.run is None and not self._start():
+        if self._init is None:
+            self._init = threading.Thread(target=self._start, name="runlake-wandb-init", daemon=True)
+            self._init.start()
+        if self.run is None:
+            room = MAX_PENDING - len(self._pending)
+            batch = list(events)
+            if len(batch) > room:
+                self._skip("pending", f"more than {MAX_PENDING:,} events written while W&B "
+                                      f"starts", len(batch) - max(room, 0))
+            self._pending.extend(batch[:max(room, 0)])
             return 0
-        events = list(events)
+        if self._pending:
+            events, self._pending = self._pending + list(events), []
+        return self._forward(list(events))
+
+    def close(self) -> None:
+        """Finish the W&B run with ``run_end``'s exit code (0 without one); call at run end,
+        after the segments are sealed (it waits up to :data:`INIT_TIMEOUT_S` for W&B to start)."""
+        if self._init is not None and self.run is None and self.off is None:
+            self._init.join(INIT_TIMEOUT_S)
+            if self.run is None and self.off is None:
+                self._turn_off("wandb.init did not return", TimeoutError(f"{INIT_TIMEOUT_S:.0f} s"))
+        if self.run is not None and not self._finished and self.off is None:
+            if self._pending:
+                self._forward(self._pending)
+                self._pending = []
+            try:
+                self._commit()
+                self._finished = True
+                self.run.finish(exit_code=self._exit_code)
+            except Exception as exc:
+                self._turn_off("cannot finish the W&B run", exc)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    def _forward(self, events: list) -> int:
+        idle = time.monotonic() - self._since
         self._keep = self._thin(events, idle)
         count, rows, t0 = 0, self._rows, time.monotonic()
         try:
@@ -190,12 +243,13 @@ class WandbMirror:
     def _thin(self, events: list, idle: float) -> set[int] | None:
         """The metrics steps of this batch to mirror (None: all of them).
 
-        More steps than ``budget * idle / row_cost_s`` (``idle``: seconds since the previous
-        batch was done): evenly spaced ones, the batch's first and last among them, the rest
-        counted (``skipped["thinned"]``).
+        More than :data:`MIN_ROWS` steps and more than ``min(budget * idle, MAX_BATCH_S) /
+        row_cost_s`` (``idle``: seconds since the mirror last handed a batch over): evenly
+        spaced ones, the batch's first and last among them, the rest counted
+        (``skipped["thinned"]``).
         """
         steps = list(dict.fromkeys(ev.step for ev in events if ev.__struct_config__.tag == "metrics"))
-        allowed = max(2, int(self.budget * idle / self.row_cost_s))
+        allowed = max(MIN_ROWS, int(min(self.budget * idle, MAX_BATCH_S) / self.row_cost_s))
         if len(steps) <= allowed:
             return None
         last = len(steps) - 1
@@ -206,20 +260,9 @@ class WandbMirror:
                               f"every step", len(steps) - len(keep))
         return keep
 
-    def close(self) -> None:
-        """Finish the W&B run with ``run_end``'s exit code (0 without one); call at run end."""
-        if self.run is not None and not self._finished and self.off is None:
-            try:
-                self._commit()
-                self._finished = True
-                self.run.finish(exit_code=self._exit_code)
-            except Exception as exc:
-                self._turn_off("cannot finish the W&B run", exc)
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-
     # -- starting and failing ------------------------------------------------------------
-    def _start(self) -> bool:
+    def _start(self) -> None:
+        """``import wandb`` and ``wandb.init``, on the mirror's init thread."""
         kwargs = dict(self.init_kwargs)
         before = sys.excepthook, sys.exit
         try:
@@ -229,15 +272,15 @@ class WandbMirror:
             if settings is None or isinstance(settings, Mapping):
                 kwargs["settings"] = wandb.Settings(**{**_SETTINGS, **(settings or {})})
             self._wandb = wandb
-            self.run = wandb.init(**kwargs)
+            run = wandb.init(**kwargs)
         except Exception as exc:
             self._turn_off("wandb.init failed", exc)
-            return False
+            return
         finally:
             # wandb-core's first start hooks sys.excepthook and sys.exit (for its exit code):
             # runlake's own hooks end the run and pass finish() its exit code, so put them back.
             sys.excepthook, sys.exit = before
-        return True
+        self.run = run
 
     def _turn_off(self, what: str, exc: BaseException) -> None:
         self.off = f"{what}: {exc!r}"

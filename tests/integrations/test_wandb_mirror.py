@@ -63,15 +63,23 @@ class WandbRun:
                 self.exit = rec.exit
             elif kind == "files":
                 self.files += [f.path for f in rec.files.files]
-        assert not log.problems, log.problems
+        self.problems = log.problems
 
     def series(self, key: str) -> list[tuple[int, float]]:
         return [(s, row[key]) for s, row in sorted(self.history.items()) if key in row]
 
 
-def wandb_run(wandb_dir: Path) -> WandbRun:
+def wandb_run(wandb_dir: Path, timeout: float = 30.0) -> WandbRun:
+    """The offline run under ``wandb_dir``, once wandb-core (another process, which writes
+    the file after ``finish()`` returns) has written its exit record."""
     (path,) = Path(wandb_dir).glob("wandb/offline-run-*/run-*.wandb")
-    return WandbRun(path)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = WandbRun(path)
+        if got.exit is not None or time.monotonic() > deadline:
+            assert got.exit is not None and not got.problems, (path, got.problems)
+            return got
+        time.sleep(0.1)
 
 
 def _job(tmp_path, env, **cfg) -> tuple[subprocess.CompletedProcess, dict]:
@@ -172,7 +180,7 @@ def test_every_kind_reaches_wandb(tmp_path, wandb_env):
     with pytest.warns(Warning, match="step 2 after step 5"):
         mirror.write_events(events[:4])
         mirror.write_events(events[4:])  # a second batch continues the same W&B run
-    mirror.close()
+        mirror.close()  # waits for wandb.init, hands over what was written meanwhile
     assert mirror.off is None and mirror.skipped == {"step_backwards": 1}
     got = wandb_run(tmp_path)
     assert got.series("loss")[:5] == [(s, 0.5 * s) for s in range(5)]
@@ -212,14 +220,17 @@ def test_a_batch_too_big_for_wandb_is_thinned_evenly(tmp_path, wandb_env):
                      key="h", edges=[0.0, 1.0], counts=[5.0], step=501)
     kwargs = wandb_init_kwargs({"dir": str(tmp_path)}, project="p", name="fast", run_id="fast1",
                                config={}, tags=[], group=None, resumed=False)
-    mirror = WandbMirror(kwargs, tmp_path / "none")
-    mirror.write_events(events[:1])  # run_start: starts W&B
+    mirror = WandbMirror(kwargs, tmp_path / "none", budget=0.001)  # 1 ms of W&B per s waited
+    mirror.write_events(events[:1])  # run_start: starts wandb.init on the mirror's thread
+    while mirror.run is None:
+        time.sleep(0.05)
     with pytest.warns(runlake.RunlakeWarning, match="evenly spaced steps mirrored"):
         mirror.write_events(events[1:503] + [hist] + events[503:] + [end])
     mirror.close()
+    assert mirror.off is None
     got = wandb_run(tmp_path)
     steps = [s for s, _ in got.series("loss")]
-    assert steps[0] == 0 and steps[-1] == 999 and len(steps) < 500
+    assert steps[0] == 0 and steps[-1] == 999 and len(steps) < 100
     assert all(v == s for s, v in got.series("loss"))
     assert len(steps) + mirror.skipped["thinned"] == 1000
     assert got.history[501][("h", "values")] == [5]
