@@ -15,6 +15,7 @@ PACKAGES = [
     "runlake.store",
     "runlake.analysis",
     "runlake.dashboard",
+    "runlake.wandb",
 ]
 
 
