@@ -36,12 +36,8 @@ before it finishes the W&B run.
 
 from __future__ import annotations
 
-import json
-import mimetypes
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -49,8 +45,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from runlake.emitter.integrations._wandb_values import MediaValues, number, rebin
 from runlake.schemas.blobs import blob_path
-from runlake.schemas.codec import NONFINITE_TOKENS
 from runlake.schemas.errors import ConfigError, RunlakeWarning
 from runlake.schemas.metric_keys import system_key
 from runlake.schemas.severity import severity_rank
@@ -84,7 +80,6 @@ _SETTINGS = {"console": "off", "x_disable_stats": True}
 (W&B's console capture would also run on the training thread at every print)."""
 
 _LEVELS = ("INFO", "WARN", "ERROR")  # wandb.AlertLevel values, by runlake severity rank
-_MAX_BINS = 512  # wandb.Histogram.MAX_LENGTH
 _METRIC_ARGS = ("step_metric", "summary", "hidden")  # what define_metric takes (not "goal")
 
 
@@ -126,23 +121,6 @@ def check_option(option: Any) -> dict[str, Any]:
     return dict(option)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and value in NONFINITE_TOKENS:
-        return NONFINITE_TOKENS[value]
-    return None
-
-
-def _rebin(edges: list[float], counts: list[float]) -> tuple[list[float], list[float]]:
-    """At most :data:`_MAX_BINS` bins: neighbouring bins summed (counts stay exact)."""
-    if len(counts) <= _MAX_BINS:
-        return edges, counts
-    k = -(-len(counts) // _MAX_BINS)
-    return (edges[::k] + ([edges[-1]] if (len(edges) - 1) % k else []),
-            [sum(counts[i:i + k]) for i in range(0, len(counts), k)])
-
-
 class WandbMirror:
     """Forward a run's events to a W&B run, from the writer thread (see the module docstring).
 
@@ -171,7 +149,7 @@ class WandbMirror:
         self._step = 0  # the highest step logged to W&B
         self._row: dict[str, Any] = {}
         self._row_step: int | None = None
-        self._staging: Path | None = None
+        self._media_values = MediaValues()
         self._finished = False
         self._exit_code = 0
         self._rows = 0  # history rows handed to W&B
@@ -219,8 +197,7 @@ class WandbMirror:
                 self.run.finish(exit_code=self._exit_code)
             except Exception as exc:
                 self._turn_off("cannot finish the W&B run", exc)
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
+        self._media_values.close()
 
     def _forward(self, events: list) -> int:
         idle = time.monotonic() - self._since
@@ -328,19 +305,19 @@ class WandbMirror:
     def _metrics(self, ev: Any) -> bool:
         if self._keep is not None and ev.step not in self._keep:
             return False
-        values = {k: x for k, v in ev.values.items() if (x := _number(v)) is not None}
+        values = {k: x for k, v in ev.values.items() if (x := number(v)) is not None}
         if ev.epoch is not None and "epoch" not in values:
             values["epoch"] = ev.epoch
         return bool(values) and self._put(ev.step, values)
 
     def _system(self, ev: Any) -> bool:
-        values = {system_key(k): x for k, v in ev.values.items() if (x := _number(v)) is not None}
+        values = {system_key(k): x for k, v in ev.values.items() if (x := number(v)) is not None}
         current = self._row_step if self._row_step is not None else self._step
         return bool(values) and self._put(ev.step if ev.step is not None and ev.step >= current
                                           else None, values)
 
     def _histogram(self, ev: Any) -> bool:
-        edges, counts = _rebin(list(ev.edges), list(ev.counts))
+        edges, counts = rebin(list(ev.edges), list(ev.counts))
         try:
             value = self._wandb.Histogram(np_histogram=(counts, edges))
         except Exception as exc:
@@ -352,43 +329,10 @@ class WandbMirror:
         if not path.is_file():
             return self._skip("media_missing", f"the blob of {ev.key!r} is not at {path}")
         try:
-            value = self._media_value(ev, path)
+            value = self._media_values.convert(self._wandb, self.run, ev, path)
         except Exception as exc:
             return self._skip(f"media_{ev.media}", f"cannot convert {ev.media} {ev.key!r}: {exc!r}")
         return value is None or self._put(ev.step, {ev.key: value})
-
-    def _media_value(self, ev: Any, path: Path) -> Any:
-        wandb = self._wandb
-        if ev.media == "text":
-            return path.read_text(encoding="utf-8", errors="replace")
-        if ev.media == "table":
-            table = json.loads(path.read_bytes())
-            return wandb.Table(columns=table.get("columns"), data=table.get("data"))
-        if ev.media == "file":
-            dest = Path(self.run.dir) / "runlake-files" / ev.key / (ev.name or ev.sha256)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
-            self.run.save(str(dest), base_path=self.run.dir, policy="now")
-            return None
-        named = self._named(ev, path)  # W&B takes a media's format from its file's suffix
-        if ev.media == "image":
-            return wandb.Image(str(named), caption=ev.caption)
-        if ev.media == "audio":
-            return wandb.Audio(str(named), caption=ev.caption)
-        return wandb.Video(str(named), caption=ev.caption, format=named.suffix[1:] or None)
-
-    def _named(self, ev: Any, path: Path) -> Path:
-        suffix = Path(ev.name).suffix if ev.name else ""
-        suffix = suffix or mimetypes.guess_extension(ev.mime) or ""
-        if self._staging is None:
-            self._staging = Path(tempfile.mkdtemp(prefix="runlake-wandb-"))
-        named = self._staging / f"{ev.sha256}{suffix}"
-        if not named.exists():
-            try:
-                os.link(path, named)
-            except OSError:
-                shutil.copyfile(path, named)
-        return named
 
     def _update(self, ev: Any) -> bool:
         run = self.run

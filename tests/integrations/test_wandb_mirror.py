@@ -307,3 +307,17 @@ def test_missing_wandb_package_names_the_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path / "root")],
                           capture_output=True, text=True, timeout=60)
     assert "ERR wandb= needs the wandb package: pip install 'runlake[interop]'" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("bins", [512, 600, 1025, 5000])
+def test_histograms_over_wandbs_512_bins_are_summed_exactly(bins):
+    """Neighbouring bins summed: at most 512 bins, the same outer edges and total count,
+    ascending edges one more than the counts."""
+    from runlake.emitter.integrations._wandb_values import MAX_BINS, rebin
+
+    edges = [i * 0.5 for i in range(bins + 1)]
+    counts = [float(i % 7) for i in range(bins)]
+    e, c = rebin(edges, counts)
+    assert len(c) <= MAX_BINS and len(e) == len(c) + 1
+    assert (e[0], e[-1]) == (edges[0], edges[-1]) and e == sorted(set(e))
+    assert sum(c) == sum(counts)
