@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from runlake.emitter.values import describe, is_tensor, safe_repr
+from runlake.emitter.values import describe, is_pil_image, is_tensor, safe_repr
 from runlake.schemas.errors import EventValueError
 
 __all__ = [
@@ -267,7 +267,7 @@ def encode_image(data: Any, *, cap: int) -> Encoded:
 
     CHW is recognised when the first dimension is 1, 3 or 4 and the last is not.
     """
-    if data.__class__.__module__.partition(".")[0] == "PIL":
+    if is_pil_image(data):
         buf = io.BytesIO()
         data.save(buf, format="PNG")
         out = buf.getvalue()
@@ -341,4 +341,4 @@ def encode_audio(data: Any, *, sample_rate: Any, cap: int) -> tuple[Encoded, boo
 
 def is_array(data: Any) -> bool:
     """An array or tensor (numpy, torch ...) or a PIL image: encoded, not stored as is."""
-    return is_tensor(data) or data.__class__.__module__.partition(".")[0] == "PIL"
+    return is_tensor(data) or is_pil_image(data)

@@ -41,6 +41,7 @@ __all__ = [
     "coerce_metrics",
     "coerce_scalar",
     "describe",
+    "is_pil_image",
     "is_tensor",
     "safe_repr",
     "safe_str",
@@ -63,6 +64,12 @@ def is_tensor(value: Any) -> bool:
     """True when ``value``'s type comes from one of :data:`TENSOR_MODULES` (numpy scalars and
     arrays, torch/jax/... tensors), judged by the type's module name: nothing is imported."""
     return value.__class__.__module__.partition(".")[0] in TENSOR_MODULES
+
+
+def is_pil_image(value: Any) -> bool:
+    """True for a Pillow image (its type comes from ``PIL``), judged like :func:`is_tensor`:
+    by the type's module name, so Pillow is never imported to ask."""
+    return value.__class__.__module__.partition(".")[0] == "PIL"
 
 
 def tensor_item(value: Any) -> Any:
