@@ -314,4 +314,6 @@ def blob_root(db: str | os.PathLike, root: str | os.PathLike | None = None) -> s
     folder holding the store (``<root>/runlake.duckdb``, ``<root>/runlake-lake``)."""
     if root is not None:
         return os.fspath(root)
+    if is_url(db):
+        return str(db).rstrip("/").rsplit("/", 1)[0]
     return str(Path(os.fspath(db)).parent)

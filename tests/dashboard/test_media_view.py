@@ -242,3 +242,21 @@ def test_media_view_in_headless_chromium(media, ui, tmp_path):
         assert variance > 50, f"screenshot {shot} is blank (pixel variance {variance:.1f})"
     finally:
         ui.stop(proc)
+
+
+@pytest.mark.parametrize(("db", "root", "expected"), [
+    ("/data/runs/runlake.duckdb", None, "/data/runs"),
+    ("/data/runs/runlake-lake", None, "/data/runs"),
+    ("s3://bucket/runs/runlake-lake", None, "s3://bucket/runs"),
+    ("/elsewhere/x.duckdb", "/data/runs", "/data/runs"),
+])
+def test_blob_root(db, root, expected):
+    """Blob paths are relative to --root, else to the folder holding the store."""
+    assert queries.blob_root(db, root) == expected
+
+
+def test_object_storage_blobs_are_not_read():
+    """A blob of an s3:// root gets a message (the view reads local roots only)."""
+    sha = "0" * 64
+    found = queries.read_blob("s3://bucket/runs", f"p/r/blobs/00/{sha}", sha)
+    assert found.data is None and "object storage" in found.problem
