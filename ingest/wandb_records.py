@@ -18,6 +18,9 @@ its block (as LevelDB readers do: chunk boundaries inside it cannot be trusted);
 resumes at the next block, dropping the pieces of a record cut in two. A torn end (a
 truncated file, a run still being written) keeps every whole record before it. Each is one
 problem naming the file and byte offset; the records around it are kept.
+
+History rows: :func:`fast_view` reads the two record kinds that are nearly every record
+cheaply; :func:`flat_keys` and :class:`RowLayout` say where a row's values go.
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from operator import itemgetter
 from typing import Any, Iterator
 
 __all__ = [
     "BLOCK_LEN",
     "RecordLog",
+    "RowLayout",
+    "fast_view",
+    "flat_keys",
     "install_hint",
     "item_path",
     "item_value_json",
@@ -42,6 +49,7 @@ _HEADER = struct.Struct("<4sHB")  # ident, magic, version
 _CHUNK = struct.Struct("<IHB")  # crc32, length, type
 _IDENT, _MAGIC = b":W&B", 0xBEE1
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+_SPECIAL = frozenset(("_step", "_timestamp", "_runtime"))
 _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (_FULL, _FIRST, _MIDDLE, _LAST)}
 
 
@@ -229,3 +237,54 @@ def fast_view():
         cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("runlake_wandb_view.Record"))
         _VIEW = (cls, ("none", "boolean", "integer", "number", "text", "json"))
     return _VIEW
+
+
+class RowLayout:
+    """Where a history row's values go, computed once per shape of row.
+
+    ``names`` are sorted (W&B writes a row's keys in Go map order, a different order from
+    row to row): rows logging the same keys then share one metrics group.
+    """
+
+    def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
+        typed = {p[:-1] for p in paths if len(p) > 1 and p[-1] == "_type"}
+        self.si = self.ti = None
+        scalars, objects = [], {}
+        for i, p in enumerate(paths):
+            prefix = next((p[:n] for n in range(1, len(p)) if p[:n] in typed), None) if typed else None
+            if prefix is not None:
+                objects.setdefault(".".join(prefix), []).append((i, p[len(prefix):]))
+            elif p == ("_step",):
+                self.si = i
+            elif p == ("_timestamp",):
+                self.ti = i
+            elif p != ("_runtime",):
+                scalars.append((".".join(p), i))
+        scalars.sort()
+        idx = [i for _, i in scalars]
+        self.names, self.objects = tuple(n for n, _ in scalars), list(objects.items())
+        self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+
+    @classmethod
+    def flat(cls, keys: list[str]) -> RowLayout:
+        """The layout of a row whose items are all one key part (the common row, quick)."""
+        self = cls.__new__(cls)
+        self.si = keys.index("_step") if "_step" in keys else None
+        self.ti = keys.index("_timestamp") if "_timestamp" in keys else None
+        idx = sorted((i for i, k in enumerate(keys) if k not in _SPECIAL), key=keys.__getitem__)
+        self.names, self.objects = tuple(keys[i] for i in idx), []
+        self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+        return self
+
+
+def flat_keys(head: bytes, n: int) -> list[str] | None:
+    """The keys of merged history items serialized as ``head`` when it holds exactly ``n``
+    one-part keys (``nested_key`` entries, field 2) and nothing else; else None."""
+    keys, pos, end = [], 0, len(head)
+    while pos < end:
+        if head[pos] != 0x12 or head[pos + 1] & 0x80:  # another field, or a key >= 128 bytes
+            return None
+        stop = pos + 2 + head[pos + 1]
+        keys.append(head[pos + 2:stop].decode())
+        pos = stop
+    return keys if pos == end and len(keys) == n else None

@@ -21,13 +21,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from runlake.ingest.wandb_records import RecordLog, fast_view, item_path, item_value_json, load_proto
+from runlake.ingest.wandb_records import (
+    RecordLog, RowLayout, fast_view, flat_keys, item_path, item_value_json, load_proto,
+)
 
 __all__ = ["MEDIA_TYPES", "WandbRun", "read_run"]
 
@@ -40,7 +41,6 @@ MEDIA_TYPES = {
 
 _LISTS = {"images/separated": ("filenames", "image-file"), "audio": ("audio", "audio-file"),
           "videos": ("videos", "video-file")}
-_SPECIAL = frozenset(("_step", "_timestamp", "_runtime"))
 _NUMERIC = frozenset((int, float, bool))
 _BATCH = 4096
 _VALUE_TAG = re.compile(rb"\x82\x01[\x80-\xff]*[\x00-\x7f]").subn  # value_json's tag + length
@@ -81,57 +81,6 @@ class WandbRun:
     records: int = 0
 
 
-class _Layout:
-    """Where a history row's values go, computed once per shape of row.
-
-    ``names`` are sorted (W&B writes a row's keys in Go map order, a different order from
-    row to row): rows logging the same keys then share one metrics group.
-    """
-
-    def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
-        typed = {p[:-1] for p in paths if len(p) > 1 and p[-1] == "_type"}
-        self.si = self.ti = None
-        scalars, objects = [], {}
-        for i, p in enumerate(paths):
-            prefix = next((p[:n] for n in range(1, len(p)) if p[:n] in typed), None) if typed else None
-            if prefix is not None:
-                objects.setdefault(".".join(prefix), []).append((i, p[len(prefix):]))
-            elif p == ("_step",):
-                self.si = i
-            elif p == ("_timestamp",):
-                self.ti = i
-            elif p != ("_runtime",):
-                scalars.append((".".join(p), i))
-        scalars.sort()
-        idx = [i for _, i in scalars]
-        self.names, self.objects = tuple(n for n, _ in scalars), list(objects.items())
-        self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
-
-    @classmethod
-    def flat(cls, keys: list[str]) -> _Layout:
-        """The layout of a row whose items are all one key part (the common row, quick)."""
-        self = cls.__new__(cls)
-        self.si = keys.index("_step") if "_step" in keys else None
-        self.ti = keys.index("_timestamp") if "_timestamp" in keys else None
-        idx = sorted((i for i, k in enumerate(keys) if k not in _SPECIAL), key=keys.__getitem__)
-        self.names, self.objects = tuple(keys[i] for i in idx), []
-        self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
-        return self
-
-
-def _flat_keys(head: bytes, n: int) -> list[str] | None:
-    """The keys of merged history items serialized as ``head`` when it holds exactly ``n``
-    one-part keys (``nested_key`` entries, field 2) and nothing else; else None."""
-    keys, pos, end = [], 0, len(head)
-    while pos < end:
-        if head[pos] != 0x12 or head[pos + 1] & 0x80:  # another field, or a key >= 128 bytes
-            return None
-        stop = pos + 2 + head[pos + 1]
-        keys.append(head[pos + 2:stop].decode())
-        pos = stop
-    return keys if pos == end and len(keys) == n else None
-
-
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
     for part in path[:-1]:
         child = tree.get(part)
@@ -167,10 +116,10 @@ class _Reader:
     def __init__(self, run: WandbRun) -> None:
         self.run, self.pb = run, load_proto()
         self.view, self.typed_fields = fast_view()
-        self.layouts: dict[tuple[bytes, int], _Layout] = {}  # (key bytes, values) -> flat rows
-        self.multi: dict[tuple, _Layout] = {}  # item paths -> rows with nested/typed items
+        self.layouts: dict[tuple[bytes, int], RowLayout] = {}  # (key bytes, values) -> flat rows
+        self.multi: dict[tuple, RowLayout] = {}  # item paths -> rows with nested/typed items
         self.shapes: dict[Any, tuple] = {}  # (nested, key, n) -> the items' paths
-        self.pending: list[tuple[_Layout, int, bytes]] = []
+        self.pending: list[tuple[RowLayout, int, bytes]] = []
         self.summary_ops: dict[tuple[str, ...], tuple[float, bytes | None]] = {}
         self.flat_summary: dict[bytes, bytes] = {}  # one-part key -> its latest value_json
         self.partial = {"stdout": "", "stderr": ""}
@@ -189,8 +138,8 @@ class _Reader:
         shape = (head, n)
         layout = self.layouts.get(shape)
         if layout is None:  # W&B writes a row's keys in Go map order: many shapes per run
-            keys = _flat_keys(head, n)
-            layout = self.layouts[shape] = _Layout.flat(keys) if keys is not None else False
+            keys = flat_keys(head, n)
+            layout = self.layouts[shape] = RowLayout.flat(keys) if keys is not None else False
         if layout:
             self.pending.append((layout, stepnum, values[1:]))
         else:  # nested keys or typed values: the real Record says which part is whose
@@ -198,7 +147,7 @@ class _Reader:
             paths = tuple(map(item_path, real))
             layout = self.multi.get(paths)
             if layout is None:
-                layout = self.multi[paths] = _Layout(paths)
+                layout = self.multi[paths] = RowLayout(paths)
             self.pending.append((layout, stepnum, ",".join(map(item_value_json, real)).encode()))
         if len(self.pending) >= _BATCH:
             self.flush_history()
