@@ -226,3 +226,14 @@ def test_cli_bad_path_is_one_line_exit_2(tmp_path, capsys, what):
     assert main(["import", "wandb", str(path), "--root", str(tmp_path / "root")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err and ".wandb" in err
+
+
+def test_without_wandb_the_error_names_the_extra(written, tmp_path):
+    """With the wandb package absent, the CLI exits 2 with one line naming the install command."""
+    wdir, _ = written
+    code = ("import sys; sys.modules['wandb'] = None; from runlake.cli import main; "
+            f"sys.exit(main(['import', 'wandb', {str(wdir)!r}, '--root', {str(tmp_path / 'root')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "pip install 'runlake[interop]'" in line and not (tmp_path / "root").exists()
