@@ -212,9 +212,8 @@ def init(entity: str | None = None, project: str | None = None, dir: _Any = None
     if rl is None:
         rl = _NullRun(project, name, id)
     r = Run(rl, config=cfg, entity=facts["entity"], job_type=facts["job_type"],
-            notes=facts["notes"], mode=facts["mode"], resumed=facts["resumed"],
+            notes=facts["notes"], mode=facts["mode"], resumed=facts["resumed"], tags=tags,
             on_finish=_finished)
-    r._tags = tuple(str(t) for t in (tags or ()))
     _live.append(r)
     _activate(r)
     if facts["mode"] != "disabled":

@@ -52,9 +52,10 @@ class WandbRun:
     log: Callable[..., None]
 
     def __init__(self, rl: Any, *, config: Config, entity: str | None, job_type: str | None,
-                 notes: str | None, mode: str, resumed: bool,
+                 notes: str | None, mode: str, resumed: bool, tags: Any = (),
                  on_finish: Callable[["WandbRun"], None] | None = None) -> None:
         self.runlake = rl
+        self._tags = tuple(str(t) for t in (tags or ()))  # init's: already in run_start
         self.entity, self.job_type, self.mode, self.resumed = entity, job_type, mode, resumed
         self._notes = notes
         self.config = config
@@ -106,7 +107,7 @@ class WandbRun:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(getattr(self, "_tags", ()))
+        return self._tags
 
     @tags.setter
     def tags(self, value: Any) -> None:
@@ -133,7 +134,7 @@ class WandbRun:
                 if s.__class__ is _float:
                     cur = run._cur
                     rl.log(data, cur)
-                    run._cur = cur + 1
+                    self._cur = cur + 1
                     last_update(data)
                     return
             elif step.__class__ is _int and step > run._cur and commit is None \
@@ -147,9 +148,9 @@ class WandbRun:
                     if pending:
                         rl.log(pending, run._cur)
                         last_update(pending)
-                    run._pending = data.copy()
-                    run._cur = step
-                    run._hold = True
+                    self._pending = data.copy()
+                    self._cur = step
+                    self._hold = True
                     return
             slow(data, step, commit)
 
