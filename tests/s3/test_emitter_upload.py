@@ -90,7 +90,8 @@ def test_spool_bound_drops_are_counted_and_reported(s3_server, s3_env, s3_root, 
     training finishes; after `push` the bucket holds exactly the points not dropped."""
     spool = tmp_path / "spool"
     dead = child_env(s3_env, spool, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-                     RUNLAKE_SPOOL_MAX_BYTES="20000", RUNLAKE_UPLOAD_WAIT="0.5")
+                     RUNLAKE_SPOOL_MAX_BYTES="20000", RUNLAKE_UPLOAD_WAIT="0.5",
+                     RUNLAKE_CAPTURE_CONSOLE="0")  # drops counted per event: only points here
     result, err = finish(start({"root": s3_root, "points": 40_000, "flush_every": 500}, dead))
     dropped = result["dropped"].get("spool_full", 0)
     assert 0 < dropped < 40_000 and set(result["dropped"]) == {"spool_full"}
