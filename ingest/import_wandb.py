@@ -42,6 +42,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
+from runlake.emitter.capture import STREAM_LOGGERS
 from runlake.ingest.foreign import (
     Envelope, Imported, foreign_run_id, foreign_writer, ns, segment_exists, write_segment,
 )
@@ -208,10 +209,9 @@ def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, ru
             counts["system"] = counts.get("system", 0) + len(numeric)
             yield System(*env(), ns(ts or start), 0, values=encode_nonfinite(numeric))
     yield from _objects(env, run, run_dir, counts, problems)
-    for ts, stream, line in run.output:
+    for ts, stream, line in run.output:  # INFO on both streams, as console capture writes them
         counts["logs"] = counts.get("logs", 0) + 1
-        yield Log(*env(), ns(ts or last), 0, level="INFO" if stream == "stdout" else "WARNING",
-                  message=line, levelno=20 if stream == "stdout" else 30, logger=f"console.{stream}")
+        yield Log(*env(), ns(ts or last), 0, level="INFO", message=line, logger=STREAM_LOGGERS[stream])
     for ts, title, text, level in run.alerts:
         counts["alerts"] = counts.get("alerts", 0) + 1
         yield Alert(*env(), ns(ts or last), 0, message=f"{title}: {text}" if text else title,
