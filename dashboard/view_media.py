@@ -144,11 +144,11 @@ def _media_key(db: str, token: tuple, root: str, run_ids: list[str], key: str,
         for column, run_id in zip(st.columns(3), shown[start:start + 3]):
             with column:
                 st.text(labels.get(run_id, run_id))
-                for item in by_run[run_id]:
-                    _item(root, item)
+                for n, item in enumerate(by_run[run_id]):
+                    _item(root, item, f"media_dl_{_slot(key)}_{_slot(run_id)}_{n}")
 
 
-def _item(root: str, item: dict[str, Any]) -> None:
+def _item(root: str, item: dict[str, Any], slot: str) -> None:
     """One media item: its content, then its step, caption and scores as plain text."""
     where = f"step {item['step']}" if item["step"] is not None else "no step"
     if item["rank"]:
@@ -157,7 +157,7 @@ def _item(root: str, item: dict[str, Any]) -> None:
     if blob.data is None:
         st.error(escape_md(blob.problem), icon="🚫")
     else:
-        _content(item, blob.data)
+        _content(item, blob.data, slot)
     st.text(where if not item["caption"] else f"{where} · {item['caption']}")
     if item["scores"]:
         st.text("scores: " + ", ".join(f"{k} {_number(v)}" for k, v in item["scores"].items()))
@@ -167,7 +167,7 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _content(item: dict[str, Any], data_: bytes) -> None:
+def _content(item: dict[str, Any], data_: bytes, slot: str) -> None:
     kind, mime = item["media"], (item["mime"] or "").lower()
     if kind == "image" and mime in RASTER_IMAGES:
         _image(data_, mime, item["meta"])
@@ -192,8 +192,7 @@ def _content(item: dict[str, Any], data_: bytes) -> None:
     else:
         name = _NAME_JUNK.sub("_", (item["name"] or item["sha256"][:12]).rsplit("/", 1)[-1])
         st.download_button(f"Download {escape_md(name)} ({len(data_):,} bytes)", data_,
-                           file_name=name or "blob", mime="application/octet-stream",
-                           key=f"media_dl_{item['sha256']}_{item['run_id']}_{item['rank']}_{item['step']}")
+                           file_name=name or "blob", mime="application/octet-stream", key=slot)
 
 
 def _image(data_: bytes, mime: str, meta: dict) -> None:

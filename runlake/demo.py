@@ -2,9 +2,11 @@
 
 A small sweep of MLPs (one of them deliberately unstable) trains on the 8x8 digits that
 scikit-learn ships. Each run logs metrics, per-item data lineage with augmentation
-parameters, gradient statistics (``runlake.torch.watch``) and checkpoints with retention
-(``CheckpointManager``). One run is killed with SIGKILL part-way (a real crash, in a child
-process) and resumed from its latest checkpoint as a second attempt of the same run.
+parameters, gradient statistics and histograms (``runlake.torch.watch``), per epoch an
+image of validation digits and a short audio clip with quality scores (``run.log_media``),
+and checkpoints with retention (``CheckpointManager``). One run is killed with SIGKILL
+part-way (a real crash, in a child process) and resumed from its latest checkpoint as a
+second attempt of the same run.
 Then the segments are ingested into the default store, the anomaly detectors run, and the
 runs table and findings are printed with what to try next.
 """
@@ -138,7 +140,7 @@ def train(root: Path, name: str, config: dict[str, Any], *, group: str, run_id: 
     )
     val_loader = track(DataLoader(val_set, batch_size=256), run, split="val",
                        id_fn=val_set.item_id, source="sklearn-digits", start_epoch=start_epoch)
-    watch(model, run, every=10)
+    watch(model, run, every=10, log_histograms=True)
     step = start_epoch * steps_per_epoch
     with run:
         for epoch in range(start_epoch, EPOCHS):
@@ -162,12 +164,35 @@ def train(root: Path, name: str, config: dict[str, Any], *, group: str, run_id: 
                     val_loss += torch.nn.functional.cross_entropy(out, y, reduction="sum").item()
                     correct += int((out.argmax(1) == y).sum())
                     total += len(y)
+                _log_samples(run, model, val_set, step - 1)
             model.train()
             metrics = {"val/loss": val_loss / total, "val/acc": correct / total}
             run.log(metrics, step=step - 1, epoch=epoch)
             ckpts.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch},
                        step=step - 1, metrics=metrics)
     return run.id
+
+
+def _log_samples(run, model, val_set, step: int) -> None:
+    """The epoch's media (the Media view of ``runlake ui``): 16 validation digits as one
+    32x32 image captioned with the predictions, and a short "generated" clip (a tone whose
+    pitch is the first digit's prediction) with quality scores."""
+    import numpy as np
+    import torch
+
+    xs = torch.stack([val_set[i][0] for i in range(16)])
+    probs = torch.softmax(model(xs), dim=1)
+    conf, pred = probs.max(dim=1)
+    grid = xs.reshape(4, 4, 8, 8).permute(0, 2, 1, 3).reshape(32, 32).clamp(0, 1).numpy()
+    run.log_media("val/digits", grid, step=step,
+                  caption="predicted " + " ".join(str(int(p)) for p in pred))
+    rate = 8000
+    t = np.arange(rate // 4) / rate
+    tone = 0.3 * np.sin(2 * np.pi * (220 + 40 * int(pred[0])) * t) * np.hanning(t.size)
+    target = int(val_set[0][1])
+    scores = {"confidence": float(conf[0]), "correct": float(int(pred[0]) == target)}
+    run.log_media("samples/tone", tone, sample_rate=rate, step=step, name="tone-0",
+                  caption=f"digit {target} predicted {int(pred[0])}", meta={"scores": scores})
 
 
 def _child(argv: list[str]) -> None:

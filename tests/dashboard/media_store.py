@@ -24,7 +24,9 @@ IMAGE_STEPS = (0, 10, 20)
 HIST_STEPS = 30
 KEYS = {"image": "samples/image", "audio": "samples/audio", "table": "eval/table",
         "text": "notes/text", "damaged": "broken/image", "escape": "escape/image",
-        "link": "link/image", "hist": "grad/fc.weight"}
+        "link": "link/image", "hist": "grad/fc.weight", "file": "ckpt/file",
+        "svg": "vector/svg"}
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 
 
 def png(width: int, height: int, seed: int) -> bytes:
@@ -87,6 +89,9 @@ def build(root: Path) -> dict:
         media(KEYS["text"], HOSTILE_TEXT, 5, media="text")
         media(HOSTILE_KEY, png(8, 8, 99), 3, mime="image/png", caption=HOSTILE_CAPTION)
         if n == 0:
+            for _ in range(2):  # the same file twice at one step: two items, one blob
+                media(KEYS["file"], b"\x00\x01 weights", 5, media="file", name="../w<1>.bin")
+            media(KEYS["svg"], SVG, 5, media="image", mime="image/svg+xml")
             media(KEYS["damaged"], png(16, 16, 7), 1, mime="image/png")
             media(KEYS["escape"], SECRET, 1, media="image", mime="image/png")
             media(KEYS["link"], SECRET + b" (link)", 1, media="image", mime="image/png")

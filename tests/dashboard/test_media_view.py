@@ -105,6 +105,17 @@ def test_every_kind_renders(media, media_app):
     assert not at.error
 
 
+def test_files_and_svg_are_offered_for_download_not_drawn(media, media_app):
+    """A file (logged twice at one step) and an SVG image get download buttons, no image;
+    the file name offered is stripped of path and markup characters."""
+    at = media_app(runs=_runs(media), keys=f"{KEYS['file']},{KEYS['svg']}")
+    assert not at.get("image") and not at.error
+    buttons = at.get("download_button")
+    assert len(buttons) == 3, [b.proto for b in buttons]
+    labels = [re.sub(r"\\(.)", r"\1", b.proto.label) for b in buttons]
+    assert sum("Download w_1_.bin (" in label for label in labels) == 2, labels
+
+
 def test_scores_shown_beside_the_clip(media, media_app):
     """An audio clip shows its meta scores and the samples row's scores as plain text."""
     at = media_app(runs=_runs(media), keys=KEYS["audio"])
