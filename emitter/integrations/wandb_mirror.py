@@ -107,8 +107,12 @@ def check_option(option: Any) -> dict[str, Any]:
     """The ``wandb.init`` arguments a ``wandb=`` option overrides ({} for True).
 
     Raises:
-        ConfigError: ``option`` is neither True nor a dict of ``wandb.init`` arguments.
+        ConfigError: ``option`` is neither True nor a dict of ``wandb.init`` arguments, or
+            ``import wandb`` gives ``runlake.wandb`` in this process (``install()``).
     """
+    shim = _shim_message(sys.modules.get("wandb"))
+    if shim:
+        raise ConfigError(shim)
     if option is True:
         return {}
     if not isinstance(option, Mapping):
@@ -119,6 +123,14 @@ def check_option(option: Any) -> dict[str, Any]:
         raise ConfigError(f"wandb= has keys wandb.init does not take: {', '.join(unknown)}; "
                           f"valid: {', '.join(sorted(WANDB_INIT_ARGS))}")
     return dict(option)
+
+
+def _shim_message(module: Any) -> str | None:
+    """Why the mirror cannot use ``module`` as wandb (runlake's own surface), or None."""
+    if module is None or getattr(module, "__name__", "wandb") == "wandb":
+        return None
+    return (f"wandb= mirrors to the real W&B, but `import wandb` gives {module.__name__} in this "
+            f"process (runlake.wandb.install()): use one or the other")
 
 
 class WandbMirror:
@@ -245,6 +257,9 @@ class WandbMirror:
         try:
             import wandb
 
+            shim = _shim_message(wandb)
+            if shim:
+                raise RuntimeError(shim)
             settings = kwargs.get("settings")
             if settings is None or isinstance(settings, Mapping):
                 kwargs["settings"] = wandb.Settings(**{**_SETTINGS, **(settings or {})})

@@ -2,10 +2,11 @@
 
 ``python _wandb_mirror_job.py '<json>'``: ``runlake.init(root=..., wandb=True)`` (W&B's
 offline mode and folder come from WANDB_MODE / WANDB_DIR), ``steps`` steps of two scalars
-with epochs (20 ms apart), one user alert, then either ``finish()`` or (``"fail": true``) an uncaught
-exception. While the run is live, a profile function on the main (training) thread records
-every call into the wandb package (``sys.setprofile`` is per thread: the writer thread's
-calls are not seen); the last stdout line is a JSON report.
+with epochs (20 ms apart), one user alert, a run update, a histogram and an audio clip at
+the last step, then either ``finish()`` or (``"fail": true``) an uncaught exception. While
+the run is live, a profile function on the main (training) thread records every call into
+the wandb package (``sys.setprofile`` is per thread: the writer thread's calls are not
+seen); the last stdout line is a JSON report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import sys
 import threading
 import time
+
+import numpy
 from pathlib import Path
 
 
@@ -38,6 +41,11 @@ def main() -> None:
             run.flush()  # several batches reach the mirror while the run is live
         time.sleep(0.02)  # a training step: 50 steps/s, well within what W&B takes unthinned
     run.alert("loss plateaued", severity="warning")
+    last = cfg["steps"] - 1
+    run.update(config={"batch": 32}, summary={"best": 0.125}, tags=["ci", "mirrored"])
+    run.log_histogram("grad/w", [float(i % 10) for i in range(100)], bins=10)  # at the last step
+    run.log_media("sample", numpy.sin(numpy.arange(800) / 10.0) * 0.5, sample_rate=8000,
+                  step=last, caption="a tone")
     report = {"run_id": run.id, "main_thread_wandb_calls": calls,
               "main_thread": main_thread}
     if cfg.get("fail"):

@@ -94,8 +94,9 @@ def _job(tmp_path, env, **cfg) -> tuple[subprocess.CompletedProcess, dict]:
 
 def test_training_script_mirrors_history_config_and_summary(tmp_path, wandb_env, store_rows):
     """A real training process with wandb=True: W&B's history holds the store's metrics at
-    the same steps, its config and tags are the run's, the alert and exit code 0 arrive, and
-    the training thread never called into wandb."""
+    the same steps, its config and tags are the run's (and its update's), the alert, the
+    histogram, the audio clip and exit code 0 arrive, and the training thread never called
+    into wandb."""
     proc, report = _job(tmp_path, wandb_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report["main_thread_wandb_calls"] == []
@@ -109,10 +110,16 @@ def test_training_script_mirrors_history_config_and_summary(tmp_path, wandb_env,
         assert got.series(key) == points
     assert got.series("epoch") == [(s, s // 10) for s in range(60)]
     assert got.run.run_id == report["run_id"] and got.run.project == "mirror"
-    assert got.run.display_name == "job" and list(got.run.tags) == ["ci"]
+    assert got.run.display_name == "job"
     assert got.config["lr"] == 0.01 and got.config["layers"] == 3
     assert got.summary[("loss",)] == 1.0 / 60
     assert got.alerts == [("user", "loss plateaued", "WARN")]
+    assert got.config["batch"] == 32 and got.summary[("best",)] == 0.125
+    assert list(got.run.tags) == ["ci", "mirrored"]  # the update's tags replace init's
+    [(hist_step, hist)] = store_rows(tmp_path / "root", "SELECT step, counts FROM histograms")
+    assert got.history[hist_step][("grad/w", "values")] == hist  # log_histogram at run.step
+    assert got.history[59][("sample", "_type")] == "audio-file"
+    assert got.history[59][("sample", "caption")] == "a tone"
     assert got.exit.exit_code == 0
 
 
@@ -321,3 +328,15 @@ def test_histograms_over_wandbs_512_bins_are_summed_exactly(bins):
     assert len(c) <= MAX_BINS and len(e) == len(c) + 1
     assert (e[0], e[-1]) == (edges[0], edges[-1]) and e == sorted(set(e))
     assert sum(c) == sum(counts)
+
+
+def test_the_mirror_refuses_runlake_wandb_installed_as_wandb(tmp_path):
+    """After runlake.wandb.install() `import wandb` is runlake's surface, not W&B: init(wandb=)
+    fails at once saying so, with no run folder (a real interpreter)."""
+    code = ("import sys, runlake.wandb as surface; surface.install(); import runlake\n"
+            "try:\n    runlake.init('p', root=sys.argv[1], wandb=True)\n"
+            "except runlake.ConfigError as e:\n    print('ERR', e)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "root")],
+                          capture_output=True, text=True, timeout=60)
+    assert "ERR wandb= mirrors to the real W&B, but `import wandb` gives runlake.wandb" in proc.stdout, proc.stderr
+    assert not (tmp_path / "root" / "p").exists()
