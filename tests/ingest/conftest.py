@@ -14,6 +14,7 @@ from runlake.emitter.writer import encode_batch
 from runlake.schemas import events as E
 from runlake.schemas.codec import ENCODER, encode_nonfinite
 from runlake.schemas.segments import segment_name
+from runlake.store.spec import TABLES as SPEC_TABLES
 
 _CCTX = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
 
@@ -112,8 +113,9 @@ def _query(db: Path, sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
-TABLES = ("metrics", "data_items", "datasets", "checkpoints", "samples", "logs", "alerts",
-          "runs", "writers", "ingest_ledger", "quarantine")
+# every data table of the store's one declaration (anomalies are derived; frame keys
+# are bookkeeping whose rows depend on how the same data was framed)
+TABLES = tuple(t for t in SPEC_TABLES if t not in ("anomalies", "ingest_frames"))
 
 
 def _fingerprint(db: Path) -> dict:
