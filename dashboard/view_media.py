@@ -27,11 +27,13 @@ from runlake.analysis import media as queries
 from runlake.dashboard import data, palette, selection, widgets
 from runlake.dashboard.widgets import escape_md
 
-__all__ = ["RASTER_IMAGES", "render", "table_frame"]
+__all__ = ["MAX_OPEN", "MAX_RUNS", "RASTER_IMAGES", "render", "table_frame"]
 
 TITLE = "Media"
 MAX_OPEN = 12
 """Keys open by default (media keys first, then histogram keys)."""
+MAX_RUNS = 12
+"""Most runs drawn side by side (a grid of 1,000 runs' media helps nobody)."""
 MAX_TABLE_ROWS, MAX_TABLE_COLUMNS = 10_000, 100
 MAX_TEXT_CHARS = 100_000
 SMALL_IMAGE = 160
@@ -51,6 +53,9 @@ def render(db: str, token: tuple) -> None:
                 "upgrade it.")
         return
     run_ids = overview["runs"]
+    if len(run_ids) > MAX_RUNS:
+        st.caption(f"{len(run_ids)} runs selected: showing the media of the first {MAX_RUNS}.")
+        run_ids = run_ids[:MAX_RUNS]
     media_keys = list(dict.fromkeys(r["key"] for r in overview["media"]))
     hist_keys = [r["key"] for r in overview["histograms"]]
     if not media_keys and not hist_keys:

@@ -25,7 +25,7 @@ HIST_STEPS = 30
 KEYS = {"image": "samples/image", "audio": "samples/audio", "table": "eval/table",
         "text": "notes/text", "damaged": "broken/image", "escape": "escape/image",
         "link": "link/image", "hist": "grad/fc.weight", "file": "ckpt/file",
-        "svg": "vector/svg"}
+        "svg": "vector/svg", "video": "clips/video"}
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 
 
@@ -92,6 +92,8 @@ def build(root: Path) -> dict:
             for _ in range(2):  # the same file twice at one step: two items, one blob
                 media(KEYS["file"], b"\x00\x01 weights", 5, media="file", name="../w<1>.bin")
             media(KEYS["svg"], SVG, 5, media="image", mime="image/svg+xml")
+            media(KEYS["video"], b"\x00\x00\x00\x18ftypmp42 not really", 5, media="video",
+                  mime="video/mp4")
             media(KEYS["damaged"], png(16, 16, 7), 1, mime="image/png")
             media(KEYS["escape"], SECRET, 1, media="image", mime="image/png")
             media(KEYS["link"], SECRET + b" (link)", 1, media="image", mime="image/png")

@@ -89,10 +89,12 @@ def _texts(at) -> list[str]:
 
 
 def test_every_kind_renders(media, media_app):
-    """Images, audio, a table, text and a histogram heatmap of both runs are drawn."""
+    """Images, audio, video, a table, text and a histogram heatmap of both runs are drawn."""
     at = media_app(runs=_runs(media),
-                   keys=",".join(KEYS[k] for k in ("image", "audio", "table", "text", "hist")))
+                   keys=",".join(KEYS[k] for k in ("image", "audio", "table", "text", "hist",
+                                                   "video")))
     assert len(at.get("image")) == 2  # one per run at the last step
+    assert len(at.get("video")) == 1
     assert len(at.get("audio")) == 2
     assert all(a.proto.url.endswith(".wav") for a in at.get("audio"))
     tables = [d.value for d in at.dataframe]
