@@ -7,7 +7,8 @@ views) and is mirrored into the URL query parameters (so a link reproduces the v
 
 Every view reads and writes the selection through this module only. The Charts
 workspace's parameters (``keys``, ``sections``, ``search``, ``smooth``, ``logy``,
-``group``, ``points``) are parsed into one :class:`Workspace` by :func:`workspace`.
+``group``, ``points``) are parsed into one :class:`Workspace` by :func:`workspace`; the
+Media view's (``keys``, ``step``) by :func:`media_focus`.
 
 The URL is user input (a link can be edited or forged), so it is parsed here, once, into
 checked values: an unknown view, a refresh interval or x axis that is not offered, a step
