@@ -256,7 +256,7 @@ def _write_media(db, run_id: str, root: Path, writer) -> tuple[int, dict[str, in
             skipped["blob checksum mismatch"] = skipped.get("blob checksum mismatch", 0) + 1
             continue
         meta = json.loads(meta) if meta else {}
-        if media != "text" and "count" in meta:
+        if media != "text" and isinstance(meta.get("index"), int) and isinstance(meta.get("count"), int):
             groups.setdefault((rank, step, wall, key, media), []).append((data, meta, caption))
             continue
         write_media(writer(rank), step, key, media, data, meta, mime, wall)
