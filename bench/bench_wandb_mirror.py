@@ -2,14 +2,14 @@
 
 Run:  .venv/bin/python bench/bench_wandb_mirror.py [--seconds 3]
 
-The mirror runs on the writer thread (``wandb`` is imported and ``wandb.init`` called there,
-at the first flush), so ``Run.log`` on the training thread should cost the same with it. What
-the training thread can still feel is the GIL: the writer thread runs W&B's Python while
-the loop runs. Measured, in one process, W&B in offline mode under a temporary folder:
+The mirror runs off the training thread (``wandb`` is imported and ``wandb.init`` called on
+the mirror's own thread at the first flush, ``wandb.log`` on the writer thread), so
+``Run.log`` on the training thread should cost the same with it. What the training thread
+can still feel is the GIL: those threads run W&B's Python while the loop runs. Measured, in one process, W&B in offline mode under a temporary folder:
 
   1. Run.log of 10 scalars with a 1 ms pause between steps (a fast training loop), timing
      only the call: mean / median / p99 / max and the loop's steps/s, without and with the
-     mirror; with it, counted from when ``wandb.init`` (writer thread) is done, the init
+     mirror; with it, counted from when ``wandb.init`` (the mirror's thread) is done, the init
      phase reported apart.
   2. The same in a tight loop (mean = wall / calls): far more steps than W&B takes, so the
      mirror thins them (``skipped["thinned"]``).
@@ -124,7 +124,7 @@ def main() -> None:
         print(f"| {name} | {'True' if mirror else 'False'} | {r['mean_us']:.3f} | {spread} | "
               f"{r['steps_s']:,.0f} | {r['finish_s']:.2f} | {extra} |")
         if mirror and "init_s" in r:
-            print(f"  (before these: wandb.init on the writer thread took {r['init_s']:.2f} s, "
+            print(f"  (before these: wandb.init on the mirror's thread took {r['init_s']:.2f} s, "
                   f"the loop ran {r['init_steps_s']:,.0f} steps/s meanwhile)")
         if mirror and r.get("off"):
             print(f"  mirror off: {r['off']}")
