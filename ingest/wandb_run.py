@@ -17,7 +17,6 @@ decode (W&B writes non-finite floats as bare ``NaN``/``Infinity``) falls back to
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -43,7 +42,6 @@ _LISTS = {"images/separated": ("filenames", "image-file"), "audio": ("audio", "a
           "videos": ("videos", "video-file")}
 _NUMERIC = frozenset((int, float, bool))
 _BATCH = 4096
-_VALUE_TAG = re.compile(rb"\x82\x01[\x80-\xff]*[\x00-\x7f]").subn  # value_json's tag + length
 _DECODE = msgspec.json.Decoder()
 _STREAMS = {0: "stderr", 1: "stdout"}
 
@@ -128,20 +126,21 @@ class _Reader:
     # -- history -------------------------------------------------------------------------
     def history(self, items: Any, stepnum: int, raw: bytes) -> None:
         # One serialization of the merged items: every key part (fields 1, 2), any typed
-        # value (3-8), then every value_json (16), each ``\x82\x01 <varint length> <json>``.
-        # JSON text never holds the control byte \x01, so the first \x82\x01 starts the
-        # values, and one regex turns them into comma-separated JSON.
+        # value (3-8), then every value_json (16, tag \x82\x01). JSON text never holds the
+        # control byte \x01, so the first \x82\x01 ends the keys: those bytes (and the
+        # number of values) name the row's shape without building a string per key.
         ser = items.SerializeToString()
         at = ser.find(b"\x82\x01")
         head = ser[:at] if at >= 0 else ser
-        values, n = _VALUE_TAG(b",", ser[at:]) if at >= 0 else (b"", 0)
+        vj = items.value_json
+        values, n = b",".join(vj), len(vj)
         shape = (head, n)
         layout = self.layouts.get(shape)
         if layout is None:  # W&B writes a row's keys in Go map order: many shapes per run
             keys = flat_keys(head, n)
             layout = self.layouts[shape] = RowLayout.flat(keys) if keys is not None else False
         if layout:
-            self.pending.append((layout, stepnum, values[1:]))
+            self.pending.append((layout, stepnum, values))
         else:  # nested keys or typed values: the real Record says which part is whose
             real = self.pb.Record.FromString(raw).history.item
             paths = tuple(map(item_path, real))
