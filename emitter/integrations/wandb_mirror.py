@@ -63,13 +63,14 @@ WANDB_INIT_ARGS = frozenset({
 """The keyword arguments of ``wandb.init`` a ``wandb={...}`` dict may hold (checked at
 ``runlake.init``, which must not import wandb to look them up)."""
 
-MAX_PENDING = 1_000_000
-"""Events kept for W&B while ``wandb.init`` runs (references to the written batches)."""
+MAX_PENDING = 100_000
+"""Scalar events kept for W&B while ``wandb.init`` runs (references to written batches,
+~50 MB at most); later ones are not mirrored, every other kind is kept."""
 MIN_ROWS = 10
 """Steps a batch may always send (the last flushes of a run come close together)."""
 MAX_BATCH_S = 1.0
 """The most seconds of W&B rows one batch may cost (a finish waits for at most that)."""
-INIT_TIMEOUT_S = 60.0
+INIT_TIMEOUT_S = 30.0
 """How long ``close()`` waits for a ``wandb.init`` still running."""
 BUDGET = 1.0
 """Seconds the mirror may spend handing history rows to W&B per second it waited since its
@@ -139,13 +140,16 @@ class WandbMirror:
     Args:
         init_kwargs: for ``wandb.init`` (:func:`wandb_init_kwargs`).
         run_dir: the run's folder, where media blobs live.
+        budget: seconds of W&B rows per second waited (:data:`BUDGET`).
+        max_pending: events kept while W&B starts (:data:`MAX_PENDING`).
     """
 
     def __init__(self, init_kwargs: Mapping[str, Any], run_dir: str | os.PathLike, *,
-                 budget: float = BUDGET) -> None:
+                 budget: float = BUDGET, max_pending: int = MAX_PENDING) -> None:
         self.init_kwargs = dict(init_kwargs)
         self.run_dir = Path(run_dir)
         self.budget = float(budget)
+        self.max_pending = int(max_pending)
         self.row_cost_s = 2e-3
         """Seconds one W&B history row costs this writer thread (measured, moving average)."""
         self.run: Any = None
@@ -176,21 +180,30 @@ class WandbMirror:
         (up to :data:`MAX_PENDING` events) and handed over together.
         """
         if self.off is not None or self._finished:
+            self._pending = []
             return 0
         if self._init is None:
             self._init = threading.Thread(target=self._start, name="runlake-wandb-init", daemon=True)
             self._init.start()
         if self.run is None:
-            room = MAX_PENDING - len(self._pending)
-            batch = list(events)
-            if len(batch) > room:
-                self._skip("pending", f"more than {MAX_PENDING:,} events written while W&B "
-                                      f"starts", len(batch) - max(room, 0))
-            self._pending.extend(batch[:max(room, 0)])
+            self._keep_pending(list(events))
             return 0
         if self._pending:
             events, self._pending = self._pending + list(events), []
         return self._forward(list(events))
+
+    def _keep_pending(self, batch: list) -> None:
+        """Keep ``batch`` for when W&B is up; past ``max_pending`` events only the kinds that
+        are not scalar rows (updates, media, alerts, run_end...)."""
+        room = self.max_pending - len(self._pending)
+        if len(batch) > room:
+            rest = [ev for ev in batch[max(room, 0):]
+                    if ev.__struct_config__.tag not in ("metrics", "system")]
+            self._skip("pending", f"more than {self.max_pending:,} events written while W&B starts: "
+                                  f"the later scalars not mirrored",
+                       len(batch) - max(room, 0) - len(rest))
+            batch = batch[:max(room, 0)] + rest
+        self._pending.extend(batch)
 
     def close(self) -> None:
         """Finish the W&B run with ``run_end``'s exit code (0 without one); call at run end,
@@ -276,6 +289,7 @@ class WandbMirror:
 
     def _turn_off(self, what: str, exc: BaseException) -> None:
         self.off = f"{what}: {exc!r}"
+        self._pending = []
         hint = " (pip install 'runlake[interop]')" if isinstance(exc, ImportError) else ""
         warnings.warn(f"runlake: the W&B mirror is off: {self.off}{hint}; the run and its "
                       f"segments are unaffected", RunlakeWarning, stacklevel=2)

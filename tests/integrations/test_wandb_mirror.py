@@ -340,3 +340,49 @@ def test_the_mirror_refuses_runlake_wandb_installed_as_wandb(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert "ERR wandb= mirrors to the real W&B, but `import wandb` gives runlake.wandb" in proc.stdout, proc.stderr
     assert not (tmp_path / "root" / "p").exists()
+
+
+def test_while_wandb_starts_later_scalars_past_the_cap_go_but_run_end_stays(tmp_path, wandb_env):
+    """More events than the mirror keeps while wandb.init runs: the later scalars are not
+    mirrored (counted), the update and a failed run_end still arrive (config, exit code 1)."""
+    import runlake
+    from runlake.emitter.integrations.wandb_mirror import WandbMirror, wandb_init_kwargs
+    from runlake.emitter.testing import capture
+
+    with capture() as events:
+        run = runlake.init("p", "cap", console=False, system_interval=0, online_checks=False)
+        for s in range(20):
+            run.log({"loss": float(s)}, step=s)
+        run.update(config={"late": True})
+        run.finish("failed")
+    kwargs = wandb_init_kwargs({"dir": str(tmp_path)}, project="p", name="cap", run_id="cap1",
+                               config={}, tags=[], group=None, resumed=False)
+    mirror = WandbMirror(kwargs, tmp_path / "none", max_pending=6)
+    with pytest.warns(runlake.RunlakeWarning, match="later scalars not mirrored"):
+        mirror.write_events(events)  # all of it at once, before wandb.init can have returned
+    mirror.close()
+    got = wandb_run(tmp_path)
+    assert got.series("loss") == [(s, float(s)) for s in range(5)]  # run_start + 5 scalars kept
+    assert mirror.skipped["pending"] == 15
+    assert got.config["late"] is True and got.exit.exit_code == 1
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path, wandb_env):
+    """runlake.init(resume=...) mirrors with resume="allow" into the same W&B run id; the
+    second attempt's steps continue after the first's."""
+    import runlake
+
+    for attempt in range(2):
+        with runlake.init("p", "res", root=tmp_path / "root", run_id="res1", resume=attempt > 0,
+                          console=False, system_interval=0, capture_logging=False,
+                          flush_interval=0.05, wandb={"dir": str(tmp_path)}) as run:
+            for _ in range(5):
+                run.log({"loss": float(run.step + 1)})
+        assert run._writer.mirror.init_kwargs.get("resume") == ("allow" if attempt else None)
+    files = sorted(tmp_path.glob("wandb/offline-run-*/run-res1.wandb"))
+    assert len(files) == 2  # W&B keeps one offline folder per attempt; sync merges them
+    for path, steps in zip(files, (range(5), range(5, 10))):
+        sub = tmp_path / path.parent.name
+        (sub / "wandb").mkdir(parents=True)
+        (sub / "wandb" / path.parent.name).symlink_to(path.parent)
+        assert wandb_run(sub).series("loss") == [(s, float(s)) for s in steps]
