@@ -51,8 +51,17 @@ from runlake.schemas.errors import ConfigError, RunlakeWarning
 from runlake.schemas.metric_keys import system_key
 from runlake.schemas.severity import severity_rank
 
-__all__ = ["BUDGET", "INIT_TIMEOUT_S", "MAX_BATCH_S", "MAX_PENDING", "MIN_ROWS", "WANDB_INIT_ARGS", "WandbMirror",
-           "check_option", "wandb_init_kwargs"]
+__all__ = [
+    "BUDGET",
+    "INIT_TIMEOUT_S",
+    "MAX_BATCH_S",
+    "MAX_PENDING",
+    "MIN_ROWS",
+    "WANDB_INIT_ARGS",
+    "WandbMirror",
+    "check_option",
+    "wandb_init_kwargs",
+]
 
 WANDB_INIT_ARGS = frozenset({
     "allow_val_change", "anonymous", "config", "config_exclude_keys", "config_include_keys",
