@@ -5,7 +5,8 @@ Run:  .venv/bin/python bench/bench_wandb_mirror.py [--seconds 3]
 The mirror runs off the training thread (``wandb`` is imported and ``wandb.init`` called on
 the mirror's own thread at the first flush, ``wandb.log`` on the writer thread), so
 ``Run.log`` on the training thread should cost the same with it. What the training thread
-can still feel is the GIL: those threads run W&B's Python while the loop runs. Measured, in one process, W&B in offline mode under a temporary folder:
+can still feel is the GIL: those threads run W&B's Python while the loop runs. Measured in
+one process, W&B in offline mode under a temporary folder:
 
   1. Run.log of 10 scalars with a 1 ms pause between steps (a fast training loop), timing
      only the call: mean / median / p99 / max and the loop's steps/s, without and with the
