@@ -31,6 +31,7 @@ image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
 run.log({"h": wandb.Histogram(np_histogram=([1, 2, 3], [0.0, 0.5, 1.0, 2.0])),
          "img": wandb.Image(image, caption="cap"), "clip": wandb.Audio(wav, caption="tone"),
          "tbl": wandb.Table(columns=["a", "b"], data=[[1, "x"], [2, "y"]]),
+         "pair": [wandb.Image(image[:, :, 0], caption="gray"), wandb.Image(255 - image, caption="inv")],
          "odd": math.nan, "big": math.inf, "word": "text"}, step=6)
 print("hello stdout")
 print("err line", file=sys.stderr)
@@ -40,6 +41,7 @@ run.finish(exit_code=1)
 first = run.id
 
 run = wandb.init(project="my proj", name="second")
+run.define_metric("x", summary="min,max")
 for i in range(3):
     run.log({"x": float(i)})
 run.finish()

@@ -90,7 +90,7 @@ def test_import_keeps_every_value(wandb_dir, tmp_path):
     results = {r.name: r for r in import_wandb(wdir, root=root)}
     first, second = results["first"], results["second"]
     assert (first.status, second.status) == ("imported", "imported")
-    assert first.counts["points"] == 14 and first.counts["media"] == 3 and first.counts["histograms"] == 1
+    assert first.counts["points"] == 14 and first.counts["media"] == 5 and first.counts["histograms"] == 1
     assert any(s.startswith("telemetry records: ") for s in first.skipped) and not first.problems
 
     runs = _rows(root, "SELECT name, project, status, tags, group_name, config->>'lr', "
@@ -121,18 +121,24 @@ def test_import_keeps_every_value(wandb_dir, tmp_path):
                        "big": "Infinity", "word": "text"}
     (hist,) = [e for e in events if e.__class__.__name__ == "Histogram"]
     assert (hist.key, hist.step, hist.edges, hist.counts) == ("h", 6, [0.0, 0.5, 1.0, 2.0], [1.0, 2.0, 3.0])
-    media = {e.key: e for e in events if e.__class__.__name__ == "Media"}
-    assert {k: (m.media, m.mime, m.caption, m.step) for k, m in media.items()} == {
-        "img": ("image", "image/png", "cap", 6), "clip": ("audio", "audio/x-wav", "tone", 6),
-        "tbl": ("table", "application/json", None, 6)}
+    every = [e for e in events if e.__class__.__name__ == "Media"]
+    media = {e.key: e for e in every}
+    assert sorted((m.key, m.media, m.mime, m.caption, m.step) for m in every) == [
+        ("clip", "audio", "audio/x-wav", "tone", 6), ("img", "image", "image/png", "cap", 6),
+        ("pair", "image", "image/png", "gray", 6), ("pair", "image", "image/png", "inv", 6),
+        ("tbl", "table", "application/json", None, 6)]  # a list of images: one event each
     run_dir = _run_file(wdir, ids["first"]).parent
-    for m in media.values():
+    for m in every:
         (source,) = (run_dir / "files" / "media").rglob(m.name)
         blob = blob_path(root / "my-proj" / first.run_id, m.sha256).read_bytes()
         assert blob == source.read_bytes() and hashlib.sha256(blob).hexdigest() == m.sha256
     assert json.loads(blob_path(root / "my-proj" / first.run_id, media["tbl"].sha256).read_bytes()) == {
         "columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}
     assert media["img"].meta == {"width": 5, "height": 4, "format": "png"}
+    (second_update,) = [e for e in _events(root, second) if e.__class__.__name__ == "RunUpdate" and e.metrics]
+    assert second_update.metrics == {"x": {"summary": "min,max"}}  # define_metric
+    (second_summary,) = [e.summary for e in _events(root, second) if e.__class__.__name__ == "RunUpdate" and e.summary]
+    assert second_summary == {"x.min": 0, "x.max": 2}  # flat, as W&B displays it
 
 
 def test_second_import_and_a_synced_copy_add_nothing(wandb_dir, tmp_path, capsys):
@@ -210,10 +216,10 @@ def test_unknown_and_unmapped_records_are_counted_not_fatal(wandb_dir, tmp_path)
 def test_missing_media_file_is_a_problem_line(wandb_dir, tmp_path):
     """A media file gone from files/ is one problem naming it; the other media still arrive."""
     wdir, ids = wandb_dir
-    (png,) = (_run_file(wdir, ids["first"]).parent / "files" / "media" / "images").glob("*.png")
+    (png,) = (_run_file(wdir, ids["first"]).parent / "files" / "media" / "images").glob("img_*.png")
     png.unlink()
     (result,) = [r for r in import_wandb(wdir, root=tmp_path / "root", ingest=False) if r.name == "first"]
-    assert result.counts["media"] == 2
+    assert result.counts["media"] == 4
     assert len(result.problems) == 1 and png.name in result.problems[0] and "img at step 6" in result.problems[0]
 
 
