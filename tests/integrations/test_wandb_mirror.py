@@ -386,3 +386,26 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path, wandb_env):
         (sub / "wandb").mkdir(parents=True)
         (sub / "wandb" / path.parent.name).symlink_to(path.parent)
         assert wandb_run(sub).series("loss") == [(s, float(s)) for s in steps]
+
+
+def test_a_log_that_raises_turns_the_mirror_off_once(tmp_path, wandb_env, store_rows):
+    """W&B refusing a log (its run was finished underneath the mirror: wandb raises
+    UsageError): one warning, the mirror off, later batches ignored, the segments whole."""
+    import runlake
+
+    root = tmp_path / "root"
+    with pytest.warns(runlake.RunlakeWarning, match="W&B mirror is off: cannot log to W&B") as seen:
+        with runlake.init("p", "m", root=root, console=False, system_interval=0, capture_logging=False,
+                          flush_interval=0.05, wandb={"dir": str(tmp_path)}) as run:
+            mirror = run._writer.mirror
+            run.log({"loss": 0.0}, step=0)
+            while mirror.run is None:
+                time.sleep(0.05)
+            run.flush()
+            mirror.run.finish()  # W&B's run ends under the mirror (as another wandb.init would)
+            for s in range(1, 20):
+                run.log({"loss": float(s)}, step=s)
+                run.flush()
+    assert sum("W&B mirror is off" in str(w.message) for w in seen) == 1
+    assert mirror.off.startswith("cannot log to W&B: UsageError")
+    assert store_rows(root, "SELECT count(*), max(step) FROM metrics") == [(20, 19)]
