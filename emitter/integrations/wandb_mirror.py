@@ -23,7 +23,7 @@ What reaches W&B, per event kind (W&B step = runlake step):
   the last segment is sealed) ``finish(exit_code=0|1)``.
 
 W&B keeps steps increasing: a value at a step below one already logged is not mirrored
-(counted in :attr:`WandbMirror.skipped`, one warning). W&B's ``run.log`` costs ~0.3-2 ms of
+(counted in :attr:`WandbMirror.skipped`, one warning). W&B's ``run.log`` costs 0.5-5 ms of
 the writer thread per step (a round trip to ``wandb-core``), 1000x runlake's ``log``: so that
 a fast loop can never make the writer fall behind (the segments would wait), the mirror works
 at most as long as it waited (:data:`BUDGET`): a batch with more steps than that allows is
