@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from runlake.schemas.codec import encode_events
-from runlake.schemas.events import Event, Log, Metrics
+from runlake.schemas.events import Event, Log, Metrics, MetricsBlock
 from runlake.schemas.segments import check_name, frame_compressor, segment_name, writer_id
 
 __all__ = [
@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 EVENTS_PER_FRAME = 10_000
-"""Events per zstd frame of an imported segment (ingest reads frame by frame)."""
+"""Events per zstd frame of an imported segment (ingest reads frame by frame); a
+``metrics_block`` counts as the rows it holds."""
 
 
 @dataclass
@@ -157,11 +158,13 @@ def write_segment(writer_dir: Path, events: Iterable[Event] | list[Event]) -> Pa
     try:
         with open(tmp, "wb") as f:
             frame: list[Event] = []
+            size = 0
             for event in events:
                 frame.append(event)
-                if len(frame) >= EVENTS_PER_FRAME:
+                size += len(event.seqs) if event.__class__ is MetricsBlock else 1  # a block: its rows
+                if size >= EVENTS_PER_FRAME:
                     f.write(cctx.compress(encode_events(frame)))
-                    frame = []
+                    frame, size = [], 0
             if frame:
                 f.write(cctx.compress(encode_events(frame)))
             f.flush()

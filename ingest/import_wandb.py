@@ -35,16 +35,19 @@ imported from its largest file only; the others are named in ``notes``.
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import os
 import re
 import socket
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator
 
 from runlake.emitter.capture import STREAM_LOGGERS
 from runlake.ingest.foreign import (
-    Envelope, Imported, foreign_run_id, foreign_writer, ns, segment_exists, write_segment,
+    EVENTS_PER_FRAME, Envelope, Imported, foreign_run_id, foreign_writer, ns, project_name,
+    report_logs, segment_exists, write_segment,
 )
 from runlake.ingest.wandb_records import install_hint
 from runlake.ingest.wandb_run import MEDIA_TYPES, WandbRun, read_run
@@ -52,11 +55,12 @@ from runlake.schemas.blobs import write_blob
 from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import (
-    Alert, Event, Histogram, Host, Log, Media, Metrics, RunEnd, RunStart, RunUpdate, System,
+    Alert, Event, Histogram, Host, Log, Media, MetricsBlock, MetricsGroup, RunEnd, RunStart,
+    RunUpdate, System,
 )
 from runlake.schemas.segments import check_name, resolve_root
 
-__all__ = ["find_wandb_files", "import_wandb", "wandb_project"]
+__all__ = ["find_wandb_files", "import_wandb"]
 
 _RUN_DIR = re.compile(r"(offline-)?run-.*")
 _LEVELS = {"INFO": "info", "WARN": "warning", "ERROR": "critical"}
@@ -78,17 +82,6 @@ def find_wandb_files(path: Path) -> list[Path]:
         if d.is_dir() and not d.is_symlink() and _RUN_DIR.fullmatch(d.name):
             found += sorted(d.glob("*.wandb"))
     return found
-
-
-def wandb_project(name: str) -> str:
-    """A W&B project name as a runlake project: invalid characters become ``-``."""
-    cleaned = re.sub(r"[^A-Za-z0-9._+=@-]", "-", name or "").strip("-.")[:128].replace("..", ".")
-    if not cleaned or not cleaned[0].isalnum():
-        cleaned = "wandb" + (f"-{cleaned}" if cleaned else "")
-    try:
-        return check_name(cleaned, "project")
-    except ValueError:
-        return "wandb"
 
 
 def _media_event(env: Envelope, run: WandbRun, run_dir: Path, ts: float, step: int, key: str,
@@ -172,8 +165,32 @@ def _objects(env: Envelope, run: WandbRun, run_dir: Path, counts: dict, problems
             run.skipped[f"{kind} values"] += 1
 
 
+def _blocks(env: Envelope, rows: list, start: int, counts: dict) -> Iterator[MetricsBlock]:
+    """The history rows as ``metrics_block`` events of up to a frame's rows each, built
+    column-wise (rows logging the same keys share a group) instead of one event per row."""
+    points = 0
+    for lo in range(0, len(rows), EVENTS_PER_FRAME):
+        part = rows[lo:lo + EVENTS_PER_FRAME]
+        n, first = len(part), env.seq
+        env.seq += n  # one seq per row, as the rows' metrics events would take
+        rows_of: dict[tuple[str, ...], list[int]] = {}
+        for i, row in enumerate(part):
+            rows_of.setdefault(row[2], []).append(i)
+        groups = []
+        for names, idx in rows_of.items():
+            values = list(chain.from_iterable(part[i][3] for i in idx))
+            if not math.isfinite(sum(values)):  # NaN and ±inf propagate: only then look closer
+                values = list(encode_nonfinite(dict(enumerate(values))).values())
+            points += len(values)
+            groups.append(MetricsGroup(list(names), values, None if len(idx) == n else idx))
+        times = [start if row[0] is None else ns(row[0]) for row in part]
+        yield MetricsBlock(1, env.run_id, env.writer, first, times[0], 0, seqs=list(range(first, first + n)),
+                           times=times, steps=[row[1] for row in part], groups=groups)
+    counts["points"] = points
+
+
 def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, run_dir: Path,
-            counts: dict, problems: list[str], report: list[tuple[str, str]]) -> Iterator[Event]:
+            counts: dict, result: Imported) -> Iterator[Event]:
     env = Envelope(run_id, writer)
     start = run.start_s or run.last_s or 0.0
     last = max(t for t in (run.end_s, run.last_s, start) if t is not None)
@@ -181,7 +198,7 @@ def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, ru
     wandb_meta = {k: v for k, v in (("id", run.wandb_id), ("entity", run.entity), ("job_type", run.job_type),
                                     ("sweep_id", run.sweep_id), ("project", run.project)) if v}
     if "wandb" in config:
-        report.append(("INFO", "config key 'wandb' is the run's own: W&B's id/entity/job type not added"))
+        result.notes.append("config key 'wandb' is the run's own: W&B's id/entity/job type not added")
     else:
         config["wandb"] = wandb_meta
     yield RunStart(*env(), ns(start), 0, project=project, name=name, group=run.group or None, config=config,
@@ -193,14 +210,7 @@ def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, ru
         yield RunUpdate(*env(), ns(ts or start), 0, config=update)
     if run.metric_defs:
         yield RunUpdate(*env(), ns(start), 0, metrics=run.metric_defs)
-    points = 0
-    for ts, step, keys, values in run.rows:
-        vals = dict(zip(keys, values))
-        if any(v.__class__ is float for v in values):
-            vals = encode_nonfinite(vals)
-        points += len(vals)
-        yield Metrics(*env(), ns(ts if ts is not None else start), 0, step=step, values=vals)
-    counts["points"] = points
+    yield from _blocks(env, run.rows, ns(start), counts)
     for ts, values in run.stats:
         numeric = {k: v for k, v in values.items() if v.__class__ in (int, float, bool)}
         if len(numeric) < len(values):
@@ -208,7 +218,7 @@ def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, ru
         if numeric:
             counts["system"] = counts.get("system", 0) + len(numeric)
             yield System(*env(), ns(ts or start), 0, values=encode_nonfinite(numeric))
-    yield from _objects(env, run, run_dir, counts, problems)
+    yield from _objects(env, run, run_dir, counts, result.problems)
     for ts, stream, line in run.output:  # INFO on both streams, as console capture writes them
         counts["logs"] = counts.get("logs", 0) + 1
         yield Log(*env(), ns(ts or last), 0, level="INFO", message=line, logger=STREAM_LOGGERS[stream])
@@ -219,10 +229,8 @@ def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, ru
     if run.summary:
         counts["summary"] = len(run.summary)
         yield RunUpdate(*env(), ns(last), 0, summary=encode_nonfinite(run.summary))
-    for level, message in report + [("WARNING", f"not imported: {s}") for s in _skipped(run)] + [
-            ("WARNING", p) for p in problems]:
-        yield Log(*env(), ns(last), 0, level=level, message=message,
-                  levelno=30 if level == "WARNING" else 20, logger="runlake.import")
+    result.skipped = _skipped(run)  # complete now: the objects above added theirs
+    yield from report_logs(env, ns(last), 0, result)
     last_step = max((r[1] for r in run.rows), default=None)
     if run.exit_code is None:
         status, reason = "killed", "no exit record: the W&B process never finished the run (crashed or killed)"
@@ -295,7 +303,7 @@ def import_wandb(
     copies: dict[tuple[str, str], list[Path]] = {}
     results: list[Imported] = []
     for run in runs:
-        proj = project or wandb_project(run.project)
+        proj = project or project_name(run.project, "wandb")
         key = (proj, run.wandb_id or str(run.path.resolve()))
         copies.setdefault(key, []).append(run.path)
         if key not in chosen or run.path.stat().st_size > chosen[key].path.stat().st_size:
@@ -323,9 +331,7 @@ def import_wandb(
             result.skipped = _skipped(run)
             continue
         counts: dict[str, int] = {}
-        problems = result.problems
-        report = [("INFO", n) for n in result.notes]
-        events = list(_events(run, run_id, writer, proj, name, run_dir, counts, problems, report))
+        events = list(_events(run, run_id, writer, proj, name, run_dir, counts, result))
         write_segment(run_dir / writer, events)  # blobs are on disk: _events wrote them first
         result.counts, result.skipped = counts, _skipped(run)
     if ingest and any(r.status == "imported" for r in results):
