@@ -1,7 +1,7 @@
 """Writes a trackio project with the real trackio, then dumps what trackio's own reader
 returns, for tests/ingest/test_import_trackio.py.
 
-Run as ``python _trackio_writer.py OUT.json`` with TRACKIO_DIR (and HOME, HF_HOME) pointing
+Run as ``python _trackio_writer.py OUT.json [PROJECT]`` with TRACKIO_DIR (and HOME, HF_HOME) pointing
 into the test's tmp_path and HF_HUB_OFFLINE=1: trackio then writes only
 ``$TRACKIO_DIR/<project>.db`` and ``$TRACKIO_DIR/media/`` (no Space, no upload).
 """
@@ -19,8 +19,8 @@ from trackio.sqlite_storage import SQLiteStorage
 PROJECT = "ported-proj"
 
 
-def main(out: str) -> None:
-    trackio.init(project=PROJECT, name="run-a", group="sweep-1",
+def main(out: str, project: str = PROJECT) -> None:
+    trackio.init(project=project, name="run-a", group="sweep-1",
                  config={"lr": 0.01, "layers": 3, "opt": "adam", "nested": {"a": [1, 2]}})
     for s in range(20):
         trackio.log({"loss": 1.0 / (s + 1), "acc": s * 0.05,
@@ -35,26 +35,26 @@ def main(out: str) -> None:
     trackio.log_system({"gpu/0/util": 50.0, "cpu/percent": 12.5})
     trackio.alert("loss spike", text="loss went up", level=trackio.AlertLevel.ERROR)
     trackio.finish()
-    trackio.init(project=PROJECT, name="run-b", config={"lr": 0.1})
+    trackio.init(project=project, name="run-b", config={"lr": 0.1})
     trackio.log({"loss": 2.0})
     trackio.log({"loss": 1.0})
     trackio.finish()
 
     runs = {}
-    for record in SQLiteStorage.get_run_records(PROJECT):
-        logs = SQLiteStorage.get_logs(PROJECT, run_id=record["id"])
+    for record in SQLiteStorage.get_run_records(project):
+        logs = SQLiteStorage.get_logs(project, run_id=record["id"])
         runs[record["id"]] = {
             "name": record["name"],
-            "config": SQLiteStorage.get_run_config(PROJECT, record["name"]),
+            "config": SQLiteStorage.get_run_config(project, record["name"]),
             "logs": [{"step": log["step"], "timestamp": str(log["timestamp"]),
                       **{k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
                          for k, v in log.items() if k not in ("step", "timestamp")}}
                      for log in logs],
         }
     with open(out, "w") as f:
-        json.dump({"project": PROJECT, "db": str(SQLiteStorage.get_project_db_path(PROJECT)),
+        json.dump({"project": project, "db": str(SQLiteStorage.get_project_db_path(project)),
                    "runs": runs}, f, default=str)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -28,6 +28,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _foreign_stores import write_foreign_stores  # noqa: E402  (the stores docs/migrate.md imports)
+
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
@@ -104,6 +107,7 @@ def demo(tmp_path_factory):
                           capture_output=True, text=True, timeout=120, env=_env())
     assert made.returncode == 0, made.stderr
     (cwd / "runs").mkdir()  # the docs' `--root runs/`: a folder no run has written to yet
+    write_foreign_stores(cwd)  # docs/migrate.md imports ./mlruns and trackio/my-project.db
     return {"cwd": cwd, "stdout": done.stdout, "runs": runs}
 
 
