@@ -223,6 +223,8 @@ class _Reader:
         if paths is None or view.HasField("remove"):
             real = self.pb.Record.FromString(raw).summary
             paths = self.shapes[shape] = tuple(map(item_path, real.update))
+        elif all(p[0].startswith("_") for p in paths):
+            return  # W&B's own keys (_wandb.runtime, _runtime every step): never in the summary
         ops = [(item_path(item), None) for item in real.remove] if real is not None else []
         ops += zip(paths, vj)  # a summary item's value is always value_json, in item order
         for path, value in ops:
