@@ -49,14 +49,16 @@ def _flag_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def streamlit_command(db: Path, host: str, port: int) -> list[str]:
+def streamlit_command(db: Path, host: str, port: int, root: Path | None = None) -> list[str]:
     """The argv that serves the dashboard: ``streamlit run`` through
     ``runlake.dashboard._serve`` (which warms the app's imports while the server starts),
     with the safe options and ``host`` as the address; a non-loopback host adds
-    ``--allow-remote`` for the app."""
+    ``--allow-remote`` for the app. ``root``: where the Media view finds the runs' blobs
+    (default: the store's folder)."""
     options = {**SAFE_OPTIONS, "server.address": host, "server.port": port}
     flags = [part for name, value in options.items() for part in (f"--{name}", _flag_value(value))]
-    script_args = ["--db", str(db)] + ([] if is_loopback(host) else [ALLOW_REMOTE])
+    script_args = ["--db", str(db)] + (["--root", str(root)] if root is not None else [])
+    script_args += [] if is_loopback(host) else [ALLOW_REMOTE]
     return [sys.executable, "-m", "runlake.dashboard._serve", "run", str(app_path()), *flags,
             "--", *script_args]
 
@@ -66,7 +68,7 @@ def _run(args) -> int:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1-65535, got {args.port}")
-    _, db = store_paths(args)
+    root, db = store_paths(args)
     if not is_loopback(args.host):
         bar = "!" * 78
         print(
@@ -80,7 +82,7 @@ def _run(args) -> int:
         print(f"note: no store at {db} yet; the dashboard waits for `runlake ingest`.", file=sys.stderr)
     print(f"runlake ui: starting http://{args.host}:{args.port}  (store {db}; Ctrl-C stops); "
           f"it answers once Streamlit prints its URL below", file=sys.stderr)
-    argv = streamlit_command(db, args.host, args.port)
+    argv = streamlit_command(db, args.host, args.port, root)
     sys.stderr.flush()
     if os.name == "posix":
         # Replace this process, so signals (Ctrl-C, SIGTERM) reach the server directly.

@@ -38,6 +38,16 @@ def test_streamlit_command_binds_host_and_passes_db(tmp_path):
     assert argv[-3:] == ["--", "--db", str(tmp_path / "s.duckdb")]
 
 
+def test_streamlit_command_passes_the_root_to_the_app(tmp_path):
+    """`runlake ui --root R --db X`: the app gets R too (the Media view reads blobs under the
+    root, which need not be the store's folder)."""
+    from runlake.dashboard.data import script_args
+
+    argv = streamlit_command(tmp_path / "elsewhere" / "s.duckdb", "127.0.0.1", 8600, tmp_path / "root")
+    args = script_args(argv[argv.index("--") + 1:])
+    assert (args.db, args.root) == (str(tmp_path / "elsewhere" / "s.duckdb"), str(tmp_path / "root"))
+
+
 @pytest.mark.parametrize(
     ("points", "lo", "hi", "last", "expected"),
     [
