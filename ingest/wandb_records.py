@@ -9,9 +9,10 @@ header is ``crc32 (u32 LE) | length (u16 LE) | type (u8)``; the type says whethe
 is a whole record (FULL) or the FIRST, a MIDDLE or the LAST piece of one; the CRC-32 (IEEE,
 zlib's) covers the type byte then the data. A block's last <7 bytes are zero padding.
 Each record is one ``wandb.proto.wandb_internal_pb2.Record`` (W&B's own protobuf
-definitions, from the ``wandb`` package: the ``interop`` extra). wandb < 0.19 shipped a
-Python reader of this log (``wandb.sdk.internal.datastore``); wandb-core reads it in Go
-now, so this module reads the chunks itself and leaves the records to W&B's protobuf.
+definitions, from the ``wandb`` package: the ``interop`` extra). Older wandb releases shipped
+a Python reader of this log (``wandb.sdk.internal.datastore``); 0.31 has none (wandb-core
+reads it in Go), so this module reads the chunks itself and leaves the records to W&B's
+protobuf.
 
 Damage: a chunk whose CRC does not match, or whose header is impossible, loses the rest of
 its block (as LevelDB readers do: chunk boundaries inside it cannot be trusted); reading
