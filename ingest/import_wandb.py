@@ -49,7 +49,7 @@ from runlake.ingest.foreign import (
     EVENTS_PER_FRAME, Envelope, Imported, foreign_run_id, foreign_writer, ns, project_name,
     report_logs, segment_exists, write_segment,
 )
-from runlake.ingest.wandb_records import install_hint
+from runlake.ingest.wandb_records import install_hint, load_proto
 from runlake.ingest.wandb_run import MEDIA_TYPES, WandbRun, read_run
 from runlake.schemas.blobs import write_blob
 from runlake.schemas.codec import encode_nonfinite
@@ -295,27 +295,27 @@ def import_wandb(
         raise ConfigError(f"{path} {what}: pass a wandb/ folder, an offline-run-*/run-* folder "
                           f"or a .wandb file")
     try:
-        runs = [read_run(f) for f in files]
+        load_proto()  # before anything is written
     except ImportError as exc:
         raise ConfigError(f"importing W&B runs needs the wandb package: {install_hint()}") from exc
+    # one W&B run per file name (run-<id>.wandb): an offline and a synced copy, or a resumed
+    # run's folders, are read once, from the largest file; runs are read one at a time
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        by_name.setdefault(f.name, []).append(f)
     root_path = resolve_root(root)
-    chosen: dict[tuple[str, str], WandbRun] = {}
-    copies: dict[tuple[str, str], list[Path]] = {}
     results: list[Imported] = []
-    for run in runs:
+    for copies in sorted(by_name.values()):
+        chosen = max(copies, key=lambda f: f.stat().st_size)
+        run = read_run(chosen)
         proj = project or project_name(run.project, "wandb")
-        key = (proj, run.wandb_id or str(run.path.resolve()))
-        copies.setdefault(key, []).append(run.path)
-        if key not in chosen or run.path.stat().st_size > chosen[key].path.stat().st_size:
-            chosen[key] = run
-    for (proj, wandb_id), run in sorted(chosen.items(), key=lambda kv: str(kv[1].path)):
+        wandb_id = run.wandb_id or str(run.path.resolve())
         run_id = foreign_run_id("wandb", proj, wandb_id)
         name = run.name or run.wandb_id or run.path.stem
         result = Imported(str(run.path.parent), run_id, name, "imported")
         results.append(result)
-        others = [p for p in copies[(proj, wandb_id)] if p != run.path]
         result.notes += [f"same W&B run {wandb_id} in {p.parent}: imported once, from {run.path.parent}"
-                         for p in others]
+                         for p in copies if p != chosen]
         result.problems = list(run.problems)
         if not run.wandb_id:
             result.problems.append(f"{run.path}: no run record (W&B's run id, project, config): "
@@ -331,8 +331,8 @@ def import_wandb(
             result.skipped = _skipped(run)
             continue
         counts: dict[str, int] = {}
-        events = list(_events(run, run_id, writer, proj, name, run_dir, counts, result))
-        write_segment(run_dir / writer, events)  # blobs are on disk: _events wrote them first
+        # the segment appears (renamed) only once every event, and so every blob, is written
+        write_segment(run_dir / writer, _events(run, run_id, writer, proj, name, run_dir, counts, result))
         result.counts, result.skipped = counts, _skipped(run)
     if ingest and any(r.status == "imported" for r in results):
         from runlake.ingest import ingest as run_ingest
