@@ -238,7 +238,7 @@ def import_mlflow(
         parent = info.tags.get("mlflow.parentRunId")
         group = (names.get(parent) or parent) if parent else None
         write_segment(writer_dir, _events(info, result, proj, writer, group))
-        info.rows, info.repeats = {}, []  # one run's points in memory at a time
+        info.forget_points()
     if ingest and any(r.status == "imported" for r in results):
         from runlake.ingest import ingest as run_ingest
 

@@ -10,9 +10,7 @@ never writes to them (SQLite is opened ``mode=ro``).
   and ``tags/<key>`` (one file each, the value as text; a key ``a/b`` is a subfolder) and
   ``metrics/<key>`` (one line per point: ``<timestamp ms> <value> [<step> [<dataset> <digest>]]``).
   ``.trash/`` holds deleted experiments.
-* SQLite: the tables ``experiments``, ``runs``, ``metrics`` (NaN stored as ``value=0,
-  is_nan=1``; ±Infinity as ±DBL_MAX, read back as ±Infinity here), ``params``, ``tags``
-  and ``inputs`` (datasets, counted).
+* SQLite: :mod:`runlake.ingest.mlflow_sqlite`.
 
 :func:`open_source` returns a :class:`Source`: ``infos()`` lists the runs cheaply (meta
 only), ``load(info)`` reads one run's params, tags and points, so one run's points are in
@@ -25,25 +23,20 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from operator import itemgetter
+from typing import Any, Iterable
+from urllib.parse import unquote, urlparse
 
 from runlake.schemas.errors import ConfigError
 
-__all__ = ["FileStore", "RunInfo", "Source", "SqliteStore", "open_source"]
+__all__ = ["FileStore", "HOW", "RunInfo", "STATUS_OF_INT", "Source", "as_int", "files_under", "open_source"]
 
 STATUS_OF_INT = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 """The file store's integer ``status`` (MLflow's RunStatus enum) as the SQL store's text."""
 
-DBL_MAX = 1.7976931348623157e308
-"""The SQL store writes ±Infinity as ±DBL_MAX (SQL has no Infinity)."""
-_DBL_MAXES = frozenset((DBL_MAX, -DBL_MAX))
-_NAN = float("nan")
-
-_HOW = ("pass an MLflow file store (the mlruns/ folder holding <experiment id>/meta.yaml) "
+HOW = ("pass an MLflow file store (the mlruns/ folder holding <experiment id>/meta.yaml) "
         "or a SQLite backend (sqlite:///path/to/mlflow.db or the .db path)")
 
 
@@ -64,8 +57,8 @@ class RunInfo:
     where: str = ""  # the folder or table it came from, for messages
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    rows: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)  # (step, ts ms) -> points
-    repeats: list[tuple[int, int, str, float]] = field(default_factory=list)  # a key twice at one (step, ts)
+    rows: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)  # (step, ts ms, points)
+    row_at: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)  # (step, ts ms) -> points
     points: int = 0
     nonfinite: bool = False  # some value is NaN or ±Infinity
     artifacts: int = 0
@@ -73,28 +66,38 @@ class RunInfo:
     problems: list[str] = field(default_factory=list)
     error: str | None = None  # unreadable: nothing of it is imported
 
-    def add(self, points: list[tuple[int, int, str, float]]) -> None:
+    def add(self, points: Iterable[tuple[int, int, str, float]]) -> None:
         """Group ``(step, ts_ms, key, value)`` points by step and time (what one
-        ``log_metrics`` call wrote); a key seen again at the same step and time is kept
-        apart in ``repeats`` (MLflow keeps both)."""
-        rows, repeats = self.rows, self.repeats
-        for point in points:
-            step, ts, key, value = point
-            row = rows.get((step, ts))
-            if row is None:
-                rows[(step, ts)] = {key: value}
-            elif key in row:
-                repeats.append(point)
+        ``log_metrics`` call wrote, usually consecutive); a key seen again at the same step
+        and time becomes a row of its own (MLflow keeps both values)."""
+        rows, row_at = self.rows, self.row_at
+        at = row = None
+        n = 0
+        for step, ts, key, value in points:
+            n += 1
+            if at is None or step != at[0] or ts != at[1]:
+                at = (step, ts)
+                row = row_at.get(at)
+                if row is None:
+                    row = row_at[at] = {}
+                    rows.append((step, ts, row))
+            if key in row:
+                rows.append((step, ts, {key: value}))
             else:
                 row[key] = value
-        self.points += len(points)
+        self.points += n
 
     def sorted_rows(self) -> list[tuple[int, int, dict[str, float]]]:
-        """``(step, ts_ms, {key: value})`` in step and time order."""
-        out = [(s, t, row) for (s, t), row in self.rows.items()]
-        out += [(s, t, {k: v}) for s, t, k, v in self.repeats]
-        out.sort(key=lambda r: (r[0], r[1]))
-        return out
+        """``(step, ts_ms, {key: value})`` in step and time order (stable: log order within)."""
+        self.rows.sort(key=_STEP_TIME)
+        return self.rows
+
+    def forget_points(self) -> None:
+        """Drop the points once written: one run's points in memory at a time."""
+        self.rows, self.row_at = [], {}
+
+
+_STEP_TIME = itemgetter(0, 1)
 
 
 class Source:
@@ -124,20 +127,24 @@ def open_source(source: str | os.PathLike) -> Source:
         rest = text.split("://", 1)[1]
         path = Path(unquote(rest[1:] if rest.startswith("/") else rest))  # sqlite:///rel, ////abs
         if not path.is_file():
-            raise ConfigError(f"{path} (from {text}) does not exist: {_HOW}")
+            raise ConfigError(f"{path} (from {text}) does not exist: {HOW}")
+        from runlake.ingest.mlflow_sqlite import SqliteStore
+
         return SqliteStore(path)
     if scheme == "file":
         path = Path(unquote(urlparse(text).path))
     elif scheme and len(scheme) > 1:
         raise ConfigError(f"cannot import from {text}: runlake reads MLflow's local backends only; "
-                          f"{_HOW} (for a tracking server, copy its database file)")
+                          f"{HOW} (for a tracking server, copy its database file)")
     else:
         path = Path(text)
     if path.is_dir():
         return FileStore(path)
     if path.is_file():
+        from runlake.ingest.mlflow_sqlite import SqliteStore  # it builds on this module's RunInfo
+
         return SqliteStore(path)
-    raise ConfigError(f"{path} does not exist: {_HOW}")
+    raise ConfigError(f"{path} does not exist: {HOW}")
 
 
 # -- the file store ------------------------------------------------------------------------
@@ -164,7 +171,8 @@ def _yaml(path: Path) -> dict | None:
     return data
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
+    """An integer field (times) as int; None when absent or not a number."""
     try:
         return None if value is None else int(value)
     except (TypeError, ValueError):
@@ -202,7 +210,7 @@ class FileStore(Source):
                 if meta is not None or any(_is_run_dir(c) for c in child.iterdir() if c.is_dir()):
                     found.append((child, meta))
         if not found:
-            raise ConfigError(f"no MLflow experiments under {self.path}: {_HOW}")
+            raise ConfigError(f"no MLflow experiments under {self.path}: {HOW}")
         return found
 
     def infos(self) -> list[RunInfo]:
@@ -249,7 +257,7 @@ class FileStore(Source):
             status = meta.get("status")
             info.status = STATUS_OF_INT.get(status) if isinstance(status, int) else (
                 str(status) if status else None)
-            info.start_ms, info.end_ms = _int(meta.get("start_time")), _int(meta.get("end_time"))
+            info.start_ms, info.end_ms = as_int(meta.get("start_time")), as_int(meta.get("end_time"))
             info.user = meta.get("user_id")
             info.artifact_uri = meta.get("artifact_uri")
             if meta.get("lifecycle_stage") == "deleted":
@@ -262,18 +270,18 @@ class FileStore(Source):
         info.tags = self._texts(run_dir / "tags", info)
         info.name = info.name or info.tags.get("mlflow.runName")
         metrics = run_dir / "metrics"
-        for path in sorted(_files(metrics)):
+        for path in sorted(files_under(metrics)):
             points = _metric_lines(path, path.relative_to(metrics).as_posix(), info.problems)
             info.nonfinite = info.nonfinite or not all(math.isfinite(p[3]) for p in points)
             info.add(points)
-        info.artifacts = sum(1 for _ in _files(run_dir / "artifacts"))
+        info.artifacts = sum(1 for _ in files_under(run_dir / "artifacts"))
         info.datasets = sum(1 for c in (run_dir / "inputs").glob("*") if c.is_dir())
         return info
 
     @staticmethod
     def _texts(folder: Path, info: RunInfo) -> dict[str, str]:
         out = {}
-        for path in sorted(_files(folder)):
+        for path in sorted(files_under(folder)):
             raw = path.read_bytes()
             try:
                 text = raw.decode("utf-8")
@@ -285,11 +293,14 @@ class FileStore(Source):
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (path / "meta.yaml").is_file() and path.name not in ("models", "datasets", "traces") or any(
-        (path / part).is_dir() for part in _RUN_PARTS)
+    """A run folder: its meta.yaml, or (meta.yaml lost) its metrics/params/tags folders."""
+    if path.name in ("models", "datasets", "traces"):  # MLflow 3's other folders of an experiment
+        return False
+    return (path / "meta.yaml").is_file() or any((path / part).is_dir() for part in _RUN_PARTS)
 
 
-def _files(folder: Path) -> list[Path]:
+def files_under(folder: Path) -> list[Path]:
+    """Every file below ``folder`` (none when it does not exist)."""
     out = []
     for dirpath, _dirs, files in os.walk(folder):
         out += [Path(dirpath) / f for f in files]
@@ -318,125 +329,3 @@ def _metric_lines(path: Path, key: str, problems: list[str]) -> list[tuple[int, 
         problems.append(f"{path}: {len(bad)} unreadable line(s) skipped (line {bad[0]}"
                         f"{'...' if len(bad) > 1 else ''}; expected '<timestamp> <value> <step>')")
     return out
-
-
-# -- SQLite ----------------------------------------------------------------------------------
-
-_KNOWN = {
-    "experiments": {"experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
-                    "last_update_time", "workspace"},
-    "runs": {"run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",
-             "start_time", "end_time", "source_version", "lifecycle_stage", "artifact_uri",
-             "experiment_id", "deleted_time"},
-    "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
-    "params": {"key", "value", "run_uuid"},
-    "tags": {"key", "value", "run_uuid"},
-}
-"""The columns read (or knowingly left: source_*, workspace ...) of each table read."""
-
-
-class SqliteStore(Source):
-    """An MLflow SQLite backend, opened read-only (never migrated)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.label, self.notes = path, str(path), []
-        with open(path, "rb") as f:
-            if f.read(16) != b"SQLite format 3\x00":
-                raise ConfigError(f"{path} is not a SQLite database: {_HOW}")
-        self.con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-        try:
-            tables = {r[0] for r in self.con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            self.columns = {t: {r[1] for r in self.con.execute(f'PRAGMA table_info("{t}")')}
-                            for t in _KNOWN if t in tables}
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"{path} is a damaged SQLite database ({exc}): {_HOW}") from exc
-        missing = {"experiments", "runs"} - set(self.columns)
-        if missing:
-            raise ConfigError(f"{path} has no {' or '.join(sorted(missing))} table: not an MLflow "
-                              f"backend? {_HOW}")
-        for t, cols in self.columns.items():
-            if {"run_uuid", "experiment_id"} & _KNOWN[t] - cols and t in ("runs",):
-                raise ConfigError(f"{path}: table runs lacks run_uuid/experiment_id: not an MLflow backend")
-            for col in sorted(cols - _KNOWN[t]):
-                self.notes.append(f"{t}.{col}: a column this importer does not know (newer MLflow "
-                                  f"schema?); its values are not imported")
-        for t in ("metrics", "params", "tags"):
-            if t not in self.columns:
-                self.notes.append(f"{path} has no {t} table: runs imported without {t}")
-        self.inputs = "inputs" in tables
-
-    def _col(self, table: str, col: str, default: str = "NULL") -> str:
-        return f'"{col}"' if col in self.columns.get(table, ()) else default
-
-    def infos(self) -> list[RunInfo]:
-        c = lambda col: self._col("runs", col)  # noqa: E731
-        e = lambda col: self._col("experiments", col)  # noqa: E731
-        try:
-            exps = {str(i): (n, s) for i, n, s in self.con.execute(
-                f"SELECT experiment_id, {e('name')}, {e('lifecycle_stage')} FROM experiments")}
-            rows = self.con.execute(
-                f"SELECT run_uuid, experiment_id, {c('name')}, {c('status')}, {c('start_time')}, "
-                f"{c('end_time')}, {c('lifecycle_stage')}, {c('user_id')}, {c('artifact_uri')} "
-                f"FROM runs ORDER BY experiment_id, {c('start_time')}, run_uuid").fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"{self.path}: the runs cannot be listed ({exc}): the database is "
-                              f"damaged; restore it from a backup") from exc
-        out = []
-        for uuid, exp_id, name, status, start, end, stage, user, uri in rows:
-            exp_name, exp_stage = exps.get(str(exp_id), (None, None))
-            info = RunInfo(str(uuid), str(exp_id), exp_name or str(exp_id), name or None, status,
-                           _int(start), _int(end), user=user, artifact_uri=uri,
-                           where=f"{self.path} (runs.run_uuid {uuid})")
-            if stage == "deleted":
-                info.deleted = "run deleted in MLflow"
-            elif exp_stage == "deleted":
-                info.deleted = "experiment deleted in MLflow"
-            out.append(info)
-        return out
-
-    def load(self, info: RunInfo) -> RunInfo:
-        try:
-            for table, target in (("params", info.params), ("tags", info.tags)):
-                if table in self.columns:
-                    target.update(self.con.execute(
-                        f'SELECT "key", value FROM {table} WHERE run_uuid = ? ORDER BY "key"',
-                        (info.run_uuid,)))
-            if "metrics" in self.columns:
-                self._points(info)
-            if self.inputs:
-                info.datasets = self.con.execute(
-                    "SELECT count(*) FROM inputs WHERE destination_type = 'RUN' AND destination_id = ?",
-                    (info.run_uuid,)).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            info.error = f"{info.where}: unreadable ({exc})"
-            return info
-        info.name = info.name or info.tags.get("mlflow.runName")
-        uri = info.artifact_uri or ""
-        local = Path(unquote(urlparse(uri).path)) if uri.startswith(("file:", "/")) else None
-        if local is not None and local.is_dir():
-            info.artifacts = sum(1 for _ in _files(local))
-        return info
-
-    def _points(self, info: RunInfo) -> None:
-        step, is_nan = self._col("metrics", "step", "0"), self._col("metrics", "is_nan", "0")
-        cursor = self.con.execute(
-            f'SELECT {step}, timestamp, "key", value, {is_nan} FROM metrics WHERE run_uuid = ?',
-            (info.run_uuid,))
-        bad = 0
-        while batch := cursor.fetchmany(100_000):
-            points = []
-            for s, ts, key, value, nan in batch:
-                if nan:
-                    value, info.nonfinite = _NAN, True
-                elif value in _DBL_MAXES:
-                    value, info.nonfinite = value * 2, True  # ±Infinity, as logged
-                elif value.__class__ is not float:
-                    try:
-                        value = float(value)
-                    except (TypeError, ValueError):
-                        bad += 1
-                        continue
-                points.append((s, ts, key, value))
-            info.add(points)
-        if bad:
-            info.problems.append(f"{info.where}: {bad} metric value(s) not numbers, skipped")

@@ -158,7 +158,7 @@ def test_import_equals_what_mlflow_reads_back(request, kind, tmp_path):
                 [run_id, key]))
             assert got == want, (name, key)
         n = _rows(tmp_path, "SELECT count(*) FROM metrics WHERE run_id = ?", [run_id])[0][0]
-        assert n == sum(len(client.get_metric_history(mlflow_id, k)) for k in info.data.metrics)
+        assert n == sum(len(client.get_metric_history(mlflow_id, k)) for k in info.data.metrics), name
     first = _run_of(tmp_path, ids["first"])
     assert json.loads(first[7])["sizes"] == [1, 2] and json.loads(first[7])["sci"] == "1e-4"
     notes = [e.notes for e in _segment_events(tmp_path, "my-exp-1", first[0]) if e.__class__.__name__ == "RunUpdate"]
