@@ -265,6 +265,7 @@ class RowLayout:
         idx = [i for _, i in scalars]
         self.names, self.objects = tuple(n for n, _ in scalars), list(objects.items())
         self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+        self.fast = False  # rows of nested/typed items take the row-by-row path
 
     @classmethod
     def flat(cls, keys: list[str]) -> RowLayout:
@@ -272,15 +273,23 @@ class RowLayout:
         self = cls.__new__(cls)
         self.si = keys.index("_step") if "_step" in keys else None
         self.ti = keys.index("_timestamp") if "_timestamp" in keys else None
-        idx = sorted((i for i, k in enumerate(keys) if k not in _SPECIAL), key=keys.__getitem__)
-        self.names, self.objects = tuple(keys[i] for i in idx), []
+        idx = sorted(range(len(keys)), key=keys.__getitem__)
+        if self.si is not None or self.ti is not None or "_runtime" in keys:
+            idx = [i for i in idx if keys[i] not in _SPECIAL]
+        self.names, self.objects = tuple([keys[i] for i in idx]), []
         self.pick = (itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: (v[i],))) if idx else None
+        # the batch fast path: step and time in the row, and some numbers
+        self.fast = self.si is not None and self.ti is not None and bool(idx)
         return self
 
 
 def flat_keys(head: bytes, n: int) -> list[str] | None:
     """The keys of merged history items serialized as ``head`` when it holds exactly ``n``
     one-part keys (``nested_key`` entries, field 2) and nothing else; else None."""
+    parts = head.split(b"\x12")  # quick: exact when every piece is its length byte + key
+    if not parts[0] and len(parts) == n + 1 and all(len(p) == p[0] + 1 for p in parts[1:] if p):
+        if all(parts[1:]):
+            return [p[1:].decode() for p in parts[1:]]
     keys, pos, end = [], 0, len(head)
     while pos < end:
         if head[pos] != 0x12 or head[pos + 1] & 0x80:  # another field, or a key >= 128 bytes

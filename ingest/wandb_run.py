@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,7 @@ class _Reader:
         self.layouts: dict[tuple[bytes, int], RowLayout] = {}  # (key bytes, values) -> flat rows
         self.multi: dict[tuple, RowLayout] = {}  # item paths -> rows with nested/typed items
         self.shapes: dict[Any, tuple] = {}  # (nested, key, n) -> the items' paths
+        self.hidden: set = set()  # shapes touching only W&B's own _keys
         self.pending: list[tuple[RowLayout, int, bytes]] = []
         self.summary_ops: dict[tuple[str, ...], tuple[float, bytes | None]] = {}
         self.flat_summary: dict[bytes, bytes] = {}  # one-part key -> its latest value_json
@@ -166,6 +167,29 @@ class _Reader:
                     self.run.problems.append(f"{self.run.path}: a history row that is not JSON "
                                              f"({exc}): skipped")
                     decoded.append(None)
+        if not self.columnwise(pending, decoded):
+            self.row_by_row(pending, decoded)
+
+    def columnwise(self, pending: list, decoded: list) -> bool:
+        """The batch's rows in a few C-level passes, when every row is the common kind: one-part
+        keys with ``_step`` and ``_timestamp``, numbers only. False (nothing done) otherwise."""
+        layouts = [p[0] for p in pending]
+        if any(not lay.fast for lay in layouts) or None in decoded:
+            return False
+        try:
+            steps = [v[lay.si] for lay, v in zip(layouts, decoded)]
+            times = [v[lay.ti] for lay, v in zip(layouts, decoded)]
+            picked = [lay.pick(v) for lay, v in zip(layouts, decoded)]
+        except IndexError:
+            return False
+        if (not {int}.issuperset(map(type, steps)) or not {float, int}.issuperset(map(type, times))
+                or not _NUMERIC.issuperset(map(type, chain.from_iterable(picked)))):
+            return False
+        self.run.rows.extend(zip(times, steps, [lay.names for lay in layouts], picked))
+        self.run.last_s = float(times[-1])
+        return True
+
+    def row_by_row(self, pending: list, decoded: list) -> None:
         run, rows = self.run, self.run.rows
         for (layout, stepnum, _), vals in zip(pending, decoded):
             if vals is None:
@@ -223,7 +247,9 @@ class _Reader:
         if paths is None or view.HasField("remove"):
             real = self.pb.Record.FromString(raw).summary
             paths = self.shapes[shape] = tuple(map(item_path, real.update))
-        elif all(p[0].startswith("_") for p in paths):
+            if all(p[0].startswith("_") for p in paths):
+                self.hidden.add(shape)
+        elif shape in self.hidden:
             return  # W&B's own keys (_wandb.runtime, _runtime every step): never in the summary
         ops = [(item_path(item), None) for item in real.remove] if real is not None else []
         ops += zip(paths, vj)  # a summary item's value is always value_json, in item order
