@@ -26,7 +26,9 @@ from typing import Any, Iterable, Iterator
 
 from runlake.schemas.codec import encode_events
 from runlake.schemas.events import Event, Log, Metrics, MetricsBlock
-from runlake.schemas.segments import check_name, frame_compressor, segment_name, writer_id
+from runlake.schemas.errors import ConfigError
+from runlake.schemas.objects import is_url
+from runlake.schemas.segments import check_name, frame_compressor, resolve_root, segment_name, writer_id
 
 __all__ = [
     "EVENTS_PER_FRAME",
@@ -34,6 +36,7 @@ __all__ = [
     "Imported",
     "foreign_run_id",
     "foreign_writer",
+    "local_root",
     "metric_events",
     "ns",
     "project_name",
@@ -97,6 +100,20 @@ class Envelope:
     def __call__(self) -> tuple[int, str, str, int]:
         self.seq += 1
         return (1, self.run_id, self.writer, self.seq - 1)
+
+
+def local_root(root: str | os.PathLike | None) -> Path:
+    """The storage root an importer writes to, which must be a local folder.
+
+    Raises:
+        ConfigError: ``root`` (or ``$RUNLAKE_DIR``) is an ``s3://`` URL: importers write
+            local segments and blobs (a Path would fold the URL into a folder named ``s3:``).
+    """
+    resolved = resolve_root(root)
+    if is_url(resolved):
+        raise ConfigError(f"cannot import into {resolved}: importers write local segments and blobs; "
+                          f"pass a local root (--root DIR)")
+    return Path(resolved)
 
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._+=@-]+")

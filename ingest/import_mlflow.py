@@ -52,6 +52,7 @@ from runlake.ingest.foreign import (
     Imported,
     foreign_run_id,
     foreign_writer,
+    local_root,
     metric_events,
     project_name,
     report_logs,
@@ -62,7 +63,7 @@ from runlake.ingest.mlflow_read import RunInfo, open_source
 from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, RunEnd, RunStart, RunUpdate
-from runlake.schemas.segments import check_name, resolve_root
+from runlake.schemas.segments import check_name
 
 __all__ = ["import_mlflow", "param_value"]
 
@@ -208,10 +209,10 @@ def import_mlflow(
             check_name(project, "project")
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+    root_path = local_root(root)
     src = open_source(source)
     infos = src.infos()
     names = {i.run_uuid: i.name for i in infos}
-    root_path = Path(resolve_root(root))
     results = []
     for info in infos:
         proj = project or project_name(info.experiment, "mlflow")

@@ -44,6 +44,7 @@ from runlake.ingest.foreign import (
     Imported,
     foreign_run_id,
     foreign_writer,
+    local_root,
     metric_events,
     project_name,
     report_logs,
@@ -55,7 +56,7 @@ from runlake.schemas.blobs import media_max_bytes, write_blob
 from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError, EventValueError
 from runlake.schemas.events import Alert, Event, Histogram, Media, RunEnd, RunStart, System
-from runlake.schemas.segments import check_name, resolve_root
+from runlake.schemas.segments import check_name
 
 __all__ = ["import_trackio"]
 
@@ -350,9 +351,9 @@ def import_trackio(
             check_name(project, "project")
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+    root_path = local_root(root)
     source = _Db(path)
     proj = project or project_name(path.stem, "trackio")
-    root_path = Path(resolve_root(root))
     results = []
     for ident, name in source.runs():
         run_id = foreign_run_id("trackio", proj, ident)

@@ -204,6 +204,7 @@ def test_damaged_file_store_reports_each_problem_and_imports_the_rest(file_store
     (_run_dir(store, ids["bad"]) / "meta.yaml").unlink()
     shutil.rmtree(_run_dir(store, ids["stopped"]) / "params")
     (_run_dir(store, ids["child"]) / "meta.yaml").write_text("run_id: [unclosed\n")
+    (store / ".trash" / "123").mkdir(parents=True, exist_ok=True)  # a deleted experiment
     root = tmp_path / "root"
     rc = main(["import", "mlflow", str(store), "--root", str(root)])
     err = capsys.readouterr().err
@@ -220,6 +221,7 @@ def test_damaged_file_store_reports_each_problem_and_imports_the_rest(file_store
     assert bad == ("crashed", 2.0)
     assert _run_of(root, ids["stopped"])[4] == "killed"  # no params folder: still imported
     assert len(_rows(root, "SELECT * FROM runs")) == 6
+    assert "1 deleted experiment(s) in" in err and ".trash not imported" in err
 
 
 def test_a_metrics_file_with_garbage_lines_keeps_the_good_ones(file_store, tmp_path):
@@ -268,6 +270,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         rc = main(["import", "mlflow", source, "--root", str(tmp_path)])
         err = capsys.readouterr().err
         assert rc == 2 and err.count("\n") == 1 and "runlake import: error:" in err, err
+    assert main(["import", "mlflow", str(tmp_path), "--project", "../up", "--root", str(tmp_path)]) == 2
+    assert "invalid project '../up'" in capsys.readouterr().err
+    (tmp_path / "p.db").write_text("x")
+    for tool, source in (("mlflow", tmp_path), ("trackio", tmp_path / "p.db")):
+        # importers write local files: an s3:// root is refused, not folded into a folder 's3:'
+        assert main(["import", tool, str(source), "--root", "s3://bucket/runs"]) == 2
+        assert "cannot import into s3://bucket/runs" in capsys.readouterr().err
+    assert not (Path.cwd() / "s3:").exists()
     (tmp_path / "empty").mkdir()
     assert main(["import", "mlflow", str(tmp_path / "empty")]) == 2
     assert "no MLflow experiments under" in capsys.readouterr().err
