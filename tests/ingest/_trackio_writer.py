@@ -20,7 +20,8 @@ PROJECT = "ported-proj"
 
 
 def main(out: str, project: str = PROJECT) -> None:
-    trackio.init(project=project, name="run-a", group="sweep-1",
+    quiet = {"auto_log_cpu": False, "auto_log_gpu": False}  # only the system values logged below
+    trackio.init(project=project, name="run-a", group="sweep-1", **quiet,
                  config={"lr": 0.01, "layers": 3, "opt": "adam", "nested": {"a": [1, 2]}})
     for s in range(20):
         trackio.log({"loss": 1.0 / (s + 1), "acc": s * 0.05,
@@ -35,7 +36,7 @@ def main(out: str, project: str = PROJECT) -> None:
     trackio.log_system({"gpu/0/util": 50.0, "cpu/percent": 12.5})
     trackio.alert("loss spike", text="loss went up", level=trackio.AlertLevel.ERROR)
     trackio.finish()
-    trackio.init(project=project, name="run-b", config={"lr": 0.1})
+    trackio.init(project=project, name="run-b", config={"lr": 0.1}, **quiet)
     trackio.log({"loss": 2.0})
     trackio.log({"loss": 1.0})
     trackio.finish()
