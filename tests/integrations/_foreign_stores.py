@@ -1,9 +1,11 @@
 """The other trackers' stores the docs import from (docs/migrate.md's shell blocks), written
-by the real libraries into a folder: ``mlruns/`` (MLflow's file store) and
-``trackio/my-project.db`` (trackio, in a subprocess, offline).
+by the real libraries into a folder: ``mlruns/`` (MLflow's file store),
+``trackio/my-project.db`` (trackio, in a subprocess, offline) and ``wandb/`` (one offline W&B
+run, as ``wandb.init(mode="offline")`` leaves it in a script's folder).
 
-Used by test_documented_commands.py's demo fixture, so ``runlake import mlflow ./mlruns``
-and ``runlake import trackio trackio/my-project.db`` run verbatim there.
+Used by test_documented_commands.py's demo fixture, so ``runlake import mlflow ./mlruns``,
+``runlake import trackio trackio/my-project.db`` and ``runlake import wandb ./wandb`` run
+verbatim there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ TRACKIO_WRITER = Path(__file__).resolve().parents[1] / "ingest" / "_trackio_writ
 
 
 def write_foreign_stores(cwd: Path) -> None:
-    """``cwd/mlruns`` with one finished run and ``cwd/trackio/my-project.db`` with two."""
+    """``cwd/mlruns`` with one finished run, ``cwd/trackio/my-project.db`` with two and
+    ``cwd/wandb`` with one offline W&B run."""
     code = (
         "import sys\n"
         "from mlflow.entities import Metric, Param\n"
@@ -39,3 +42,13 @@ def write_foreign_stores(cwd: Path) -> None:
         env.pop(var, None)
     subprocess.run([sys.executable, str(TRACKIO_WRITER), str(home / "read-back.json"), "my-project"], env=env,
                    check=True, capture_output=True, timeout=240)
+    code = (
+        "import wandb\n"
+        "run = wandb.init(project='old-project', name='wandb-run', config={'lr': 0.001})\n"
+        "for s in range(10):\n"
+        "    run.log({'loss': 1.0 / (s + 1)})\n"
+        "run.finish()\n"
+    )
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(cwd), "WANDB_SILENT": "true"}
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True, capture_output=True,
+                   timeout=240)
