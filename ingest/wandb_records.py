@@ -30,6 +30,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, Iterator
 
@@ -43,6 +44,8 @@ __all__ = [
     "item_path",
     "item_value_json",
     "load_proto",
+    "batch_views",
+    "bulk_rows",
 ]
 
 BLOCK_LEN = 32768
@@ -233,11 +236,30 @@ def fast_view():
                             ("remove", 2, F.TYPE_MESSAGE, opt, "Items")])
         message("Record", [("history", 2, F.TYPE_MESSAGE, opt, "History"),
                            ("summary", 3, F.TYPE_MESSAGE, opt, "Summary")])
+        # batches: many records' bytes joined, parsed in one call (see :func:`batch_views`)
+        message("HistoryRows", [("history", 2, F.TYPE_MESSAGE, rep, "History")])
+        message("HistoryAll", [("history", 2, F.TYPE_MESSAGE, opt, "History")])
+        message("SummaryRows", [("summary", 3, F.TYPE_MESSAGE, rep, "Summary")])
+        message("SummaryAll", [("summary", 3, F.TYPE_MESSAGE, opt, "Summary")])
         pool = descriptor_pool.DescriptorPool()
         pool.Add(fdp)
-        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("runlake_wandb_view.Record"))
-        _VIEW = (cls, ("none", "boolean", "integer", "number", "text", "json"))
-    return _VIEW
+        cls = {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"runlake_wandb_view.{n}"))
+               for n in ("Record", "HistoryRows", "HistoryAll", "SummaryRows", "SummaryAll")}
+        _VIEW = (cls.pop("Record"), ("none", "boolean", "integer", "number", "text", "json"), cls)
+    return _VIEW[:2]
+
+
+def batch_views() -> dict:
+    """Views of many records joined into one byte string, parsed by ONE C-level call.
+
+    A ``Record`` starts ``num`` (field 1) then its one field (history 2, summary 3), so the
+    bytes of N history records joined are a valid message holding field 2 N times: as a
+    repeated field (``HistoryRows``: one ``History`` per record, its items merged) or as a
+    singular one (``HistoryAll``: every record's items merged into one list, in order).
+    ``SummaryRows``/``SummaryAll`` do the same for summary records (field 3).
+    """
+    fast_view()
+    return _VIEW[2]
 
 
 class RowLayout:
@@ -298,3 +320,122 @@ def flat_keys(head: bytes, n: int) -> list[str] | None:
         keys.append(head[pos + 2:stop].decode())
         pos = stop
     return keys if pos == end and len(keys) == n else None
+
+
+_NUMBERS = frozenset((int, float, bool))
+_JSON = None
+
+
+def bulk_rows(raws: list[bytes]):
+    """The history records ``raws`` (their bytes, in file order) as rows, in a few C-level
+    passes, when every one is the common row: one-part keys (``nested_key``), no typed
+    values, ``_step`` an int, ``_timestamp`` a number, the rest numbers, no key twice.
+
+    Returns ``(times, steps, names, values)``: per row its ``_timestamp``, ``_step``, its
+    other keys sorted (one tuple shared by the rows logging the same keys) and their values
+    in that order (``_runtime`` dropped), exactly what reading the records one by one gives;
+    None when any record is of another kind (the caller then reads them one by one).
+
+    Raises:
+        google.protobuf.message.DecodeError: a record's bytes are not protobuf.
+    """
+    global _JSON
+    if _JSON is None:
+        import msgspec
+
+        _JSON = msgspec.json.Decoder()
+    views = batch_views()
+    items = views["HistoryAll"].FromString(b"".join(raws)).history.item
+    # a record's values: the value_json tags (\x82\x01) in its bytes. Such bytes elsewhere
+    # (a length of 130, a key holding \x01) only add: the totals agree only when exact.
+    counts = list(map(bytes.count, raws, repeat(b"\x82\x01")))
+    keys, texts = list(items.nested_key), list(items.value_json)  # one bytes object each
+    if (items.key or items.none or items.boolean or items.integer or items.number or items.text
+            or items.json or len(keys) != len(texts)):
+        return None
+    if sum(counts) != len(texts):  # e.g. a step of 130 (varint \x82\x01): ask each record
+        rows = views["HistoryRows"].FromString(b"".join(raws)).history
+        counts = [len(h.item.value_json) for h in rows]
+        if len(rows) != len(raws) or counts != [len(h.item.nested_key) for h in rows]:
+            return None
+    try:
+        values = _JSON.decode(b"[" + b",".join(texts) + b"]")
+    except ValueError:  # msgspec.DecodeError: bare NaN/Infinity, or not JSON
+        return None
+    if len(values) != len(texts):
+        return None
+    n = len(counts)
+    columns = _uniform(keys, values, counts[0], n) if n and counts.count(counts[0]) == n else None
+    if columns is not None:
+        times, steps, names, picked = columns
+    else:
+        times, steps, names, picked = _by_row(keys, values, counts) or ([], [], [], None)
+        if picked is None:
+            return None
+    if (not {int}.issuperset(map(type, steps)) or not {float, int}.issuperset(map(type, times))
+            or not _NUMBERS.issuperset(map(type, chain.from_iterable(picked)))):
+        return None
+    return times, steps, names, picked
+
+
+def _uniform(keys: list, values: list, c: int, n: int):
+    """Rows that all log the same ``c`` keys (in any order), column by column: the positions
+    of every item sorted by key (stable: each key's positions in row order), then each key's
+    values picked in one pass. None when a row lacks a key or has one twice."""
+    distinct = sorted(set(keys))  # UTF-8 bytes sort as their str do
+    if len(distinct) != c or b"_step" not in distinct or b"_timestamp" not in distinct:
+        return None
+    code = {k: i for i, k in enumerate(distinct)}
+    codes = list(map(code.__getitem__, keys))
+    order = sorted(range(n * c), key=codes.__getitem__)
+    rows = list(range(n))
+    cols = {}
+    for i, k in enumerate(distinct):
+        at = order[i * n:(i + 1) * n]
+        if list(map(c.__rfloordiv__, at)) != rows:  # not one position in each row
+            return None
+        cols[k] = list(map(values.__getitem__, at))
+    try:
+        names = [k for k in distinct if k.decode() not in _SPECIAL]
+    except UnicodeDecodeError:
+        return None
+    if not names:
+        return None
+    picked = list(zip(*[cols[k] for k in names]))
+    shared = tuple(k.decode() for k in names)
+    return cols[b"_timestamp"], cols[b"_step"], [shared] * n, picked
+
+
+def _by_row(keys: list, values: list, counts: list):
+    """Rows of differing keys, one dict each; None when one is not the common row."""
+    layouts: dict = {}
+    times, steps, names, picked = [], [], [], []
+    b = 0
+    for c in counts:
+        row = dict(zip(keys[b:b + c], values[b:b + c]))
+        b += c
+        shape = frozenset(row)
+        lay = layouts.get(shape)
+        if lay is None:
+            lay = layouts[shape] = _layout(row, c)
+            if lay is None:
+                return None
+        steps.append(row[b"_step"])
+        times.append(row[b"_timestamp"])
+        names.append(lay[0])
+        picked.append(lay[1](row))
+    return times, steps, names, picked
+
+
+def _layout(row: dict, n: int):
+    """``(sorted names, picker)`` of a row of ``n`` one-part items; None: not the common row."""
+    if len(row) != n or b"_step" not in row or b"_timestamp" not in row:
+        return None  # a key twice, or no step/time: the row-by-row path decides
+    try:
+        keys = sorted(k for k in row if k.decode() not in _SPECIAL)  # UTF-8 sorts as str does
+    except UnicodeDecodeError:
+        return None
+    if not keys:
+        return None
+    get = itemgetter(*keys)
+    return tuple(k.decode() for k in keys), (get if len(keys) > 1 else (lambda r: (get(r),)))

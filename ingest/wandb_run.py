@@ -26,7 +26,8 @@ from typing import Any
 import msgspec
 
 from runlake.ingest.wandb_records import (
-    RecordLog, RowLayout, fast_view, flat_keys, item_path, item_value_json, load_proto,
+    RecordLog, RowLayout, batch_views, bulk_rows, fast_view, flat_keys, item_path,
+    item_value_json, load_proto,
 )
 
 __all__ = ["MEDIA_TYPES", "WandbRun", "read_run"]
@@ -123,6 +124,47 @@ class _Reader:
         self.flat_summary: dict[bytes, bytes] = {}  # one-part key -> its latest value_json
         self.partial = {"stdout": "", "stderr": ""}
         self.n = 0
+        self.raw_history: list[bytes] = []  # history records not read yet, with their numbers
+        self.raw_history_no: list[int] = []
+        self.raw_summary: list[bytes] = []  # summary records: read at the end (see summaries)
+        self.raw_summary_no: list[int] = []
+
+    def bad_record(self, number: int, exc: Exception) -> None:
+        from google.protobuf.message import DecodeError
+
+        if not isinstance(exc, (DecodeError, ValueError, KeyError, TypeError, AttributeError,
+                                IndexError)):
+            raise exc
+        self.run.problems.append(f"{self.run.path}: record {number} could not be read "
+                                 f"({type(exc).__name__}: {exc}): skipped")
+
+    def flush_raw_history(self) -> None:
+        """The history records held so far: in a few C-level passes (:func:`bulk_rows`) when
+        all are common rows, else one by one (:meth:`history`)."""
+        if not self.raw_history:
+            return
+        raws, numbers = self.raw_history[:], self.raw_history_no[:]
+        self.raw_history.clear()  # (read_run holds these lists)
+        self.raw_history_no.clear()
+        from google.protobuf.message import DecodeError
+
+        try:
+            bulk = bulk_rows(raws)
+        except DecodeError:  # a bad record among them: found one by one below
+            bulk = None
+        if bulk is not None:
+            times, steps, names, values = bulk
+            self.run.rows.extend(zip(times, steps, names, values))
+            self.run.last_s = float(times[-1])
+            return
+        parse = self.view.FromString
+        for number, raw in zip(numbers, raws):
+            try:
+                h = parse(raw).history
+                self.history(h.item, h.step.num, raw)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
+                self.bad_record(number, exc)
+        self.flush_history()
 
     # -- history -------------------------------------------------------------------------
     def history(self, items: Any, stepnum: int, raw: bytes) -> None:
@@ -260,6 +302,49 @@ class _Reader:
                 self.summary_ops[(path[0],)] = (self.n - 0.5, old)
             self.summary_ops[path] = (self.n, value)
 
+    def summaries(self) -> None:
+        """The summary records, read after every other record (nothing else depends on them).
+
+        Only each key's last write counts, so runs of records whose items are all one key part
+        (W&B writes two per step) become one ``dict.update`` over the lists of ONE parse of
+        their bytes joined (:func:`batch_views`); any other record goes through
+        :meth:`summary` in file order, as when reading them one by one."""
+        from google.protobuf.message import DecodeError
+
+        views, raws, numbers = batch_views(), self.raw_summary, self.raw_summary_no
+        for lo in range(0, len(raws), _BATCH):
+            part, nos = raws[lo:lo + _BATCH], numbers[lo:lo + _BATCH]
+            buf = b"".join(part)
+            try:
+                records = views["SummaryRows"].FromString(buf).summary
+                merged = views["SummaryAll"].FromString(buf).summary.update
+            except DecodeError:
+                records = None
+            if records is None or len(records) != len(part):
+                for number, raw in zip(nos, part):
+                    try:
+                        self.summary(self.view.FromString(raw).summary, raw)
+                    except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
+                        self.bad_record(number, exc)
+                continue
+            keys, values = list(merged.nested_key), list(merged.value_json)
+            k0 = v0 = k = v = 0  # [k0, k) / [v0, v): the flat records not applied yet
+            for number, record, raw in zip(nos, records, part):
+                upd = record.update
+                nk, nv = len(upd.nested_key), len(upd.value_json)
+                if nk == nv and not len(upd.key) and not record.HasField("remove"):
+                    k, v = k + nk, v + nv
+                    continue
+                self.flat_summary.update(zip(keys[k0:k], values[v0:v]))
+                try:
+                    self.summary(record, raw)
+                except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
+                    self.bad_record(number, exc)
+                k0, v0 = k, v = k + nk, v + nv
+            self.flat_summary.update(zip(keys[k0:k], values[v0:v]))
+        raws.clear()
+        numbers.clear()
+
     def final_summary(self) -> dict[str, Any]:
         tree: dict = {}
         ordered = sorted(self.summary_ops.items(), key=lambda kv: kv[1][0])
@@ -296,7 +381,8 @@ class _Reader:
         kind = record.WhichOneof("record_type")
         body = getattr(record, kind) if kind else None
         if kind in ("run", "config", "alert", "exit"):
-            self.flush_history()  # they take the time of the rows before them
+            self.flush_raw_history()  # they take the time of the rows before them
+            self.flush_history()
         if kind == "run":
             run.wandb_id, run.project, run.entity = body.run_id, body.project, body.entity
             run.name, run.group, run.job_type = body.display_name, body.run_group, body.job_type
@@ -377,7 +463,9 @@ class _Reader:
         self.run.output.extend((ts, stream, line.rstrip("\r")) for line in lines)
 
     def finish(self) -> None:
+        self.flush_raw_history()
         self.flush_history()
+        self.summaries()
         for stream, text in self.partial.items():
             if text:
                 self.run.output.append((self.run.last_s, stream, text.rstrip("\r")))
@@ -402,31 +490,38 @@ def read_run(path: Path) -> WandbRun:
     run = WandbRun(path)
     reader = _Reader(run)
     log = RecordLog(path)
-    parse, history, summary = reader.view.FromString, reader.history, reader.summary
+    parse = reader.view.FromString
+    hist, hist_no = reader.raw_history, reader.raw_history_no
+    summ, summ_no = reader.raw_summary, reader.raw_summary_no
     for run.records, raw in enumerate(log, 1):
         try:
             # W&B writes ``num`` first, then the record's one field: its tag byte says the kind
-            # without a HasField call (history 0x12, summary 0x1a); anything else: ask.
+            # without parsing (history 0x12, summary 0x1a); anything else: parse and ask.
             i = 1
             while raw[i] & 0x80:
                 i += 1
             tag = raw[i + 1] if raw[0] == 0x08 else 0
+            if tag == 0x12:
+                hist.append(raw)
+                hist_no.append(run.records)
+                if len(hist) >= _BATCH:
+                    reader.flush_raw_history()
+                continue
+            if tag == 0x1a:
+                summ.append(raw)
+                summ_no.append(run.records)
+                continue
             view = parse(raw)
-            if tag == 0x12 or (tag != 0x1a and view.HasField("history")):
-                h = view.history
-                history(h.item, h.step.num, raw)
-            elif tag == 0x1a or view.HasField("summary"):
-                summary(view.summary, raw)
+            if view.HasField("history"):
+                hist.append(raw)
+                hist_no.append(run.records)
+            elif view.HasField("summary"):
+                summ.append(raw)
+                summ_no.append(run.records)
             else:
                 reader.other(raw)
         except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
-            from google.protobuf.message import DecodeError
-
-            if not isinstance(exc, (DecodeError, ValueError, KeyError, TypeError, AttributeError,
-                                    IndexError)):
-                raise
-            run.problems.append(f"{path}: record {run.records} could not be read "
-                                f"({type(exc).__name__}: {exc}): skipped")
+            reader.bad_record(run.records, exc)
     reader.finish()
     run.problems[:0] = log.problems
     return run
