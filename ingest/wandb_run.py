@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import accumulate, chain, compress, repeat
+from operator import attrgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ _NUMERIC = frozenset((int, float, bool))
 _BATCH = 4096
 _DECODE = msgspec.json.Decoder()
 _STREAMS = {0: "stderr", 1: "stdout"}
+_UPDATE, _NESTED, _VALUES, _KEYS = (attrgetter(n) for n in ("update", "nested_key", "value_json", "key"))
+_HAS_REMOVE = methodcaller("HasField", "remove")
 
 
 @dataclass
@@ -317,7 +320,7 @@ class _Reader:
             buf = b"".join(part)
             try:
                 records = views["SummaryRows"].FromString(buf).summary
-                merged = views["SummaryAll"].FromString(buf).summary.update
+                merged = views["SummaryAll"].FromString(buf).summary
             except DecodeError:
                 records = None
             if records is None or len(records) != len(part):
@@ -327,23 +330,44 @@ class _Reader:
                     except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
                         self.bad_record(number, exc)
                 continue
-            keys, values = list(merged.nested_key), list(merged.value_json)
-            k0 = v0 = k = v = 0  # [k0, k) / [v0, v): the flat records not applied yet
-            for number, record, raw in zip(nos, records, part):
-                upd = record.update
-                nk, nv = len(upd.nested_key), len(upd.value_json)
-                if nk == nv and not len(upd.key) and not record.HasField("remove"):
-                    k, v = k + nk, v + nv
-                    continue
-                self.flat_summary.update(zip(keys[k0:k], values[v0:v]))
-                try:
-                    self.summary(record, raw)
-                except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
-                    self.bad_record(number, exc)
-                k0, v0 = k, v = k + nk, v + nv
-            self.flat_summary.update(zip(keys[k0:k], values[v0:v]))
+            self.summary_batch(nos, records, part, merged.update, merged.HasField("remove"))
         raws.clear()
         numbers.clear()
+
+    def summary_batch(self, numbers: list, records: Any, raws: list, merged: Any,
+                      removes: bool) -> None:
+        """One batch of summary records: ``records`` one view each, ``merged`` all their items.
+
+        A record of one-part keys only is "flat"; the flat records between two others update
+        ``flat_summary`` at once (their items picked from the merged lists). A record touching
+        only W&B's own ``_`` keys (a shape :meth:`summary` marked hidden) changes nothing."""
+        ups = list(map(_UPDATE, records))
+        nk = list(map(len, map(_NESTED, ups)))
+        nv = list(map(len, map(_VALUES, ups)))
+        nkey = list(map(len, map(_KEYS, ups)))
+        rem = list(map(_HAS_REMOVE, records)) if removes else [False] * len(ups)
+        flat = [a == b and not c and not r for a, b, c, r in zip(nk, nv, nkey, rem)]
+        keys, values = list(merged.nested_key), list(merged.value_json)
+        ko, vo = [0, *accumulate(nk)], [0, *accumulate(nv)]
+        hidden, start = self.hidden, 0
+
+        def apply_flat(lo: int, hi: int) -> None:
+            if hi > lo:
+                self.flat_summary.update(zip(
+                    compress(keys[ko[lo]:ko[hi]], chain.from_iterable(map(repeat, flat[lo:hi], nk[lo:hi]))),
+                    compress(values[vo[lo]:vo[hi]], chain.from_iterable(map(repeat, flat[lo:hi], nv[lo:hi])))))
+
+        for i in [i for i, f in enumerate(flat) if not f]:
+            upd = ups[i]
+            if not rem[i] and (tuple(upd.nested_key), tuple(upd.key), nv[i]) in hidden:
+                continue
+            apply_flat(start, i)
+            start = i + 1
+            try:
+                self.summary(records[i], raws[i])
+            except Exception as exc:  # noqa: BLE001 - one bad record must not cost the run
+                self.bad_record(numbers[i], exc)
+        apply_flat(start, len(ups))
 
     def final_summary(self) -> dict[str, Any]:
         tree: dict = {}
@@ -497,10 +521,15 @@ def read_run(path: Path) -> WandbRun:
         try:
             # W&B writes ``num`` first, then the record's one field: its tag byte says the kind
             # without parsing (history 0x12, summary 0x1a); anything else: parse and ask.
-            i = 1
-            while raw[i] & 0x80:
-                i += 1
-            tag = raw[i + 1] if raw[0] == 0x08 else 0
+            if raw[1] < 0x80:  # num < 128
+                tag = raw[2] if raw[0] == 0x08 else 0
+            elif raw[2] < 0x80:
+                tag = raw[3] if raw[0] == 0x08 else 0
+            else:
+                i = 3
+                while raw[i] & 0x80:
+                    i += 1
+                tag = raw[i + 1] if raw[0] == 0x08 else 0
             if tag == 0x12:
                 hist.append(raw)
                 hist_no.append(run.records)
