@@ -16,6 +16,7 @@ decode (W&B writes non-finite floats as bare ``NaN``/``Infinity``) falls back to
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -357,9 +358,11 @@ class _Reader:
                     compress(keys[ko[lo]:ko[hi]], chain.from_iterable(map(repeat, flat[lo:hi], nk[lo:hi]))),
                     compress(values[vo[lo]:vo[hi]], chain.from_iterable(map(repeat, flat[lo:hi], nv[lo:hi])))))
 
-        for i in [i for i, f in enumerate(flat) if not f]:
-            upd = ups[i]
-            if not rem[i] and (tuple(upd.nested_key), tuple(upd.key), nv[i]) in hidden:
+        odd = [i for i, f in enumerate(flat) if not f]
+        shapes = zip(map(tuple, map(_NESTED, map(ups.__getitem__, odd))),
+                     map(tuple, map(_KEYS, map(ups.__getitem__, odd))), map(nv.__getitem__, odd))
+        for i, shape in zip(odd, shapes):
+            if not rem[i] and shape in hidden:
                 continue
             apply_flat(start, i)
             start = i + 1
@@ -511,6 +514,16 @@ def read_run(path: Path) -> WandbRun:
         ImportError: the ``wandb`` package is missing (with the command installing it).
         OSError: the file cannot be read.
     """
+    gc_was = gc.isenabled()
+    gc.disable()  # ~10^6 acyclic objects made here: no collector passes over them meanwhile
+    try:
+        return _read(path)
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _read(path: Path) -> WandbRun:
     run = WandbRun(path)
     reader = _Reader(run)
     log = RecordLog(path)
