@@ -20,8 +20,10 @@ resumes at the next block, dropping the pieces of a record cut in two. A torn en
 truncated file, a run still being written) keeps every whole record before it. Each is one
 problem naming the file and byte offset; the records around it are kept.
 
-History rows: :func:`fast_view` reads the two record kinds that are nearly every record
-cheaply; :func:`flat_keys` and :class:`RowLayout` say where a row's values go.
+History rows: :func:`bulk_rows` reads a batch of common rows in a few C-level passes
+(:func:`batch_views`: many records' bytes joined, parsed in one call); :func:`fast_view`
+reads other rows and summary records one at a time; :func:`flat_keys` and
+:class:`RowLayout` say where a row's values go.
 """
 
 from __future__ import annotations

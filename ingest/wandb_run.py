@@ -9,9 +9,11 @@ History rows: W&B splits a logged dict into items keyed by their path (``{"acc":
 x}}`` is the item ``acc`` / ``top1``); paths are joined with ``.`` as W&B displays them
 (``acc.top1``). A path ending in ``_type`` marks a typed value (``histogram``,
 ``image-file``, ...): the items under that prefix form one object. ``_step`` is the step,
-``_timestamp`` the time, ``_runtime`` is dropped. Values are decoded a batch of rows at a
-time (one ``msgspec`` call over the joined ``value_json`` strings); a batch that does not
-decode (W&B writes non-finite floats as bare ``NaN``/``Infinity``) falls back to row by row.
+``_timestamp`` the time, ``_runtime`` is dropped. History records are held as bytes and
+read a batch at a time (:func:`~runlake.ingest.wandb_records.bulk_rows`: one protobuf parse
+and one ``msgspec`` decode per batch); a batch holding any other kind of row (nested keys,
+typed values, W&B's bare ``NaN``/``Infinity``) is read record by record instead. Summary
+records are read last, in batches (:meth:`_Reader.summaries`): nothing else depends on them.
 """
 
 from __future__ import annotations
