@@ -57,6 +57,7 @@ from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError, EventValueError
 from runlake.schemas.events import Alert, Event, Histogram, Media, RunEnd, RunStart, System
 from runlake.schemas.segments import check_name
+from runlake.schemas.severity import severity_from_level
 
 __all__ = ["import_trackio"]
 
@@ -66,7 +67,6 @@ _US = timedelta(microseconds=1)
 _TOKENS = ("NaN", "Infinity", "-Infinity")  # trackio's and runlake's non-finite tokens alike
 _FILE_MEDIA = {"trackio.image": "image", "trackio.audio": "audio", "trackio.video": "video",
                "trackio.html": "file", "trackio.object3d": "file"}
-_SEVERITY = {"info": "info", "warn": "warning", "warning": "warning", "error": "critical"}
 _KNOWN_TABLES = {"metrics", "configs", "system_metrics", "alerts", "traces", "project_metadata",
                  "pending_uploads", "artifacts", "artifact_versions", "artifact_aliases",
                  "run_artifact_links", "external_run_artifact_links", "sqlite_sequence"}
@@ -221,7 +221,7 @@ class _Run:
                     continue
                 self.others.append((t, len(self.others), Alert, dict(
                     message=f"{title}: {text}" if text else title, alert="trackio",
-                    severity=_SEVERITY.get(level, "warning"), step=step)))
+                    severity=severity_from_level(level), step=step)))
                 self.counts["alerts"] += 1
         traces = self.db.count("traces", self.db.ident, self.ident)
         if traces:

@@ -59,11 +59,11 @@ from runlake.schemas.events import (
     RunUpdate, System,
 )
 from runlake.schemas.segments import check_name, resolve_root
+from runlake.schemas.severity import severity_from_level
 
 __all__ = ["find_wandb_files", "import_wandb"]
 
 _RUN_DIR = re.compile(r"(offline-)?run-.*")
-_LEVELS = {"INFO": "info", "WARN": "warning", "ERROR": "critical"}
 
 
 def find_wandb_files(path: Path) -> list[Path]:
@@ -225,7 +225,7 @@ def _events(run: WandbRun, run_id: str, writer: str, project: str, name: str, ru
     for ts, title, text, level in run.alerts:
         counts["alerts"] = counts.get("alerts", 0) + 1
         yield Alert(*env(), ns(ts or last), 0, message=f"{title}: {text}" if text else title,
-                    severity=_LEVELS.get(level.upper(), "warning"), alert=title or "user")
+                    severity=severity_from_level(level), alert=title or "user")
     if run.summary:
         counts["summary"] = len(run.summary)
         yield RunUpdate(*env(), ns(last), 0, summary=encode_nonfinite(run.summary))

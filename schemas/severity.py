@@ -15,11 +15,13 @@ from typing import Literal, Mapping, get_args
 from runlake.schemas.errors import ConfigError
 
 __all__ = [
+    "FOREIGN_LEVELS",
     "SEVERITIES",
     "Severity",
     "at_least",
     "by_severity",
     "parse_severity",
+    "severity_from_level",
     "severity_order_sql",
     "severity_rank",
 ]
@@ -31,6 +33,21 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 """Every severity, least severe first (rank = position)."""
 
 _RANK = {name: i for i, name in enumerate(SEVERITIES)}
+
+FOREIGN_LEVELS: Mapping[str, str] = {
+    "info": SEVERITIES[0], "warn": SEVERITIES[1], "warning": SEVERITIES[1],
+    "error": SEVERITIES[2], "critical": SEVERITIES[2], "fatal": SEVERITIES[2],
+}
+"""Alert levels of other trackers (W&B's ``AlertLevel`` INFO/WARN/ERROR, trackio's
+info/warn/error), lowercased, -> runlake's severity: what the W&B surface and the importers
+map through."""
+
+
+def severity_from_level(level: object, default: str | None = SEVERITIES[1]) -> str | None:
+    """runlake's severity for another tracker's alert level (case-insensitive, an enum's
+    ``.value`` read), or ``default`` for a level it does not know."""
+    name = getattr(level, "value", level)
+    return FOREIGN_LEVELS.get(str(name).strip().lower(), default)
 
 
 def severity_rank(name: str) -> int:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 
 from runlake.emitter.values import is_tensor, tensor_item, user_stacklevel
 from runlake.schemas.errors import RunlakeWarning
+from runlake.schemas.severity import severity_from_level
 from runlake.wandb._config import Config
 from runlake.wandb._errors import Error
 from runlake.wandb._rules import Aggregate, Rule, Rules, parse_rule
@@ -40,7 +41,6 @@ from runlake.wandb._types import Histogram, Media
 
 __all__ = ["WandbRun"]
 
-_SEVERITY = {"INFO": "info", "WARN": "warning", "WARNING": "warning", "ERROR": "critical"}
 _ARTIFACTS = ("W&B artifacts have no runlake equivalent: record a saved model with "
               "run.runlake.log_checkpoint(path) or a dataset with run.runlake.log_dataset(name)")
 
@@ -308,8 +308,7 @@ class WandbRun:
               wait_duration: Any = None) -> None:
         """An ``alert`` event: ``"<title>: <text>"``, W&B's level mapped to a severity
         (INFO -> info, WARN -> warning, ERROR -> critical). Nothing is sent anywhere."""
-        name = getattr(level, "value", level) or "INFO"
-        severity = _SEVERITY.get(str(name).upper())
+        severity = severity_from_level(level or "INFO", default=None)
         if severity is None:
             raise ValueError(f"level must be an AlertLevel or one of INFO, WARN, ERROR; got "
                              f"{level!r}")
