@@ -82,7 +82,10 @@ def _run(args) -> int:
         print(f"note: no store at {db} yet; the dashboard waits for `runlake ingest`.", file=sys.stderr)
     print(f"runlake ui: starting http://{args.host}:{args.port}  (store {db}; Ctrl-C stops); "
           f"it answers once Streamlit prints its URL below", file=sys.stderr)
-    argv = streamlit_command(db, args.host, args.port, root)
+    # the Media view reads blobs under the root: name it when the user did (--root or
+    # $RUNLAKE_DIR); else the app takes the store's own folder, which `--db X` alone means
+    named = getattr(args, "root", None) or os.environ.get("RUNLAKE_DIR")
+    argv = streamlit_command(db, args.host, args.port, root if named else None)
     sys.stderr.flush()
     if os.name == "posix":
         # Replace this process, so signals (Ctrl-C, SIGTERM) reach the server directly.
