@@ -35,6 +35,7 @@ EXPECTED = {
     "anomalies": ["Findings"],
     "lineage": ["Find an item"],
     "logs": ["Logs"],
+    "media": ["These runs logged no media or histograms"],  # the big store has none
     "sql": ["Schema", "Example queries", "1 row(s)"],  # the linked query ran
 }
 
