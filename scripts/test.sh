@@ -10,4 +10,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     || echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
 bash scripts/setup.sh
-exec "${RUNLAKE_VENV:-.venv}/bin/python" -m pytest "$@"
+# Two pytest-xdist workers, each taking whole test files (module fixtures built once): much
+# of the suite waits on subprocesses, servers and browsers, so two overlap even on 2 cores.
+# RUNLAKE_TEST_WORKERS=0 runs in one process (then -x, --pdb ... behave as usual).
+workers=${RUNLAKE_TEST_WORKERS:-2}
+if [ "$workers" = 0 ]; then
+  exec "${RUNLAKE_VENV:-.venv}/bin/python" -m pytest "$@"
+fi
+exec "${RUNLAKE_VENV:-.venv}/bin/python" -m pytest -n "$workers" --dist loadfile "$@"
