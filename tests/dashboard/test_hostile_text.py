@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from runlake.dashboard.selection import VIEWS
+import sys
+
+sys.path.insert(0, str(Path(__file__).parent))
+from markdown_fields import markdown_fields  # noqa: E402
+from runlake.dashboard.selection import VIEWS  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -104,35 +108,9 @@ def _live_markup(text: str) -> list[str]:
     return [f for f in FRAGMENTS if f in plain]
 
 
-def _markdown_fields(at) -> list[tuple[str, str]]:
-    """``(element type, text)`` for every field Streamlit renders as Markdown: bodies of
-    markdown/caption/headings/alerts, expander and tab labels, widget labels and help,
-    radio options."""
-    fields = []
-
-    def walk(node) -> None:
-        kind = getattr(node, "type", type(node).__name__)
-        for attr in ("label", "help"):
-            value = getattr(node, attr, None)
-            if isinstance(value, str):
-                fields.append((f"{kind}.{attr}", value))
-        proto = getattr(node, "proto", None)
-        if kind in ("markdown", "caption", "title", "header", "subheader", "divider", "latex",
-                    "info", "warning", "error", "success", "toast"):
-            body = getattr(proto, "body", None)
-            fields.append((kind, body if isinstance(body, str) else str(getattr(node, "value", ""))))
-        if kind == "radio":
-            fields.extend(("radio.option", str(o)) for o in getattr(proto, "options", []))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return fields
-
-
 def _check(at) -> list[tuple[str, str]]:
     assert not at.exception, [e.value for e in at.exception]
-    fields = _markdown_fields(at)
+    fields = markdown_fields(at)
     live = [(kind, text[:300], _live_markup(text)) for kind, text in fields if _live_markup(text)]
     assert not live, live
     return fields

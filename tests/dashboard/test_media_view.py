@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import media_store  # noqa: E402
+from markdown_fields import markdown_fields  # noqa: E402
 from media_store import (  # noqa: E402
     HOSTILE_CAPTION, HOSTILE_CELL, HOSTILE_KEY, HOSTILE_TEXT, KEYS, SECRET)
 from runlake.analysis import media as queries
@@ -30,8 +31,6 @@ APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 # What would be live markup if it reached Markdown unescaped.
 FRAGMENTS = ("![i](", "<img", "<script", "[l](javascript", "**bold", "**k**", "$x$", "<b>")
-MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "info", "warning",
-                  "error", "success")
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +58,8 @@ def media_app(media, monkeypatch):
 
 
 def _markdown_fields(at) -> list[tuple[str, str]]:
-    """``(element type, text)`` of every field Streamlit renders as Markdown: the bodies of
-    headings, markdown, captions and alerts, and every widget's label and help."""
-    fields = []
-
-    def walk(node) -> None:
-        kind = getattr(node, "type", type(node).__name__)
-        for attr in ("label", "help"):
-            value = getattr(node, attr, None)
-            if isinstance(value, str):
-                fields.append((f"{kind}.{attr}", value))
-        if kind in MARKDOWN_KINDS:
-            body = getattr(getattr(node, "proto", None), "body", None)
-            fields.append((kind, body if isinstance(body, str) else str(node.value)))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
+    """The Markdown-rendered fields (markdown_fields.py), the view's subheaders among them."""
+    fields = markdown_fields(at)
     assert any(kind == "subheader" for kind, _ in fields)
     return fields
 
