@@ -46,7 +46,8 @@ from typing import Any, Iterator
 
 from runlake.emitter.capture import STREAM_LOGGERS
 from runlake.ingest.foreign import (
-    EVENTS_PER_FRAME, Envelope, Imported, foreign_run_id, foreign_writer, ns, project_name,
+    EVENTS_PER_FRAME, Envelope, Imported, foreign_run_id, foreign_writer, local_root, ns,
+    project_name,
     report_logs, segment_exists, write_segment,
 )
 from runlake.ingest.wandb_records import install_hint, load_proto
@@ -58,7 +59,7 @@ from runlake.schemas.events import (
     Alert, Event, Histogram, Host, Log, Media, MetricsBlock, MetricsGroup, RunEnd, RunStart,
     RunUpdate, System,
 )
-from runlake.schemas.segments import check_name, resolve_root
+from runlake.schemas.segments import check_name
 from runlake.schemas.severity import severity_from_level
 
 __all__ = ["find_wandb_files", "import_wandb"]
@@ -303,7 +304,7 @@ def import_wandb(
     by_name: dict[str, list[Path]] = {}
     for f in files:
         by_name.setdefault(f.name, []).append(f)
-    root_path = resolve_root(root)
+    root_path = local_root(root)
     results: list[Imported] = []
     for copies in sorted(by_name.values()):
         chosen = max(copies, key=lambda f: f.stat().st_size)

@@ -45,14 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from runlake.ingest.foreign import foreign_run_id, foreign_writer, ns, segment_exists, write_segment
+from runlake.ingest.foreign import (
+    foreign_run_id, foreign_writer, local_root, ns, segment_exists, write_segment,
+)
 from runlake.ingest.tb_media import load_media
 from runlake.ingest.tb_read import Folder, Skip, is_event_file, read_folder
 from runlake.schemas.blobs import media_max_bytes, write_blob
 from runlake.schemas.codec import encode_nonfinite
 from runlake.schemas.errors import ConfigError
 from runlake.schemas.events import Event, Histogram, Host, Log, Media, Metrics, RunEnd, RunStart, Sample
-from runlake.schemas.segments import check_name, resolve_root
+from runlake.schemas.segments import check_name
 
 __all__ = ["ImportedRun", "Part", "find_run_dirs", "import_tensorboard", "plan_runs"]
 
@@ -333,7 +335,7 @@ def import_tensorboard(
             f"no TensorBoard event files (events.out.tfevents.*) under {logdir}: pass the "
             f"directory given to `tensorboard --logdir`"
         )
-    root_path = resolve_root(root)
+    root_path = local_root(root)
     results = []
     for path, parts in plan_runs(logdir, dirs):
         rel = path.relative_to(logdir).as_posix()
