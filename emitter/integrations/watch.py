@@ -39,6 +39,7 @@ they are still scaled unless ``scaler.unscale_(optimizer)`` was called first.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable
 
 from runlake.emitter.integrations.throughput import log_at
@@ -82,11 +83,13 @@ class WatchHandle:
                 self.names.append(name)
                 self.params.append(p)
         self._ids = {id(p) for p in self.params}
-        self._owns: dict[int, bool] = {}
+        # id(optimizer) -> (a weak reference to it, whether it steps our parameters): the
+        # reference proves the id still names that optimizer (a freed one's id is reused)
+        self._owns: dict[int, tuple[Any, bool]] = {}
         self._prev: list[Any] | None = None
         self._step_fn = step_fn
         if optimizer is not None:
-            self._owns[id(optimizer)] = True
+            self._owns[id(optimizer)] = (weakref.ref(optimizer), True)
             hooks = [optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post)]
         else:
             from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
@@ -110,12 +113,17 @@ class WatchHandle:
     # The hooks: everything below the early return runs on watched steps only.
 
     def _owned(self, opt: Any) -> bool:
-        owned = self._owns.get(id(opt))
-        if owned is None:
+        """Whether ``opt`` steps the watched parameters of a live run: a global hook of a
+        finished run stays installed (torch iterates its hooks while calling them, so one
+        cannot remove itself) but does nothing; ``remove()`` uninstalls it."""
+        if self.run.status is not None:
+            return False
+        known = self._owns.get(id(opt))
+        if known is None or known[0]() is not opt:
             ids = self._ids
-            owned = any(id(p) in ids for g in opt.param_groups for p in g["params"])
-            self._owns[id(opt)] = owned
-        return owned
+            known = (weakref.ref(opt), any(id(p) in ids for g in opt.param_groups for p in g["params"]))
+            self._owns[id(opt)] = known
+        return known[1]
 
     def _pre(self, opt: Any, args: Any, kwargs: Any) -> None:
         if (self.steps + 1) % self.every or not self._owned(opt):
